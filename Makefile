@@ -1,0 +1,43 @@
+# pod-reloader: the two set-up commands are `make demo` and `make test`.
+# Everything they need (Go-built control plane, Helm, linters, Debian packages)
+# is installed by the scripts they call; built binaries live in a cache outside
+# the repo (see testbed/lib.sh for the path).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+.PHONY: help deps tools testbed testbed-down test test-rust test-module lint fmt demo build
+
+help:
+	@echo "make demo          start a local control plane and show a ConfigMap change rolling a Deployment"
+	@echo "make test          build missing tools, start the test bed, run every test, stop the test bed"
+	@echo "make testbed       start etcd + kube-apiserver + kube-controller-manager on 127.0.0.1"
+	@echo "make testbed-down  stop the test bed and remove its data"
+	@echo "make lint          cargo fmt --check, cargo clippy -D warnings"
+
+deps:            ## Debian packages the tests need (promtool, openssl)
+	@testbed/install-deps.sh
+
+tools: deps      ## Go-built binaries, cached outside the repo
+	@testbed/build-tools.sh
+
+testbed: tools
+	@testbed/testbed.sh up
+
+testbed-down:
+	@testbed/testbed.sh down
+
+build:
+	cargo build --workspace --all-targets
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+test: tools
+	@scripts/test.sh
+
+demo: tools
+	@scripts/demo.sh

@@ -1,0 +1,224 @@
+//! The index of who follows what: for every ConfigMap/Secret, the workloads
+//! that reference it, plus per namespace the workloads carrying reload lists
+//! (regexes can name resources nobody references). One change therefore
+//! costs a map lookup, never a LIST of workloads.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::PodSpec;
+
+use crate::keys::{ResourceKey, ResourceKind, WorkloadKey};
+use crate::policy::WorkloadPolicy;
+use crate::references::{self, Reference};
+
+/// What the controller keeps of a workload: its policy and its references,
+/// never the object itself.
+#[derive(Clone, Debug)]
+pub struct WorkloadEntry {
+    pub key: WorkloadKey,
+    pub policy: WorkloadPolicy,
+    pub references: BTreeMap<(ResourceKind, String), Reference>,
+    pub first_container: Option<String>,
+}
+
+impl WorkloadEntry {
+    pub fn new(
+        key: WorkloadKey,
+        meta_annotations: &BTreeMap<String, String>,
+        template_annotations: &BTreeMap<String, String>,
+        spec: &PodSpec,
+    ) -> Self {
+        WorkloadEntry {
+            key,
+            policy: WorkloadPolicy::parse(meta_annotations, template_annotations),
+            references: references::extract(spec),
+            first_container: spec.containers.first().map(|c| c.name.clone()),
+        }
+    }
+
+    fn has_lists(&self) -> bool {
+        !self.policy.configmap.reload_list.is_empty() || !self.policy.secret.reload_list.is_empty()
+    }
+
+    fn resource_keys(&self) -> impl Iterator<Item = ResourceKey> + '_ {
+        self.references
+            .keys()
+            .map(|(kind, name)| ResourceKey::new(*kind, self.key.namespace.clone(), name.as_str()))
+    }
+}
+
+#[derive(Default, Debug)]
+pub struct FollowIndex {
+    workloads: HashMap<WorkloadKey, WorkloadEntry>,
+    by_reference: HashMap<ResourceKey, BTreeSet<WorkloadKey>>,
+    with_lists: HashMap<Arc<str>, BTreeSet<WorkloadKey>>,
+}
+
+impl FollowIndex {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds or replaces a workload; returns the previous entry.
+    pub fn upsert(&mut self, entry: WorkloadEntry) -> Option<WorkloadEntry> {
+        let old = self.remove(&entry.key);
+        for rk in entry.resource_keys() {
+            self.by_reference
+                .entry(rk)
+                .or_default()
+                .insert(entry.key.clone());
+        }
+        if entry.has_lists() {
+            self.with_lists
+                .entry(entry.key.namespace.clone())
+                .or_default()
+                .insert(entry.key.clone());
+        }
+        self.workloads.insert(entry.key.clone(), entry);
+        old
+    }
+
+    /// Removes a workload; returns its entry.
+    pub fn remove(&mut self, key: &WorkloadKey) -> Option<WorkloadEntry> {
+        let old = self.workloads.remove(key)?;
+        for rk in old.resource_keys() {
+            if let Some(set) = self.by_reference.get_mut(&rk) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.by_reference.remove(&rk);
+                }
+            }
+        }
+        if let Some(set) = self.with_lists.get_mut(&key.namespace) {
+            set.remove(key);
+            if set.is_empty() {
+                self.with_lists.remove(&key.namespace);
+            }
+        }
+        Some(old)
+    }
+
+    pub fn get(&self, key: &WorkloadKey) -> Option<&WorkloadEntry> {
+        self.workloads.get(key)
+    }
+
+    /// Workloads that may follow `resource`: those referencing it and those
+    /// in its namespace with a reload list. Sorted, without duplicates.
+    pub fn candidates(&self, resource: &ResourceKey) -> Vec<&WorkloadEntry> {
+        let mut keys: BTreeSet<&WorkloadKey> = BTreeSet::new();
+        if let Some(set) = self.by_reference.get(resource) {
+            keys.extend(set.iter());
+        }
+        if let Some(set) = self.with_lists.get(&resource.namespace) {
+            keys.extend(set.iter());
+        }
+        keys.into_iter()
+            .filter_map(|k| self.workloads.get(k))
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.workloads.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.workloads.is_empty()
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &WorkloadKey> {
+        self.workloads.keys()
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &WorkloadEntry> {
+        self.workloads.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::WorkloadKind;
+    use serde_json::json;
+
+    fn entry(
+        ns: &str,
+        name: &str,
+        meta: &[(&str, &str)],
+        spec: serde_json::Value,
+    ) -> WorkloadEntry {
+        let meta: BTreeMap<String, String> = meta
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        WorkloadEntry::new(
+            WorkloadKey::new(WorkloadKind::Deployment, ns, name),
+            &meta,
+            &BTreeMap::new(),
+            &serde_json::from_value(spec).unwrap(),
+        )
+    }
+
+    fn names(v: Vec<&WorkloadEntry>) -> Vec<String> {
+        v.iter().map(|e| e.key.to_string()).collect()
+    }
+
+    #[test]
+    fn finds_referencing_and_listing_workloads_only_in_the_namespace() {
+        let mut idx = FollowIndex::new();
+        idx.upsert(entry(
+            "a",
+            "uses",
+            &[],
+            json!({"containers": [{"name": "c", "envFrom": [{"configMapRef": {"name": "cfg"}}]}]}),
+        ));
+        idx.upsert(entry(
+            "a",
+            "lists",
+            &[("configmap.reloader.stakater.com/reload", "x.*")],
+            json!({"containers": [{"name": "c"}]}),
+        ));
+        idx.upsert(entry(
+            "b",
+            "other-ns",
+            &[],
+            json!({"containers": [{"name": "c", "envFrom": [{"configMapRef": {"name": "cfg"}}]}]}),
+        ));
+        let cfg_a = ResourceKey::new(ResourceKind::ConfigMap, "a", "cfg");
+        assert_eq!(
+            names(idx.candidates(&cfg_a)),
+            ["Deployment a/lists", "Deployment a/uses"]
+        );
+        let secret_a = ResourceKey::new(ResourceKind::Secret, "a", "cfg");
+        assert_eq!(names(idx.candidates(&secret_a)), ["Deployment a/lists"]);
+    }
+
+    #[test]
+    fn upsert_replaces_old_references_and_remove_cleans_up() {
+        let mut idx = FollowIndex::new();
+        idx.upsert(entry(
+            "a",
+            "w",
+            &[],
+            json!({"containers": [{"name": "c", "envFrom": [{"configMapRef": {"name": "old"}}]}]}),
+        ));
+        idx.upsert(entry(
+            "a",
+            "w",
+            &[],
+            json!({"containers": [{"name": "c", "envFrom": [{"configMapRef": {"name": "new"}}]}]}),
+        ));
+        assert!(
+            idx.candidates(&ResourceKey::new(ResourceKind::ConfigMap, "a", "old"))
+                .is_empty()
+        );
+        assert_eq!(
+            idx.candidates(&ResourceKey::new(ResourceKind::ConfigMap, "a", "new"))
+                .len(),
+            1
+        );
+        idx.remove(&WorkloadKey::new(WorkloadKind::Deployment, "a", "w"));
+        assert!(idx.is_empty());
+        assert!(idx.by_reference.is_empty() && idx.with_lists.is_empty());
+    }
+}

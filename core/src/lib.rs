@@ -1,0 +1,22 @@
+//! Pure logic of pod-reloader, shared by the controller and the module hooks.
+//!
+//! Nothing here performs I/O: every function takes plain values (k8s-openapi
+//! types or our own) and returns plain values, so all of it is unit-tested
+//! without a cluster. The controller feeds watch events in and executes the
+//! patches this crate plans.
+
+pub mod annotations;
+pub mod decision;
+pub mod duration;
+pub mod envvar;
+pub mod hash;
+pub mod index;
+pub mod keys;
+pub mod patch;
+pub mod policy;
+pub mod references;
+pub mod selector;
+pub mod settings;
+
+pub use hash::ContentHash;
+pub use keys::{ResourceKey, ResourceKind, WorkloadKey, WorkloadKind};

@@ -1,0 +1,393 @@
+//! The controller's settings: the `--config` file (YAML or JSON) that the
+//! Helm chart renders, after flags are laid over it. Parsed loosely into
+//! [`Settings`] (field names as in the file), then checked once into
+//! [`ValidSettings`], so an invalid value stops start-up with one line that
+//! names the setting and the value.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::duration::parse_go_duration;
+use crate::keys::{ResourceKind, WorkloadKind};
+use crate::patch::Strategy;
+use crate::selector::Selector;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct Settings {
+    pub reload_strategy: String,
+    pub reload_on_create: bool,
+    pub reload_on_delete: bool,
+    pub auto_reload_all: bool,
+    pub namespaces: Vec<String>,
+    pub namespaces_to_ignore: Vec<String>,
+    pub namespace_selector: String,
+    pub resource_label_selector: String,
+    pub resources_to_ignore: Vec<String>,
+    pub ignored_workload_types: Vec<String>,
+    pub argo_rollouts: bool,
+    pub coalesce_window: String,
+    pub log_format: String,
+    pub log_level: String,
+    pub leader_election: LeaderElectionSettings,
+    pub alerting: AlertingSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            reload_strategy: "env-vars".into(),
+            reload_on_create: false,
+            reload_on_delete: false,
+            auto_reload_all: false,
+            namespaces: Vec::new(),
+            namespaces_to_ignore: Vec::new(),
+            namespace_selector: String::new(),
+            resource_label_selector: String::new(),
+            resources_to_ignore: Vec::new(),
+            ignored_workload_types: Vec::new(),
+            argo_rollouts: false,
+            coalesce_window: "1s".into(),
+            log_format: "text".into(),
+            log_level: "info".into(),
+            leader_election: LeaderElectionSettings::default(),
+            alerting: AlertingSettings::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct LeaderElectionSettings {
+    pub enabled: bool,
+    pub lease_name: String,
+    /// Defaults to the controller's own namespace (`POD_NAMESPACE`).
+    pub lease_namespace: String,
+}
+
+impl Default for LeaderElectionSettings {
+    fn default() -> Self {
+        LeaderElectionSettings {
+            enabled: false,
+            lease_name: "pod-reloader".into(),
+            lease_namespace: String::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct AlertingSettings {
+    pub enabled: bool,
+    pub sink: String,
+    /// A file holding the webhook URL (a mounted Secret); the URL is never in the config.
+    pub webhook_url_file: String,
+    pub additional_info: String,
+    /// A handlebars template for the message; empty means the Reloader-like default.
+    pub template: String,
+}
+
+impl Default for AlertingSettings {
+    fn default() -> Self {
+        AlertingSettings {
+            enabled: false,
+            sink: "webhook".into(),
+            webhook_url_file: String::new(),
+            additional_info: String::new(),
+            template: String::new(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlertSink {
+    Slack,
+    Teams,
+    GChat,
+    Webhook,
+}
+
+/// A setting that cannot be used: names the setting and the value.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub struct SettingsError {
+    pub setting: &'static str,
+    pub value: String,
+    pub message: String,
+}
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid setting {}={:?}: {}",
+            self.setting, self.value, self.message
+        )
+    }
+}
+
+/// Settings checked and parsed into the types the controller uses.
+#[derive(Clone, Debug)]
+pub struct ValidSettings {
+    pub strategy: Strategy,
+    pub reload_on_create: bool,
+    pub reload_on_delete: bool,
+    pub auto_reload_all: bool,
+    /// Empty: watch cluster-wide.
+    pub namespaces: Vec<String>,
+    pub namespaces_to_ignore: BTreeSet<String>,
+    pub namespace_selector: Option<Selector>,
+    pub resource_label_selector: Option<Selector>,
+    pub resource_kinds: BTreeSet<ResourceKind>,
+    pub workload_kinds: BTreeSet<WorkloadKind>,
+    pub coalesce_window: Duration,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub leader_election: LeaderElectionSettings,
+    pub alerting: Option<(AlertSink, AlertingSettings)>,
+}
+
+fn dns_label(setting: &'static str, name: &str) -> Result<(), SettingsError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(SettingsError {
+            setting,
+            value: name.into(),
+            message: "not a valid namespace name (RFC 1123 label)".into(),
+        })
+    }
+}
+
+impl Settings {
+    pub fn validate(&self) -> Result<ValidSettings, SettingsError> {
+        let err = |setting: &'static str, value: &str, message: String| SettingsError {
+            setting,
+            value: value.into(),
+            message,
+        };
+
+        let strategy: Strategy = self
+            .reload_strategy
+            .parse()
+            .map_err(|m| err("reloadStrategy", &self.reload_strategy, m))?;
+
+        for ns in &self.namespaces {
+            dns_label("namespaces", ns)?;
+        }
+        for ns in &self.namespaces_to_ignore {
+            dns_label("namespacesToIgnore", ns)?;
+        }
+        let namespace_selector = match self.namespace_selector.trim() {
+            "" => None,
+            s => Some(
+                Selector::parse_namespace_selector(s)
+                    .map_err(|e| err("namespaceSelector", s, e.reason))?,
+            ),
+        };
+        let resource_label_selector = match self.resource_label_selector.trim() {
+            "" => None,
+            s => Some(Selector::parse(s).map_err(|e| err("resourceLabelSelector", s, e.reason))?),
+        };
+
+        let mut resource_kinds: BTreeSet<ResourceKind> = ResourceKind::ALL.into_iter().collect();
+        for r in &self.resources_to_ignore {
+            let kind = match r.to_ascii_lowercase().as_str() {
+                "configmaps" | "configmap" => ResourceKind::ConfigMap,
+                "secrets" | "secret" => ResourceKind::Secret,
+                _ => {
+                    return Err(err(
+                        "resourcesToIgnore",
+                        r,
+                        "want configmaps or secrets".into(),
+                    ));
+                }
+            };
+            resource_kinds.remove(&kind);
+        }
+        if resource_kinds.is_empty() {
+            return Err(err(
+                "resourcesToIgnore",
+                &self.resources_to_ignore.join(","),
+                "ignoring both configmaps and secrets leaves nothing to watch".into(),
+            ));
+        }
+
+        let mut workload_kinds: BTreeSet<WorkloadKind> = WorkloadKind::ALL.into_iter().collect();
+        if !self.argo_rollouts {
+            workload_kinds.remove(&WorkloadKind::Rollout);
+        }
+        for w in &self.ignored_workload_types {
+            let kind = WorkloadKind::parse(w).ok_or_else(|| {
+                err(
+                    "ignoredWorkloadTypes",
+                    w,
+                    "want jobs, cronjobs, deployments, statefulsets, daemonsets or rollouts".into(),
+                )
+            })?;
+            workload_kinds.remove(&kind);
+        }
+
+        let coalesce_window = parse_go_duration(&self.coalesce_window).map_err(|_| {
+            err(
+                "coalesceWindow",
+                &self.coalesce_window,
+                "want a duration such as 1s, 500ms or 0".into(),
+            )
+        })?;
+        if coalesce_window > Duration::from_secs(60) {
+            return Err(err(
+                "coalesceWindow",
+                &self.coalesce_window,
+                "at most 60s: a longer wait delays every reload".into(),
+            ));
+        }
+
+        let log_format = match self.log_format.as_str() {
+            "" | "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(err("logFormat", other, "want text or json".into())),
+        };
+        let log_level = match self.log_level.to_ascii_lowercase().as_str() {
+            l @ ("trace" | "debug" | "info" | "warn" | "error") => l.to_string(),
+            "warning" => "warn".into(),
+            other => {
+                return Err(err(
+                    "logLevel",
+                    other,
+                    "want debug, info, warn or error".into(),
+                ));
+            }
+        };
+
+        if self.leader_election.enabled && self.leader_election.lease_name.is_empty() {
+            return Err(err(
+                "leaderElection.leaseName",
+                "",
+                "must not be empty when leader election is on".into(),
+            ));
+        }
+
+        let alerting = if self.alerting.enabled {
+            let sink = match self.alerting.sink.as_str() {
+                "slack" => AlertSink::Slack,
+                "teams" => AlertSink::Teams,
+                "gchat" => AlertSink::GChat,
+                "webhook" | "raw" | "" => AlertSink::Webhook,
+                other => {
+                    return Err(err(
+                        "alerting.sink",
+                        other,
+                        "want slack, teams, gchat or webhook".into(),
+                    ));
+                }
+            };
+            if self.alerting.webhook_url_file.is_empty() {
+                return Err(err(
+                    "alerting.webhookUrlFile",
+                    "",
+                    "must name the file holding the webhook URL".into(),
+                ));
+            }
+            Some((sink, self.alerting.clone()))
+        } else {
+            None
+        };
+
+        Ok(ValidSettings {
+            strategy,
+            reload_on_create: self.reload_on_create,
+            reload_on_delete: self.reload_on_delete,
+            auto_reload_all: self.auto_reload_all,
+            namespaces: self.namespaces.clone(),
+            namespaces_to_ignore: self.namespaces_to_ignore.iter().cloned().collect(),
+            namespace_selector,
+            resource_label_selector,
+            resource_kinds,
+            workload_kinds,
+            coalesce_window,
+            log_format,
+            log_level,
+            leader_election: self.leader_election.clone(),
+            alerting,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let v = Settings::default().validate().unwrap();
+        assert_eq!(v.strategy, Strategy::EnvVars);
+        assert_eq!(v.coalesce_window, Duration::from_secs(1));
+        assert!(!v.workload_kinds.contains(&WorkloadKind::Rollout));
+        assert_eq!(v.resource_kinds.len(), 2);
+    }
+
+    #[test]
+    fn file_fields_are_camel_case_and_unknown_ones_refused() {
+        let s: Settings = serde_json::from_str(
+            r#"{"reloadStrategy":"Annotations","ignoredWorkloadTypes":["jobs"]}"#,
+        )
+        .unwrap();
+        let v = s.validate().unwrap();
+        assert_eq!(v.strategy, Strategy::Annotations);
+        assert!(!v.workload_kinds.contains(&WorkloadKind::Job));
+        assert!(serde_json::from_str::<Settings>(r#"{"reloadStrategyy":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn errors_name_setting_and_value() {
+        let s = Settings {
+            reload_strategy: "restart".into(),
+            ..Default::default()
+        };
+        let e = s.validate().unwrap_err();
+        assert_eq!(e.setting, "reloadStrategy");
+        assert!(
+            e.to_string()
+                .starts_with("invalid setting reloadStrategy=\"restart\""),
+            "{e}"
+        );
+
+        let s = Settings {
+            resource_label_selector: "a in b".into(),
+            ..Default::default()
+        };
+        assert_eq!(s.validate().unwrap_err().setting, "resourceLabelSelector");
+        let s = Settings {
+            namespaces: vec!["Bad_NS".into()],
+            ..Default::default()
+        };
+        assert_eq!(s.validate().unwrap_err().setting, "namespaces");
+        let s = Settings {
+            resources_to_ignore: vec!["configmaps".into(), "secrets".into()],
+            ..Default::default()
+        };
+        assert_eq!(s.validate().unwrap_err().setting, "resourcesToIgnore");
+        let s = Settings {
+            coalesce_window: "soon".into(),
+            ..Default::default()
+        };
+        assert_eq!(s.validate().unwrap_err().setting, "coalesceWindow");
+    }
+}
