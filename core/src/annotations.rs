@@ -119,10 +119,7 @@ pub const WORKLOAD_KEYS: [Key; 11] = [
 pub const RESOURCE_KEYS: [Key; 2] = [IGNORE, MATCH];
 
 /// Reads one meaning from a map of annotations: the Stakater spelling first.
-pub fn get<'a>(
-    annotations: &'a std::collections::BTreeMap<String, String>,
-    key: Key,
-) -> Option<&'a str> {
+pub fn get(annotations: &std::collections::BTreeMap<String, String>, key: Key) -> Option<&str> {
     key.names()
         .iter()
         .find_map(|n| annotations.get(*n).map(String::as_str))

@@ -176,10 +176,7 @@ impl WorkloadPolicy {
     }
 }
 
-fn get_with_name<'a>(
-    map: &'a BTreeMap<String, String>,
-    key: Key,
-) -> Option<(&'static str, &'a str)> {
+fn get_with_name(map: &BTreeMap<String, String>, key: Key) -> Option<(&'static str, &str)> {
     key.names()
         .into_iter()
         .find_map(|n| map.get(n).map(|v| (n, v.as_str())))
@@ -276,8 +273,7 @@ fn parse_kind(
 fn first_line(s: &str) -> String {
     s.lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .last()
+        .rfind(|l| !l.is_empty())
         .unwrap_or(s)
         .to_string()
 }

@@ -70,19 +70,19 @@ pub fn extract(spec: &PodSpec) -> BTreeMap<(ResourceKind, String), Reference> {
                         init_only: false,
                     },
                 );
-            } else if init.iter().any(|c| mounts(c, &vol.name)) {
-                if let Some(first) = &first {
-                    out.insert(
-                        key,
-                        Reference {
-                            kind,
-                            name,
-                            container: first.clone(),
-                            via,
-                            init_only: true,
-                        },
-                    );
-                }
+            } else if init.iter().any(|c| mounts(c, &vol.name))
+                && let Some(first) = &first
+            {
+                out.insert(
+                    key,
+                    Reference {
+                        kind,
+                        name,
+                        container: first.clone(),
+                        via,
+                        init_only: true,
+                    },
+                );
             }
             // A volume nobody mounts falls through to env references.
         }
