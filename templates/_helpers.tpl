@@ -1,0 +1,261 @@
+{{- /*
+Helpers of the pod-reloader module. The chart is self-contained: the few
+Deckhouse-style helpers it needs are written here instead of depending on the
+deckhouse lib-helm chart. The helm_lib_* names are the ones dmt looks for
+(templates/monitoring.yaml, the kube-rbac-proxy CA ConfigMap).
+*/ -}}
+
+{{- /* Module labels: heritage/module plus the extras given as a dict.
+Usage: {{ include "helm_lib_module_labels" (list . (dict "app" "pod-reloader")) }} */ -}}
+{{- define "helm_lib_module_labels" -}}
+{{- $context := index . 0 -}}
+labels:
+  heritage: deckhouse
+  module: {{ $context.Chart.Name }}
+{{- if eq (len .) 2 }}
+{{- range $key, $value := index . 1 }}
+  {{ $key }}: {{ $value | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- /* The module's values (.Values.podReloader). */ -}}
+{{- define "pod_reloader.values_key" -}}podReloader{{- end -}}
+
+{{- /* "true" when the controller runs two replicas with leader election. The
+module setting wins; without it the global Deckhouse setting is used. */ -}}
+{{- define "pod_reloader.is_ha" -}}
+{{- $v := .Values.podReloader -}}
+{{- if hasKey $v "highAvailability" -}}
+{{- if $v.highAvailability }}true{{ end -}}
+{{- else if (dig "highAvailability" false .Values.global) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{- define "pod_reloader.replicas" -}}
+{{- if include "pod_reloader.is_ha" . }}2{{ else }}1{{ end -}}
+{{- end -}}
+
+{{- /* reloadStrategy normalised to the controller's spelling. */ -}}
+{{- define "pod_reloader.reload_strategy" -}}
+{{- $s := .Values.podReloader.reloadStrategy | default "env-vars" -}}
+{{- if or (eq $s "EnvVars") (eq $s "env-vars") -}}env-vars
+{{- else if or (eq $s "Annotations") (eq $s "annotations") -}}annotations
+{{- else -}}{{- fail (printf "reloadStrategy: unknown value %q" $s) -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* "true" when workload kind $kind (plural, lower case) may be rolled.
+Usage: include "pod_reloader.workload_enabled" (list . "deployments") */ -}}
+{{- define "pod_reloader.workload_enabled" -}}
+{{- $context := index . 0 -}}
+{{- $kind := index . 1 -}}
+{{- $ignored := $context.Values.podReloader.ignoredWorkloadTypes | default list -}}
+{{- if not (has $kind $ignored) -}}
+{{- if eq $kind "rollouts" -}}
+{{- if $context.Values.podReloader.internal.argoRolloutsEnabled }}true{{ end -}}
+{{- else -}}
+true
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* "true" when resource kind $kind (configmaps|secrets) is watched. */ -}}
+{{- define "pod_reloader.resource_enabled" -}}
+{{- $context := index . 0 -}}
+{{- $kind := index . 1 -}}
+{{- if not (has $kind ($context.Values.podReloader.resourcesToIgnore | default list)) }}true{{ end -}}
+{{- end -}}
+
+{{- /* "true" in the cluster-wide mode (no namespace list). */ -}}
+{{- define "pod_reloader.cluster_wide" -}}
+{{- if not .Values.podReloader.namespaces }}true{{ end -}}
+{{- end -}}
+
+{{- /* "true" when the controller watches Namespace objects. */ -}}
+{{- define "pod_reloader.watch_namespaces" -}}
+{{- if and (include "pod_reloader.cluster_wide" .) .Values.podReloader.namespaceSelector }}true{{ end -}}
+{{- end -}}
+
+{{- /* "true" when alerting is on; fails when it is on without a URL. */ -}}
+{{- define "pod_reloader.alerting" -}}
+{{- $a := .Values.podReloader.alerting | default dict -}}
+{{- if $a.enabled -}}
+{{- $url := dig "webhook" "url" "" $a -}}
+{{- if not $url }}{{ fail "alerting.webhook.url is required when alerting.enabled is true" }}{{ end -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{- /* The namespaced RBAC rules of the controller, as a YAML list. Used by the
+ClusterRole (cluster-wide mode) and by the per-namespace Roles (scoped mode). */ -}}
+{{- define "pod_reloader.namespaced_rules" -}}
+{{- $ctx := . -}}
+{{- $resources := list -}}
+{{- if include "pod_reloader.resource_enabled" (list $ctx "configmaps") }}{{ $resources = append $resources "configmaps" }}{{ end -}}
+{{- if include "pod_reloader.resource_enabled" (list $ctx "secrets") }}{{ $resources = append $resources "secrets" }}{{ end -}}
+{{- if $resources }}
+- apiGroups: [""]
+  resources: {{ $resources | toJson }}
+  verbs: ["get", "list", "watch"]
+{{- end }}
+{{- $apps := list -}}
+{{- range $kind := list "deployments" "daemonsets" "statefulsets" -}}
+{{- if include "pod_reloader.workload_enabled" (list $ctx $kind) }}{{ $apps = append $apps $kind }}{{ end -}}
+{{- end -}}
+{{- if $apps }}
+- apiGroups: ["apps"]
+  resources: {{ $apps | toJson }}
+  verbs: ["get", "list", "watch", "patch"]
+{{- end }}
+{{- if include "pod_reloader.workload_enabled" (list $ctx "cronjobs") }}
+- apiGroups: ["batch"]
+  resources: ["cronjobs"]
+  verbs: ["get", "list", "watch"]
+{{- end }}
+{{- if include "pod_reloader.workload_enabled" (list $ctx "jobs") }}
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+{{- else if include "pod_reloader.workload_enabled" (list $ctx "cronjobs") }}
+{{- /* A CronJob is rolled by creating a Job from it, even when Jobs themselves are ignored. */}}
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["create"]
+{{- end }}
+{{- if include "pod_reloader.workload_enabled" (list $ctx "rollouts") }}
+- apiGroups: ["argoproj.io"]
+  resources: ["rollouts"]
+  verbs: ["get", "list", "watch", "patch"]
+{{- end }}
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end -}}
+
+{{- /* Image reference of the module image $name (camelCase directory name).
+The module's own registry (injected by Deckhouse for modules from a
+ModuleSource) wins over the global one. Usage:
+{{ include "helm_lib_module_image" (list . "podReloader") }} */ -}}
+{{- define "helm_lib_module_image" -}}
+{{- $context := index . 0 -}}
+{{- $name := index . 1 -}}
+{{- $moduleKey := include "pod_reloader.values_key" $context -}}
+{{- $digest := dig "modulesImages" "digests" $moduleKey $name "" $context.Values.global -}}
+{{- if not $digest }}{{ fail (printf "image %s.%s has no digest in global.modulesImages.digests" $moduleKey $name) }}{{ end -}}
+{{- $base := dig "modulesImages" "registry" "base" "" $context.Values.global -}}
+{{- $own := dig "registry" "base" "" (index $context.Values $moduleKey) -}}
+{{- if $own }}{{ $base = printf "%s/%s" (trimSuffix "/" $own) $context.Chart.Name }}{{ end -}}
+{{- if not $base }}{{ fail "no registry: set global.modulesImages.registry.base" }}{{ end -}}
+{{- printf "%s@%s" $base $digest -}}
+{{- end -}}
+
+{{- /* Name of the image pull Secret, empty when there are no registry credentials. */ -}}
+{{- define "pod_reloader.registry_secret_name" -}}
+{{- if or (dig "registry" "dockercfg" "" .Values.podReloader) (dig "modulesImages" "registry" "dockercfg" "" .Values.global) -}}
+pod-reloader-registry
+{{- end -}}
+{{- end -}}
+
+{{- /* nodeSelector of the controller: the setting, else the system nodes if any. */ -}}
+{{- define "pod_reloader.node_selector" -}}
+{{- if .Values.podReloader.nodeSelector }}
+nodeSelector:
+  {{- .Values.podReloader.nodeSelector | toYaml | nindent 2 }}
+{{- else if gt (int (dig "discovery" "d8SpecificNodeCountByRole" "system" 0 .Values.global)) 0 }}
+nodeSelector:
+  node-role.deckhouse.io/system: ""
+{{- end }}
+{{- end -}}
+
+{{- define "pod_reloader.tolerations" -}}
+{{- if hasKey .Values.podReloader "tolerations" }}
+{{- if .Values.podReloader.tolerations }}
+tolerations:
+  {{- .Values.podReloader.tolerations | toYaml | nindent 2 }}
+{{- end }}
+{{- else }}
+tolerations:
+- key: dedicated.deckhouse.io
+  operator: Equal
+  value: system
+- key: dedicated.deckhouse.io
+  operator: Equal
+  value: {{ .Chart.Name }}
+{{- end }}
+{{- end -}}
+
+{{- /* The kube-rbac-proxy CA ConfigMap every d8-* namespace carries. */ -}}
+{{- define "helm_lib_kube_rbac_proxy_ca_certificate" -}}
+{{- $context := index . 0 -}}
+{{- $namespace := index . 1 -}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: kube-rbac-proxy-ca.crt
+  namespace: {{ $namespace }}
+  {{- include "helm_lib_module_labels" (list $context) | nindent 2 }}
+data:
+  ca.crt: {{ dig "internal" "modules" "kubeRBACProxyCA" "cert" "" $context.Values.global | quote }}
+{{- end -}}
+
+{{- /* PrometheusRule objects, one per file of monitoring/prometheus-rules/.
+Each file holds a list of rule groups; *.tpl files are rendered with tpl.
+__SCRAPE_INTERVAL__ and __SCRAPE_INTERVAL_X_4__ are replaced with the
+cluster's scrape interval. Rendered only when the PrometheusRule API exists
+(the operator-prometheus module). Usage:
+{{- include "helm_lib_prometheus_rules" (list . "d8-pod-reloader") }} */ -}}
+{{- define "helm_lib_prometheus_rules" -}}
+{{- $context := index . 0 -}}
+{{- $namespace := index . 1 -}}
+{{- if or ($context.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/PrometheusRule") (has "operator-prometheus" ($context.Values.global.enabledModules | default list)) }}
+{{- $interval := int (dig "discovery" "prometheusScrapeInterval" 30 $context.Values.global) -}}
+{{- range $path, $_ := $context.Files.Glob "monitoring/prometheus-rules/*" }}
+{{- $ext := ext $path -}}
+{{- if or (eq $ext ".yaml") (eq $ext ".tpl") }}
+{{- $body := $context.Files.Get $path -}}
+{{- if eq $ext ".tpl" }}{{ $body = tpl $body $context }}{{ end -}}
+{{- $body = $body | replace "__SCRAPE_INTERVAL_X_4__" (printf "%ds" (mul $interval 4)) | replace "__SCRAPE_INTERVAL__" (printf "%ds" $interval) }}
+---
+apiVersion: monitoring.coreos.com/v1
+kind: PrometheusRule
+metadata:
+  name: {{ $context.Chart.Name }}-{{ base $path | trimSuffix $ext }}
+  namespace: {{ $namespace }}
+  {{- include "helm_lib_module_labels" (list $context (dict "app" "prometheus" "prometheus" "main" "component" "rules")) | nindent 2 }}
+spec:
+  groups:
+    {{- fromYamlArray $body | toYaml | nindent 4 }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- /* GrafanaDashboardDefinition objects, one per JSON file under
+monitoring/grafana-dashboards/<folder>/. Rendered only when the
+GrafanaDashboardDefinition API exists (the prometheus module). Usage:
+{{- include "helm_lib_grafana_dashboard_definitions" . }} */ -}}
+{{- define "helm_lib_grafana_dashboard_definitions" -}}
+{{- $context := . -}}
+{{- if or ($context.Capabilities.APIVersions.Has "deckhouse.io/v1/GrafanaDashboardDefinition") (has "prometheus" ($context.Values.global.enabledModules | default list)) }}
+{{- range $path, $_ := $context.Files.Glob "monitoring/grafana-dashboards/*/*.json" }}
+{{- $folder := base (dir $path) | replace "-" " " | title -}}
+{{- $name := base $path | trimSuffix ".json" }}
+---
+apiVersion: deckhouse.io/v1
+kind: GrafanaDashboardDefinition
+metadata:
+  name: d8-{{ $context.Chart.Name }}-{{ $name }}
+  {{- include "helm_lib_module_labels" (list $context (dict "prometheus.deckhouse.io/grafana-dashboard" "")) | nindent 2 }}
+spec:
+  folder: {{ $folder | quote }}
+  definition: |
+    {{- $context.Files.Get $path | nindent 4 }}
+{{- end }}
+{{- end }}
+{{- end -}}

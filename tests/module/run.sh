@@ -1,0 +1,372 @@
+#!/usr/bin/env bash
+# Tests of the Deckhouse module package (module.yaml, openapi/, templates/,
+# monitoring/). Called by `make test` after the test bed is up, with KUBECONFIG
+# and PATH from .testbed/env exported.
+#
+#   1. openapi:     every positive case of openapi/openapi-case-tests.yaml
+#                   validates, every negative one is rejected naming its field.
+#   2. render:      real Helm renders the chart for every case in values/;
+#                   tool.py asserts what each render must contain.
+#   3. golden:      three renders are compared with golden/ (UPDATE_GOLDEN=1
+#                   rewrites them).
+#   4. kubeconform: every object passes `kubeconform -strict` against JSON
+#                   schemas generated from the test bed's /openapi/v2 (CRD
+#                   fixtures from crds/ included), cached outside the repo.
+#   5. dry-run:     every render passes `kubectl apply --server-side
+#                   --dry-run=server` on the test bed; the controller's pod
+#                   passes the "restricted" Pod Security Standard.
+#   6. rbac:        the rendered RBAC, applied for real, allows the
+#                   controller's verbs and answers 403 outside them.
+#   7. promtool:    `promtool check rules` and `promtool test rules`.
+#   8. dmt:         `dmt lint` of the module reports no error.
+#
+# Ends with "N passed, N failed"; exits non-zero if anything failed.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/pod-reloader
+FIELD_MANAGER=pod-reloader-module-tests
+SA_USER=system:serviceaccount:d8-pod-reloader:pod-reloader
+GOLDEN_CASES=(defaults full namespaces)
+
+PASSED=0
+FAILED=0
+WORK=$(mktemp -d)
+RBAC_APPLIED=()
+
+cleanup() {
+  local f
+  for f in "${RBAC_APPLIED[@]}"; do
+    kubectl delete --ignore-not-found --wait=false -f "$f" >/dev/null 2>&1 || true
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+pass() { PASSED=$((PASSED + 1)); printf 'PASS %s\n' "$*"; }
+fail() { FAILED=$((FAILED + 1)); printf 'FAIL %s\n' "$*"; }
+
+# check NAME CMD...: run CMD with its output in a log; print the log on failure.
+check() {
+  local name=$1
+  shift
+  local log=$WORK/log.$((PASSED + FAILED))
+  if "$@" >"$log" 2>&1; then
+    pass "$name"
+  else
+    fail "$name"
+    sed 's/^/    /' "$log" | tail -n 60
+  fi
+}
+
+# expect_fail NAME PATTERN CMD...: CMD must fail and print PATTERN.
+expect_fail() {
+  local name=$1 pattern=$2
+  shift 2
+  local log=$WORK/log.$((PASSED + FAILED))
+  if "$@" >"$log" 2>&1; then
+    fail "$name (succeeded, expected a refusal)"
+    sed 's/^/    /' "$log" | tail -n 20
+  elif grep -q -- "$pattern" "$log"; then
+    pass "$name"
+  else
+    fail "$name (failed without \"$pattern\")"
+    sed 's/^/    /' "$log" | tail -n 20
+  fi
+}
+
+section() { printf '\n== %s\n' "$*"; }
+
+# --- tools --------------------------------------------------------------------
+missing=()
+for tool in helm kubeconform kubectl promtool python3; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if ((${#missing[@]})); then
+  echo "missing tools: ${missing[*]} (make tools / make deps install them)" >&2
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+
+# Python with PyYAML and jsonschema: the system one if it has them, else a
+# virtualenv in the cache (PyPI).
+PY=python3
+if ! python3 -c 'import yaml, jsonschema' >/dev/null 2>&1; then
+  VENV=$CACHE/venv-module-tests
+  if ! "$VENV/bin/python" -c 'import yaml, jsonschema' >/dev/null 2>&1; then
+    echo "installing PyYAML and jsonschema into $VENV" >&2
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet 'PyYAML>=6' 'jsonschema>=4.17'
+  fi
+  PY=$VENV/bin/python
+fi
+TOOL=("$PY" "$HERE/tool.py")
+
+# --- 1. openapi cases -----------------------------------------------------------
+section "openapi cases (openapi/openapi-case-tests.yaml)"
+if "${TOOL[@]}" cases >"$WORK/cases.log" 2>&1; then rc=0; else rc=$?; fi
+cat "$WORK/cases.log"
+line=$(grep -E '^openapi cases: [0-9]+ passed, [0-9]+ failed$' "$WORK/cases.log" || true)
+if [[ -n $line ]]; then
+  read -r p f < <(sed -E 's/^openapi cases: ([0-9]+) passed, ([0-9]+) failed$/\1 \2/' <<<"$line")
+  PASSED=$((PASSED + p))
+  FAILED=$((FAILED + f))
+fi
+if [[ -z $line || ($rc -ne 0 && ${f:-0} -eq 0) ]]; then
+  fail "openapi case checker crashed"
+fi
+
+# --- 2. render the matrix -----------------------------------------------------
+section "helm template over the matrix (tests/module/values/)"
+mkdir -p "$WORK/render"
+CASES=()
+for file in "$HERE"/values/*.yaml; do
+  case_name=$(basename "$file" .yaml)
+  values=$WORK/render/$case_name.values.yaml
+  out=$WORK/render/$case_name.yaml
+  if ! "${TOOL[@]}" values "$file" >"$values" 2>"$WORK/render/$case_name.err"; then
+    fail "render $case_name: values do not validate against openapi/"
+    sed 's/^/    /' "$WORK/render/$case_name.err"
+    continue
+  fi
+  api_versions=()
+  while read -r api; do
+    [[ -n $api ]] && api_versions+=(--api-versions "$api")
+  done < <("${TOOL[@]}" api-versions "$file")
+  if ! helm template pod-reloader "$ROOT" --namespace d8-pod-reloader -f "$values" "${api_versions[@]}" \
+    >"$out" 2>"$WORK/render/$case_name.err"; then
+    fail "render $case_name: helm template failed"
+    sed 's/^/    /' "$WORK/render/$case_name.err"
+    continue
+  fi
+  CASES+=("$case_name")
+  check "render $case_name: $(grep -c '^kind:' "$out") objects, assertions" "${TOOL[@]}" check "$case_name" "$out"
+done
+
+# --- 3. golden files ----------------------------------------------------------
+section "golden renders (tests/module/golden/)"
+for case_name in "${GOLDEN_CASES[@]}"; do
+  out=$WORK/render/$case_name.yaml
+  golden=$HERE/golden/$case_name.yaml
+  if [[ ! -f $out ]]; then
+    fail "golden $case_name: no render"
+    continue
+  fi
+  if [[ ${UPDATE_GOLDEN:-} == 1 ]]; then
+    mkdir -p "$HERE/golden"
+    cp "$out" "$golden"
+    pass "golden $case_name: rewritten"
+  else
+    check "golden $case_name" diff -u "$golden" "$out"
+  fi
+done
+
+# --- cluster: CRD fixtures and namespaces --------------------------------------
+section "test bed: CRD fixtures, namespaces"
+CLUSTER=1
+if ! kubectl version --request-timeout=10s >"$WORK/version.log" 2>&1; then
+  fail "test bed reachable (KUBECONFIG=${KUBECONFIG:-unset})"
+  sed 's/^/    /' "$WORK/version.log"
+  CLUSTER=0
+fi
+if ((CLUSTER)); then
+  check "apply CRD fixtures (tests/module/crds/)" \
+    kubectl apply --server-side --force-conflicts --field-manager="$FIELD_MANAGER" -f "$HERE/crds/"
+  check "CRD fixtures Established" \
+    kubectl wait --for condition=Established --timeout=60s \
+    crd/prometheusrules.monitoring.coreos.com crd/podmonitors.monitoring.coreos.com \
+    crd/verticalpodautoscalers.autoscaling.k8s.io crd/grafanadashboarddefinitions.deckhouse.io
+  # The module's Namespace (as rendered) for real, and the namespaces that
+  # other objects of the matrix live in.
+  "${TOOL[@]}" split "$WORK/render/defaults.yaml" "$WORK/split-defaults"
+  {
+    cat "$WORK"/split-defaults/*-Namespace-_-d8-pod-reloader.yaml
+    for ns in d8-monitoring shop billing pod-reloader-rbac; do
+      printf -- '---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n' "$ns"
+    done
+    printf -- '---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: pod-reloader-pss\n  labels:\n    pod-security.kubernetes.io/enforce: restricted\n    pod-security.kubernetes.io/enforce-version: latest\n'
+  } >"$WORK/namespaces.yaml"
+  check "namespaces d8-pod-reloader, d8-monitoring, shop, billing, pod-reloader-rbac, pod-reloader-pss" \
+    kubectl apply --server-side --force-conflicts --field-manager="$FIELD_MANAGER" -f "$WORK/namespaces.yaml"
+fi
+
+# --- 4. kubeconform -------------------------------------------------------------
+section "kubeconform -strict"
+SCHEMAS=""
+if ((CLUSTER)); then
+  server=$(kubectl version -o json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])')
+  crd_hash=$(cat "$HERE"/crds/*.yaml "$HERE/tool.py" | sha256sum | cut -c1-12)
+  SCHEMAS=$CACHE/kubeconform-schemas/$server-$crd_hash
+  if [[ ! -f $SCHEMAS/.complete ]]; then
+    rm -rf "$SCHEMAS"
+    mkdir -p "$SCHEMAS"
+    if kubectl get --raw /openapi/v2 >"$WORK/openapi-v2.json" &&
+      "${TOOL[@]}" schemas "$WORK/openapi-v2.json" "$SCHEMAS" >"$WORK/schemas.log" 2>&1; then
+      touch "$SCHEMAS/.complete"
+      pass "JSON schemas generated from the test bed's /openapi/v2 ($(cat "$WORK/schemas.log"))"
+    else
+      fail "JSON schemas generated from the test bed's /openapi/v2"
+      sed 's/^/    /' "$WORK/schemas.log" 2>/dev/null || true
+      SCHEMAS=""
+    fi
+  else
+    pass "JSON schemas cached in $SCHEMAS"
+  fi
+else
+  fail "kubeconform: no schemas without the test bed"
+fi
+if [[ -n $SCHEMAS ]]; then
+  for case_name in "${CASES[@]}"; do
+    check "kubeconform $case_name" kubeconform -strict -summary -verbose \
+      -schema-location "$SCHEMAS/{{ .Group }}/{{ .ResourceAPIVersion }}/{{ .ResourceKind }}.json" \
+      "$WORK/render/$case_name.yaml"
+  done
+  # kubeconform must catch what it is there for: an unknown field.
+  sed 's/^  revisionHistoryLimit: 2$/  revisionHistoryLimit: 2\n  unknownField: 1/' "$WORK/render/defaults.yaml" >"$WORK/broken.yaml"
+  expect_fail "kubeconform rejects an unknown field (self-check)" "additional properties" \
+    kubeconform -strict -schema-location "$SCHEMAS/{{ .Group }}/{{ .ResourceAPIVersion }}/{{ .ResourceKind }}.json" "$WORK/broken.yaml"
+fi
+
+# --- 5. server-side dry-run -----------------------------------------------------
+section "kubectl apply --server-side --dry-run=server"
+if ((CLUSTER)); then
+  for case_name in "${CASES[@]}"; do
+    check "dry-run $case_name" kubectl apply --server-side --dry-run=server --force-conflicts \
+      --field-manager="$FIELD_MANAGER" -f "$WORK/render/$case_name.yaml"
+  done
+  # The controller's pod under the "restricted" Pod Security Standard
+  # (priority class and service account left out: they are not part of it
+  # and do not exist on the test bed).
+  for case_name in defaults full; do
+    "$PY" - "$WORK/render/$case_name.yaml" >"$WORK/pod-$case_name.yaml" <<'EOF'
+import sys, yaml
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d and d["kind"] == "Deployment":
+        spec = d["spec"]["template"]["spec"]
+        spec.pop("priorityClassName", None)
+        spec.pop("serviceAccountName", None)
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "pod-reloader-pss-check", "namespace": "pod-reloader-pss"},
+               "spec": spec}
+        yaml.safe_dump(pod, sys.stdout)
+EOF
+    check "pod of $case_name passes the restricted Pod Security Standard" \
+      kubectl create --dry-run=server -f "$WORK/pod-$case_name.yaml"
+  done
+fi
+
+# --- 6. RBAC on the test bed ----------------------------------------------------
+section "RBAC of the controller on the test bed"
+can() { # can VERB RESOURCE [ARGS...]: the controller's SA may
+  local out
+  out=$(kubectl auth can-i --as="$SA_USER" "$@" 2>&1 || true)
+  [[ $out == yes ]] || { echo "can-i $*: $out"; return 1; }
+}
+cannot() { # cannot VERB RESOURCE [ARGS...]: the controller's SA may not
+  local out
+  out=$(kubectl auth can-i --as="$SA_USER" "$@" 2>&1 || true)
+  [[ $out == no* ]] || { echo "can-i $*: $out"; return 1; }
+}
+rbac_objects() { # rbac_objects CASE OUT: the RBAC objects of a render
+  "$PY" - "$WORK/render/$1.yaml" >"$2" <<'EOF'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1]))
+        if d and d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+        and not d["metadata"]["name"].startswith("access-to-")]
+yaml.safe_dump_all(docs, sys.stdout)
+EOF
+}
+if ((CLUSTER)); then
+  # Cluster-wide mode (defaults).
+  rbac_objects defaults "$WORK/rbac-defaults.yaml"
+  RBAC_APPLIED+=("$WORK/rbac-defaults.yaml")
+  check "apply the RBAC of defaults for real" \
+    kubectl apply --server-side --force-conflicts --field-manager="$FIELD_MANAGER" -f "$WORK/rbac-defaults.yaml"
+  check "defaults: may list/watch ConfigMaps and Secrets in all namespaces" \
+    bash -c "$(declare -f can); SA_USER=$SA_USER; can list configmaps -A && can watch configmaps -A && can list secrets -A && can watch secrets -A && can get secrets -n shop"
+  check "defaults: may get/list/watch/patch Deployments, DaemonSets, StatefulSets" \
+    bash -c "$(declare -f can); SA_USER=$SA_USER; for r in deployments daemonsets statefulsets; do for v in get list watch patch; do can \$v \$r.apps -n shop || exit 1; done; done"
+  check "defaults: may read CronJobs, create/delete Jobs, create Events" \
+    bash -c "$(declare -f can); SA_USER=$SA_USER; can list cronjobs.batch -A && can create jobs.batch -n shop && can delete jobs.batch -n shop && can create events -n shop && can patch events.events.k8s.io -n shop"
+  check "defaults: may not delete/update/create Deployments, write Secrets, read Pods, Namespaces, Leases or Rollouts" \
+    bash -c "$(declare -f cannot); SA_USER=$SA_USER; cannot delete deployments.apps -n shop && cannot update deployments.apps -n shop && cannot create deployments.apps -n shop && cannot create secrets -n shop && cannot update configmaps -n shop && cannot get pods -n shop && cannot list namespaces && cannot get leases.coordination.k8s.io -n d8-pod-reloader && cannot patch rollouts.argoproj.io -n shop && cannot patch cronjobs.batch -n shop"
+  # Real requests under the controller's identity: a patch is allowed, a
+  # delete answers 403 Forbidden.
+  for ns in pod-reloader-rbac shop; do
+    cat <<EOF
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: rbac-victim
+  namespace: $ns
+spec:
+  replicas: 0
+  selector:
+    matchLabels: {app: rbac-victim}
+  template:
+    metadata:
+      labels: {app: rbac-victim}
+    spec:
+      containers:
+        - name: app
+          image: registry.example.com/app:1
+EOF
+  done >"$WORK/victim.yaml"
+  check "create Deployments to act on (pod-reloader-rbac, shop)" \
+    kubectl apply --server-side --force-conflicts --field-manager="$FIELD_MANAGER" -f "$WORK/victim.yaml"
+  check "as the controller: patch the Deployment's pod template (allowed)" \
+    kubectl --as="$SA_USER" -n pod-reloader-rbac patch deployment rbac-victim --type merge \
+    -p '{"spec":{"template":{"metadata":{"annotations":{"reloader.stakater.com/last-reloaded-from":"test"}}}}}'
+  expect_fail "as the controller: delete the Deployment -> 403 Forbidden" "Forbidden" \
+    kubectl --as="$SA_USER" -n pod-reloader-rbac delete deployment rbac-victim --wait=false
+  kubectl delete --ignore-not-found -f "${RBAC_APPLIED[0]}" >/dev/null 2>&1 || true
+  RBAC_APPLIED=()
+
+  # Scoped mode (namespaces: shop, billing).
+  rbac_objects namespaces "$WORK/rbac-namespaces.yaml"
+  RBAC_APPLIED+=("$WORK/rbac-namespaces.yaml")
+  check "apply the RBAC of namespaces (scoped) for real" \
+    kubectl apply --server-side --force-conflicts --field-manager="$FIELD_MANAGER" -f "$WORK/rbac-namespaces.yaml"
+  check "scoped: may read Secrets and patch Deployments and Rollouts in shop and billing" \
+    bash -c "$(declare -f can); SA_USER=$SA_USER; for ns in shop billing; do can list secrets -n \$ns && can watch configmaps -n \$ns && can patch deployments.apps -n \$ns && can patch rollouts.argoproj.io -n \$ns || exit 1; done"
+  check "scoped: may not read Secrets or patch Deployments outside the list, nor list cluster-wide" \
+    bash -c "$(declare -f cannot); SA_USER=$SA_USER; cannot list secrets -n default && cannot get secrets -n pod-reloader-rbac && cannot patch deployments.apps -n pod-reloader-rbac && cannot list secrets -A && cannot list configmaps -A"
+  expect_fail "scoped, as the controller: read Secrets outside the list -> 403 Forbidden" "Forbidden" \
+    kubectl --as="$SA_USER" -n pod-reloader-rbac get secrets
+  check "scoped, as the controller: patch a Deployment in shop (allowed)" \
+    kubectl --as="$SA_USER" -n shop patch deployment rbac-victim --type merge \
+    -p '{"spec":{"template":{"metadata":{"annotations":{"reloader.stakater.com/last-reloaded-from":"test"}}}}}'
+  expect_fail "scoped, as the controller: delete a Deployment in shop -> 403 Forbidden" "Forbidden" \
+    kubectl --as="$SA_USER" -n shop delete deployment rbac-victim --wait=false
+fi
+
+# --- 7. promtool ----------------------------------------------------------------
+section "promtool"
+mkdir -p "$WORK/promtool"
+# Module rule files are bare lists of groups; promtool wants {groups: [...]}.
+# __SCRAPE_INTERVAL__ placeholders are substituted as the chart does (30s).
+for rules in "$ROOT"/monitoring/prometheus-rules/*.yaml; do
+  "$PY" - "$rules" >"$WORK/promtool/$(basename "$rules")" <<'EOF'
+import sys, yaml
+text = open(sys.argv[1]).read().replace("__SCRAPE_INTERVAL_X_4__", "120s").replace("__SCRAPE_INTERVAL__", "30s")
+yaml.safe_dump({"groups": yaml.safe_load(text)}, sys.stdout, sort_keys=False)
+EOF
+done
+check "promtool check rules" promtool check rules "$WORK"/promtool/*.yaml
+cp "$HERE"/promtool/*.yaml "$WORK/promtool/"
+for t in "$HERE"/promtool/*_test.yaml; do
+  check "promtool test rules $(basename "$t")" bash -c "cd '$WORK/promtool' && promtool test rules '$(basename "$t")'"
+done
+
+# --- 8. dmt ---------------------------------------------------------------------
+section "dmt lint"
+if command -v dmt >/dev/null 2>&1; then
+  check "dmt lint (no errors)" bash -c "cd '$ROOT' && dmt lint ."
+else
+  fail "dmt lint: dmt not found (make tools builds it)"
+fi
+
+printf '\n%d passed, %d failed\n' "$PASSED" "$FAILED"
+((FAILED == 0))
