@@ -256,7 +256,7 @@ if ((CLUSTER)); then
   # The dry-run must catch an unknown field in a custom resource too (field
   # validation is strict), so the CRD fixtures really check the chart.
   if [[ -f $WORK/broken-crd.yaml ]]; then
-    expect_fail "dry-run rejects an unknown field in a PodMonitor (self-check)" "unknown field" \
+    expect_fail "dry-run rejects an unknown field in a PodMonitor (self-check)" "field not declared in schema" \
       kubectl apply --server-side --dry-run=server --force-conflicts --field-manager="$FIELD_MANAGER" -f "$WORK/broken-crd.yaml"
   fi
   # The controller's pod under the "restricted" Pod Security Standard
