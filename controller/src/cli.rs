@@ -1,0 +1,152 @@
+//! Command line: Reloader-compatible flags laid over the `--config` file.
+//! A flag that is given overrides the file; one that is not leaves it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use pod_reloader_core::settings::Settings;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pod-reloader",
+    version,
+    about = "Rolls workloads when the ConfigMaps and Secrets they use change."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunFlags,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the controller (the default).
+    Run,
+}
+
+/// Flags of the controller. Names follow Stakater Reloader's.
+#[derive(Debug, Args, Default)]
+pub struct RunFlags {
+    /// Settings file (YAML or JSON), as rendered by the Helm chart.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Address of the HTTP server for /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:9090", global = true)]
+    pub listen_address: String,
+    /// env-vars or annotations (EnvVars/Annotations accepted too).
+    #[arg(long)]
+    pub reload_strategy: Option<String>,
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub reload_on_create: Option<bool>,
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub reload_on_delete: Option<bool>,
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub auto_reload_all: Option<bool>,
+    /// Comma list: watch only these namespaces.
+    #[arg(long, value_delimiter = ',', env = "KUBERNETES_NAMESPACE")]
+    pub namespaces: Option<Vec<String>>,
+    #[arg(long, value_delimiter = ',')]
+    pub namespaces_to_ignore: Option<Vec<String>>,
+    #[arg(long)]
+    pub namespace_selector: Option<String>,
+    #[arg(long)]
+    pub resource_label_selector: Option<String>,
+    /// configmaps or secrets.
+    #[arg(long, value_delimiter = ',')]
+    pub resources_to_ignore: Option<Vec<String>>,
+    /// jobs, cronjobs, deployments, statefulsets, daemonsets, rollouts.
+    #[arg(long, value_delimiter = ',')]
+    pub ignored_workload_types: Option<Vec<String>>,
+    /// Watch and reload Argo Rollouts (Reloader spells it --is-Argo-Rollouts).
+    #[arg(long, alias = "is-Argo-Rollouts", num_args = 0..=1, default_missing_value = "true")]
+    pub is_argo_rollouts: Option<bool>,
+    /// Changes to one workload within this window land in one rollout (0 turns it off).
+    #[arg(long)]
+    pub coalesce_window: Option<String>,
+    /// Leader election on a Lease (Reloader's --enable-ha).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_ha: Option<bool>,
+    /// "" or text, or json.
+    #[arg(long)]
+    pub log_format: Option<String>,
+    #[arg(long)]
+    pub log_level: Option<String>,
+}
+
+impl RunFlags {
+    /// Lays the given flags over `settings`.
+    pub fn overlay(&self, mut s: Settings) -> Settings {
+        fn set<T: Clone>(dst: &mut T, src: &Option<T>) {
+            if let Some(v) = src {
+                *dst = v.clone();
+            }
+        }
+        set(&mut s.reload_strategy, &self.reload_strategy);
+        set(&mut s.reload_on_create, &self.reload_on_create);
+        set(&mut s.reload_on_delete, &self.reload_on_delete);
+        set(&mut s.auto_reload_all, &self.auto_reload_all);
+        set(
+            &mut s.namespaces,
+            &self.namespaces.as_ref().map(|v| clean(v)),
+        );
+        set(
+            &mut s.namespaces_to_ignore,
+            &self.namespaces_to_ignore.as_ref().map(|v| clean(v)),
+        );
+        set(&mut s.namespace_selector, &self.namespace_selector);
+        set(
+            &mut s.resource_label_selector,
+            &self.resource_label_selector,
+        );
+        set(
+            &mut s.resources_to_ignore,
+            &self.resources_to_ignore.as_ref().map(|v| clean(v)),
+        );
+        set(
+            &mut s.ignored_workload_types,
+            &self.ignored_workload_types.as_ref().map(|v| clean(v)),
+        );
+        set(&mut s.argo_rollouts, &self.is_argo_rollouts);
+        set(&mut s.coalesce_window, &self.coalesce_window);
+        set(&mut s.leader_election.enabled, &self.enable_ha);
+        set(&mut s.log_format, &self.log_format);
+        set(&mut s.log_level, &self.log_level);
+        s
+    }
+}
+
+/// Trims entries and drops empty ones (`--namespaces=a,,b ` → a, b).
+fn clean(v: &[String]) -> Vec<String> {
+    v.iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_and_absent_flags_do_not() {
+        let cli = Cli::try_parse_from([
+            "pod-reloader",
+            "--reload-strategy=annotations",
+            "--auto-reload-all",
+            "--namespaces=a, b,",
+            "--is-Argo-Rollouts=true",
+        ])
+        .unwrap();
+        let file = Settings {
+            reload_on_delete: true,
+            coalesce_window: "2s".into(),
+            ..Default::default()
+        };
+        let s = cli.run.overlay(file);
+        assert_eq!(s.reload_strategy, "annotations");
+        assert!(s.auto_reload_all && s.reload_on_delete && s.argo_rollouts);
+        assert_eq!(s.namespaces, ["a", "b"]);
+        assert_eq!(s.coalesce_window, "2s");
+    }
+}

@@ -1,0 +1,222 @@
+//! pod-reloader: rolls workloads when the ConfigMaps and Secrets they use
+//! change. Wiring only; each concern lives in its own module.
+
+mod cli;
+mod config;
+mod events;
+mod health;
+mod http;
+mod logging;
+mod messages;
+mod metrics;
+mod reload;
+mod scheduler;
+mod state;
+mod watch;
+
+use std::collections::HashSet;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use kube::Client;
+use pod_reloader_core::settings::ValidSettings;
+use tokio::sync::mpsc;
+
+use crate::cli::Cli;
+use crate::health::Health;
+use crate::messages::{StreamId, Watched};
+use crate::metrics::Metrics;
+use crate::reload::Reloader;
+use crate::state::{Notice, State};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match config::load(&cli.run) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("pod-reloader: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    logging::init(&settings);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build();
+    let runtime = match runtime {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pod-reloader: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.run.listen_address.clone(), settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "pod-reloader stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Every watch stream the settings ask for.
+fn streams(settings: &ValidSettings) -> Vec<StreamId> {
+    let scopes: Vec<Option<Arc<str>>> = if settings.namespaces.is_empty() {
+        vec![None]
+    } else {
+        let unique: HashSet<&String> = settings.namespaces.iter().collect();
+        unique
+            .into_iter()
+            .map(|n| Some(Arc::from(n.as_str())))
+            .collect()
+    };
+    let mut out = Vec::new();
+    for scope in &scopes {
+        for kind in &settings.resource_kinds {
+            out.push(StreamId {
+                watched: Watched::Resource(*kind),
+                namespace: scope.clone(),
+            });
+        }
+        for kind in &settings.workload_kinds {
+            out.push(StreamId {
+                watched: Watched::Workload(*kind),
+                namespace: scope.clone(),
+            });
+        }
+    }
+    if settings.namespace_selector.is_some() {
+        out.push(StreamId {
+            watched: Watched::Namespaces,
+            namespace: None,
+        });
+    }
+    out
+}
+
+async fn run(listen_address: String, settings: ValidSettings) -> anyhow::Result<()> {
+    let settings = Arc::new(settings);
+    let client = Client::try_default()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot configure the Kubernetes client: {e}"))?;
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        strategy = %settings.strategy,
+        namespaces = %if settings.namespaces.is_empty() { "all".to_string() } else { settings.namespaces.join(",") },
+        "starting pod-reloader"
+    );
+
+    let (msg_tx, msg_rx) = mpsc::channel(1024);
+    let (reload_tx, reload_rx) = mpsc::channel(1024);
+    let (notice_tx, mut notice_rx) = mpsc::channel::<Notice>(256);
+    let reloader = Arc::new(Reloader::new(
+        client.clone(),
+        settings.strategy,
+        metrics.clone(),
+    ));
+
+    let stream_ids = streams(&settings);
+    let label_selector = settings
+        .resource_label_selector
+        .as_ref()
+        .map(ToString::to_string);
+    for id in &stream_ids {
+        let (client, tx) = (client.clone(), msg_tx.clone());
+        match &id.watched {
+            Watched::Resource(kind) => {
+                tokio::spawn(watch::resources(
+                    client,
+                    *kind,
+                    id.namespace.clone(),
+                    label_selector.clone(),
+                    tx,
+                ));
+            }
+            Watched::Workload(kind) => {
+                tokio::spawn(watch::workloads(client, *kind, id.namespace.clone(), tx));
+            }
+            Watched::Namespaces => {
+                let selector = settings
+                    .namespace_selector
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                tokio::spawn(watch::namespaces(client, selector, tx));
+            }
+        }
+    }
+    drop(msg_tx);
+
+    let state = State::new(
+        settings.clone(),
+        stream_ids,
+        reload_tx,
+        notice_tx,
+        health.clone(),
+        metrics.clone(),
+    );
+    let state_task = tokio::spawn(state.run(msg_rx));
+    tokio::spawn(scheduler::run(
+        settings.coalesce_window,
+        reload_rx,
+        reloader.clone(),
+    ));
+
+    // Notices: warnings and scheduled resumes, off the state task's path.
+    let notice_reloader = reloader.clone();
+    tokio::spawn(async move {
+        let mut scheduled: HashSet<(pod_reloader_core::WorkloadKey, String)> = HashSet::new();
+        while let Some(n) = notice_rx.recv().await {
+            match n {
+                Notice::InvalidAnnotations { workload, messages } => {
+                    notice_reloader.warn_invalid(&workload, &messages).await;
+                }
+                Notice::ScheduleResume {
+                    workload,
+                    paused_at_key,
+                    period,
+                    paused_at,
+                } => {
+                    if scheduled.insert((workload.clone(), paused_at.clone())) {
+                        let r = notice_reloader.clone();
+                        tokio::spawn(async move {
+                            r.resume_after(workload, paused_at_key, period, paused_at)
+                                .await
+                        });
+                    }
+                }
+            }
+        }
+    });
+
+    let server = http::serve(&listen_address, metrics.clone(), health.clone());
+    tokio::select! {
+        r = server => r,
+        _ = state_task => Err(anyhow::anyhow!("all watches ended")),
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or(());
+}

@@ -1,0 +1,497 @@
+//! Carrying out a reload: read the workload, plan the template change, and
+//! patch it the way its kind allows. Deployments, StatefulSets, DaemonSets
+//! and CronJobs get a strategic-merge patch (for CronJobs, of the job
+//! template, so the next run uses the new configuration without starting an
+//! unplanned run); Jobs, whose template is immutable, are recreated; Argo
+//! Rollouts are updated through the dynamic API.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::{Api, Client, Resource};
+use pod_reloader_core::annotations::PAUSED_AT;
+use pod_reloader_core::patch::{Strategy, plan};
+use pod_reloader_core::policy::RolloutStrategy;
+use pod_reloader_core::{WorkloadKey, WorkloadKind};
+use serde_json::{Value, json};
+use thiserror::Error;
+
+use crate::events::{Events, reference};
+use crate::metrics::Metrics;
+use crate::scheduler::Batch;
+use crate::watch::{rollout_resource, rollout_template};
+
+pub const FIELD_MANAGER: &str = "pod-reloader";
+
+#[derive(Debug, Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Api(#[from] kube::Error),
+    #[error("cannot read the workload: {0}")]
+    Decode(String),
+    #[error("timed out recreating the Job: the old one is still being deleted")]
+    JobStillDeleting,
+}
+
+impl ReloadError {
+    /// The `reason` label of `reloader_reload_errors_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ReloadError::Api(kube::Error::Api(s)) => match s.code {
+                409 => "conflict",
+                403 => "forbidden",
+                404 => "not_found",
+                422 => "invalid",
+                429 => "throttled",
+                c if c >= 500 => "server_error",
+                _ => "api",
+            },
+            ReloadError::Api(_) => "connection",
+            ReloadError::Decode(_) => "decode",
+            ReloadError::JobStillDeleting => "job_recreate",
+        }
+    }
+
+    fn retryable(&self) -> bool {
+        matches!(
+            self.reason(),
+            "conflict" | "throttled" | "server_error" | "connection" | "job_recreate"
+        )
+    }
+}
+
+enum Outcome {
+    Patched {
+        uid: Option<String>,
+        containers: Vec<String>,
+    },
+    AlreadyCurrent,
+    Gone,
+}
+
+pub struct Reloader {
+    client: Client,
+    strategy: Strategy,
+    events: Events,
+    metrics: Arc<Metrics>,
+}
+
+fn now_unix() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+fn now_rfc3339() -> String {
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap_or_else(|_| jiff::Timestamp::now())
+        .to_string()
+}
+
+fn params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+/// The containers a batch marks, for the event and log.
+fn containers_of(batch: &Batch) -> Vec<String> {
+    let mut c: Vec<String> = batch.items.iter().map(|i| i.container.clone()).collect();
+    c.sort();
+    c.dedup();
+    c
+}
+
+impl Reloader {
+    pub fn new(client: Client, strategy: Strategy, metrics: Arc<Metrics>) -> Self {
+        Reloader {
+            events: Events::new(client.clone()),
+            client,
+            strategy,
+            metrics,
+        }
+    }
+
+    /// Reloads one workload, retrying transient failures; records the outcome
+    /// in metrics, logs and an Event.
+    pub async fn reload(&self, batch: Batch) {
+        let key = &batch.workload;
+        let resources: Vec<String> = batch.items.iter().map(|i| i.resource.to_string()).collect();
+        let mut delay = Duration::from_millis(100);
+        for attempt in 1.. {
+            match self.try_reload(&batch).await {
+                Ok(Outcome::Patched { uid, containers }) => {
+                    let secs = batch.first_seen.elapsed().as_secs_f64();
+                    self.metrics
+                        .reload_latency
+                        .with_label_values(&[key.kind.as_str()])
+                        .observe(secs);
+                    self.metrics
+                        .reload_executed
+                        .with_label_values(&["true", &key.namespace, key.kind.as_str()])
+                        .inc();
+                    tracing::info!(
+                        kind = key.kind.as_str(), namespace = %key.namespace, name = %key.name,
+                        resources = %resources.join(", "), strategy = %self.strategy,
+                        containers = %containers.join(","), latency_seconds = secs,
+                        "reloaded"
+                    );
+                    let note = format!(
+                        "Rolled because {} changed (strategy {}, container {})",
+                        resources.join(", "),
+                        self.strategy,
+                        containers.join(",")
+                    );
+                    self.events
+                        .publish(&reference(key, uid), false, "Reloaded", note)
+                        .await;
+                    return;
+                }
+                Ok(Outcome::AlreadyCurrent) => {
+                    self.metrics
+                        .skipped
+                        .with_label_values(&["already_current"])
+                        .inc();
+                    tracing::debug!(kind = key.kind.as_str(), namespace = %key.namespace, name = %key.name, "already carries the new hashes");
+                    return;
+                }
+                Ok(Outcome::Gone) => {
+                    self.metrics
+                        .skipped
+                        .with_label_values(&["workload_gone"])
+                        .inc();
+                    return;
+                }
+                Err(e) if e.retryable() && attempt < 6 => {
+                    tracing::debug!(kind = key.kind.as_str(), namespace = %key.namespace, name = %key.name, error = %e, attempt, "reload failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    self.metrics
+                        .reload_errors
+                        .with_label_values(&[e.reason()])
+                        .inc();
+                    self.metrics
+                        .reload_executed
+                        .with_label_values(&["false", &key.namespace, key.kind.as_str()])
+                        .inc();
+                    tracing::error!(
+                        kind = key.kind.as_str(), namespace = %key.namespace, name = %key.name,
+                        resources = %resources.join(", "), reason = e.reason(), error = %e,
+                        "reload failed"
+                    );
+                    let note = format!("Reload for {} failed: {e}", resources.join(", "));
+                    self.events
+                        .publish(&reference(key, None), true, "ReloadFailed", note)
+                        .await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn try_reload(&self, batch: &Batch) -> Result<Outcome, ReloadError> {
+        let key = &batch.workload;
+        let (ns, name) = (&*key.namespace, &*key.name);
+        let now = now_unix();
+        match key.kind {
+            WorkloadKind::Deployment => {
+                let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
+                let Some(obj) = api.get_opt(name).await? else {
+                    return Ok(Outcome::Gone);
+                };
+                let spec = obj
+                    .spec
+                    .as_ref()
+                    .ok_or_else(|| ReloadError::Decode("no spec".into()))?;
+                let change = plan(self.strategy, &spec.template, &batch.items, now);
+                if change.is_empty() {
+                    return Ok(Outcome::AlreadyCurrent);
+                }
+                let mut body = json!({"spec": {"template": change.strategic_merge_fragment()}});
+                if batch.pause_period.is_some() && !spec.paused.unwrap_or(false) {
+                    body["spec"]["paused"] = json!(true);
+                    body["metadata"] = json!({"annotations": {PAUSED_AT.stakater: now_rfc3339()}});
+                }
+                api.patch(name, &params(), &Patch::Strategic(body)).await?;
+                Ok(Outcome::Patched {
+                    uid: obj.meta().uid.clone(),
+                    containers: containers_of(batch),
+                })
+            }
+            WorkloadKind::StatefulSet => {
+                let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), ns);
+                let Some(obj) = api.get_opt(name).await? else {
+                    return Ok(Outcome::Gone);
+                };
+                let spec = obj
+                    .spec
+                    .as_ref()
+                    .ok_or_else(|| ReloadError::Decode("no spec".into()))?;
+                self.patch_template(
+                    &api,
+                    name,
+                    obj.meta().uid.clone(),
+                    &spec.template,
+                    batch,
+                    now,
+                    |f| json!({"spec": {"template": f}}),
+                )
+                .await
+            }
+            WorkloadKind::DaemonSet => {
+                let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), ns);
+                let Some(obj) = api.get_opt(name).await? else {
+                    return Ok(Outcome::Gone);
+                };
+                let spec = obj
+                    .spec
+                    .as_ref()
+                    .ok_or_else(|| ReloadError::Decode("no spec".into()))?;
+                self.patch_template(
+                    &api,
+                    name,
+                    obj.meta().uid.clone(),
+                    &spec.template,
+                    batch,
+                    now,
+                    |f| json!({"spec": {"template": f}}),
+                )
+                .await
+            }
+            WorkloadKind::CronJob => {
+                let api: Api<CronJob> = Api::namespaced(self.client.clone(), ns);
+                let Some(obj) = api.get_opt(name).await? else {
+                    return Ok(Outcome::Gone);
+                };
+                let template = obj
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.job_template.spec.as_ref())
+                    .map(|j| &j.template)
+                    .ok_or_else(|| ReloadError::Decode("no jobTemplate".into()))?;
+                self.patch_template(
+                    &api,
+                    name,
+                    obj.meta().uid.clone(),
+                    template,
+                    batch,
+                    now,
+                    |f| json!({"spec": {"jobTemplate": {"spec": {"template": f}}}}),
+                )
+                .await
+            }
+            WorkloadKind::Job => self.recreate_job(batch, now).await,
+            WorkloadKind::Rollout => self.update_rollout(batch, now).await,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn patch_template<K>(
+        &self,
+        api: &Api<K>,
+        name: &str,
+        uid: Option<String>,
+        template: &k8s_openapi::api::core::v1::PodTemplateSpec,
+        batch: &Batch,
+        now: i64,
+        wrap: impl Fn(Value) -> Value,
+    ) -> Result<Outcome, ReloadError>
+    where
+        K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let change = plan(self.strategy, template, &batch.items, now);
+        if change.is_empty() {
+            return Ok(Outcome::AlreadyCurrent);
+        }
+        api.patch(
+            name,
+            &params(),
+            &Patch::Strategic(wrap(change.strategic_merge_fragment())),
+        )
+        .await?;
+        Ok(Outcome::Patched {
+            uid,
+            containers: containers_of(batch),
+        })
+    }
+
+    /// A Job's pod template is immutable: delete it and create it again with
+    /// the new template (Reloader does the same), without the labels and
+    /// selector the Job controller generated for the old one.
+    async fn recreate_job(&self, batch: &Batch, now: i64) -> Result<Outcome, ReloadError> {
+        let key = &batch.workload;
+        let api: Api<Job> = Api::namespaced(self.client.clone(), &key.namespace);
+        let Some(old) = api.get_opt(&key.name).await? else {
+            return Ok(Outcome::Gone);
+        };
+        let Some(spec) = old.spec.clone() else {
+            return Err(ReloadError::Decode("no spec".into()));
+        };
+        let change = plan(self.strategy, &spec.template, &batch.items, now);
+        if change.is_empty() {
+            return Ok(Outcome::AlreadyCurrent);
+        }
+        let generated = |k: &String| {
+            k == "controller-uid" || k == "job-name" || k.starts_with("batch.kubernetes.io/")
+        };
+        let mut new = Job::default();
+        new.metadata.name = old.metadata.name.clone();
+        new.metadata.namespace = old.metadata.namespace.clone();
+        new.metadata.labels = old.metadata.labels.clone().map(|mut l| {
+            l.retain(|k, _| !generated(k));
+            l
+        });
+        new.metadata.annotations = old.metadata.annotations.clone();
+        new.metadata.owner_references = old.metadata.owner_references.clone();
+        let mut new_spec = spec;
+        new_spec.selector = None;
+        new_spec.manual_selector = None;
+        if let Some(labels) = new_spec
+            .template
+            .metadata
+            .as_mut()
+            .and_then(|m| m.labels.as_mut())
+        {
+            labels.retain(|k, _| !generated(k));
+        }
+        change.apply_to(&mut new_spec.template);
+        new.spec = Some(new_spec);
+
+        api.delete(&key.name, &DeleteParams::background()).await?;
+        for _ in 0..50 {
+            match api
+                .create(
+                    &PostParams {
+                        field_manager: Some(FIELD_MANAGER.into()),
+                        ..Default::default()
+                    },
+                    &new,
+                )
+                .await
+            {
+                Ok(created) => {
+                    return Ok(Outcome::Patched {
+                        uid: created.metadata.uid,
+                        containers: containers_of(batch),
+                    });
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ReloadError::JobStillDeleting)
+    }
+
+    /// Argo Rollouts: `restart` sets `spec.restartAt`; otherwise the pod
+    /// template is changed and the object replaced (optimistic concurrency
+    /// on resourceVersion; a conflict is retried).
+    async fn update_rollout(&self, batch: &Batch, now: i64) -> Result<Outcome, ReloadError> {
+        let key = &batch.workload;
+        let ar = rollout_resource();
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &key.namespace, &ar);
+        let Some(mut obj) = api.get_opt(&key.name).await? else {
+            return Ok(Outcome::Gone);
+        };
+        let uid = obj.metadata.uid.clone();
+        let containers = containers_of(batch);
+        if batch.rollout_strategy == RolloutStrategy::Restart {
+            let body = json!({"spec": {"restartAt": now_rfc3339()}});
+            api.patch(&key.name, &params(), &Patch::Merge(body)).await?;
+            return Ok(Outcome::Patched { uid, containers });
+        }
+        let mut template =
+            rollout_template(&obj).ok_or_else(|| ReloadError::Decode("no spec.template".into()))?;
+        let change = plan(self.strategy, &template, &batch.items, now);
+        if change.is_empty() {
+            return Ok(Outcome::AlreadyCurrent);
+        }
+        change.apply_to(&mut template);
+        let value =
+            serde_json::to_value(&template).map_err(|e| ReloadError::Decode(e.to_string()))?;
+        obj.data["spec"]["template"] = value;
+        api.replace(
+            &key.name,
+            &PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            },
+            &obj,
+        )
+        .await?;
+        Ok(Outcome::Patched { uid, containers })
+    }
+
+    /// Publishes a Warning event for malformed annotations on a workload.
+    pub async fn warn_invalid(&self, key: &WorkloadKey, messages: &[String]) {
+        let note = format!("Malformed pod-reloader annotation: {}", messages.join("; "));
+        self.events
+            .publish(&reference(key, None), true, "InvalidAnnotation", note)
+            .await;
+    }
+
+    /// Resumes a Deployment paused by a reload once its pause period is over.
+    /// Scheduled from the watched object, so a controller restart loses nothing.
+    pub async fn resume_after(
+        &self,
+        key: WorkloadKey,
+        paused_at_key: &'static str,
+        period: Duration,
+        paused_at: String,
+    ) {
+        let due = match paused_at.parse::<jiff::Timestamp>() {
+            Ok(t) => t
+                .checked_add(jiff::SignedDuration::try_from(period).unwrap_or_default())
+                .unwrap_or(t),
+            Err(e) => {
+                tracing::warn!(kind = key.kind.as_str(), namespace = %key.namespace, name = %key.name, annotation = paused_at_key, value = %paused_at, error = %e, "paused-at is not an RFC 3339 time; resuming now");
+                jiff::Timestamp::now()
+            }
+        };
+        let wait = jiff::Timestamp::now().duration_until(due);
+        if wait.is_positive() {
+            tokio::time::sleep(Duration::try_from(wait).unwrap_or_default()).await;
+        }
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &key.namespace);
+        let current = match api.get_opt(&key.name).await {
+            Ok(Some(d)) => d,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(kind = key.kind.as_str(), namespace = %key.namespace, name = %key.name, error = %e, "cannot read Deployment to resume it");
+                return;
+            }
+        };
+        let still_ours = current
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(paused_at_key))
+            == Some(&paused_at);
+        if !still_ours
+            || !current
+                .spec
+                .as_ref()
+                .and_then(|s| s.paused)
+                .unwrap_or(false)
+        {
+            return;
+        }
+        let body =
+            json!({"spec": {"paused": false}, "metadata": {"annotations": {paused_at_key: null}}});
+        match api.patch(&key.name, &params(), &Patch::Merge(body)).await {
+            Ok(_) => {
+                tracing::info!(kind = key.kind.as_str(), namespace = %key.namespace, name = %key.name, "resumed after pause period")
+            }
+            Err(e) => {
+                tracing::warn!(kind = key.kind.as_str(), namespace = %key.namespace, name = %key.name, error = %e, "cannot resume Deployment")
+            }
+        }
+    }
+}

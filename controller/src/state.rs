@@ -1,0 +1,428 @@
+//! The state task: owns the hashes and the follow index, turns watch
+//! messages into reload requests. Single-threaded by design: no locks, and
+//! the order of events for one object is the order they arrive.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use pod_reloader_core::decision::{Decision, ResourceFacts, decide};
+use pod_reloader_core::index::{FollowIndex, WorkloadEntry};
+use pod_reloader_core::patch::ReloadItem;
+use pod_reloader_core::settings::ValidSettings;
+use pod_reloader_core::{ContentHash, ResourceKey, WorkloadKey};
+use tokio::sync::mpsc::{Receiver, Sender};
+
+use crate::health::Health;
+use crate::messages::{Msg, PauseState, ResourceState, StreamId, Watched};
+use crate::metrics::Metrics;
+use crate::scheduler::ReloadRequest;
+
+/// Side effects the state task asks for besides reloads.
+#[derive(Debug)]
+pub enum Notice {
+    /// A workload's annotations are malformed: a Warning event on it.
+    InvalidAnnotations {
+        workload: WorkloadKey,
+        messages: Vec<String>,
+    },
+    /// A Deployment paused by a reload is due to resume at `paused_at + period`.
+    ScheduleResume {
+        workload: WorkloadKey,
+        paused_at_key: &'static str,
+        period: std::time::Duration,
+        paused_at: String,
+    },
+}
+
+#[derive(Default)]
+struct StreamStatus {
+    listed_once: bool,
+    healthy: bool,
+    /// During a re-list: the keys seen so far (objects missing at the end were deleted meanwhile).
+    relist_seen: Option<HashSet<String>>,
+}
+
+pub struct State {
+    settings: Arc<ValidSettings>,
+    resources: HashMap<ResourceKey, ResourceState>,
+    index: FollowIndex,
+    streams: HashMap<StreamId, StreamStatus>,
+    /// Namespaces matching the namespace selector; `None` when no selector is set.
+    selected_namespaces: Option<BTreeSet<String>>,
+    reloads: Sender<ReloadRequest>,
+    notices: Sender<Notice>,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+}
+
+impl State {
+    pub fn new(
+        settings: Arc<ValidSettings>,
+        streams: Vec<StreamId>,
+        reloads: Sender<ReloadRequest>,
+        notices: Sender<Notice>,
+        health: Arc<Health>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let selected_namespaces = settings
+            .namespace_selector
+            .as_ref()
+            .map(|_| BTreeSet::new());
+        State {
+            settings,
+            resources: HashMap::new(),
+            index: FollowIndex::new(),
+            streams: streams
+                .into_iter()
+                .map(|s| (s, StreamStatus::default()))
+                .collect(),
+            selected_namespaces,
+            reloads,
+            notices,
+            health,
+            metrics,
+        }
+    }
+
+    pub async fn run(mut self, mut rx: Receiver<Msg>) {
+        while let Some(msg) = rx.recv().await {
+            self.handle(msg).await;
+        }
+    }
+
+    fn all_listed(&self) -> bool {
+        self.streams.values().all(|s| s.listed_once)
+    }
+
+    fn update_health(&self) {
+        self.health
+            .set_ready(self.streams.values().all(|s| s.listed_once && s.healthy));
+    }
+
+    fn stream_of_resource(&self, key: &ResourceKey) -> StreamId {
+        let namespace = if self.settings.namespaces.is_empty() {
+            None
+        } else {
+            Some(key.namespace.clone())
+        };
+        StreamId {
+            watched: Watched::Resource(key.kind),
+            namespace,
+        }
+    }
+
+    fn stream_of_workload(&self, key: &WorkloadKey) -> StreamId {
+        let namespace = if self.settings.namespaces.is_empty() {
+            None
+        } else {
+            Some(key.namespace.clone())
+        };
+        StreamId {
+            watched: Watched::Workload(key.kind),
+            namespace,
+        }
+    }
+
+    /// Records `name` as seen when its stream is re-listing.
+    fn mark_seen(&mut self, stream: &StreamId, name: String) {
+        if let Some(seen) = self
+            .streams
+            .get_mut(stream)
+            .and_then(|s| s.relist_seen.as_mut())
+        {
+            seen.insert(name);
+        }
+    }
+
+    fn namespace_ignored(&self, ns: &str) -> bool {
+        self.settings.namespaces_to_ignore.contains(ns)
+    }
+
+    async fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::ListStarted(id) => {
+                let status = self.streams.entry(id).or_default();
+                if status.listed_once {
+                    status.relist_seen = Some(HashSet::new());
+                }
+            }
+            Msg::ListDone(id) => self.list_done(id).await,
+            Msg::StreamFailed(id, error) => {
+                tracing::warn!(stream = %id, error = %error, "watch failed; retrying with backoff");
+                if let Some(s) = self.streams.get_mut(&id) {
+                    s.healthy = false;
+                }
+                self.update_health();
+            }
+            Msg::ResourceApplied { key, state, seen } => {
+                let stream = self.stream_of_resource(&key);
+                self.mark_seen(&stream, format!("{}/{}", key.namespace, key.name));
+                self.mark_healthy(&stream);
+                if self.namespace_ignored(&key.namespace) {
+                    return;
+                }
+                let old = self.resources.insert(key.clone(), state);
+                if old.is_none() {
+                    self.metrics
+                        .watched
+                        .with_label_values(&[key.kind.as_str()])
+                        .inc();
+                }
+                let listed = self.streams.get(&stream).is_some_and(|s| s.listed_once);
+                if !listed || !self.all_listed() {
+                    return; // initial state, not a change
+                }
+                match old {
+                    Some(old) if old.hash == state.hash => {
+                        self.metrics
+                            .skipped
+                            .with_label_values(&["no_data_change"])
+                            .inc();
+                    }
+                    Some(_) => self.changed(&key, Some(state.hash), state, seen).await,
+                    None if self.settings.reload_on_create => {
+                        self.changed(&key, Some(state.hash), state, seen).await
+                    }
+                    None => {}
+                }
+            }
+            Msg::ResourceDeleted { key, seen } => {
+                if let Some(old) = self.resources.remove(&key) {
+                    self.metrics
+                        .watched
+                        .with_label_values(&[key.kind.as_str()])
+                        .dec();
+                    if self.settings.reload_on_delete && self.all_listed() {
+                        self.changed(&key, None, old, seen).await;
+                    }
+                }
+            }
+            Msg::WorkloadApplied { entry, pause } => {
+                let stream = self.stream_of_workload(&entry.key);
+                self.mark_seen(
+                    &stream,
+                    format!("{}/{}", entry.key.namespace, entry.key.name),
+                );
+                self.mark_healthy(&stream);
+                self.workload_applied(*entry, pause).await;
+            }
+            Msg::WorkloadDeleted { key } => {
+                self.remove_workload(&key);
+            }
+            Msg::NamespaceApplied { name } => {
+                self.mark_seen(
+                    &StreamId {
+                        watched: Watched::Namespaces,
+                        namespace: None,
+                    },
+                    name.clone(),
+                );
+                if let Some(set) = self.selected_namespaces.as_mut() {
+                    set.insert(name);
+                }
+            }
+            Msg::NamespaceDeleted { name } => {
+                if let Some(set) = self.selected_namespaces.as_mut() {
+                    set.remove(&name);
+                }
+            }
+        }
+    }
+
+    fn mark_healthy(&mut self, stream: &StreamId) {
+        if let Some(s) = self.streams.get_mut(stream)
+            && !s.healthy
+            && s.listed_once
+        {
+            s.healthy = true;
+            self.update_health();
+        }
+    }
+
+    fn count(&self, kind: pod_reloader_core::ResourceKind) -> i64 {
+        self.resources.keys().filter(|k| k.kind == kind).count() as i64
+    }
+
+    async fn list_done(&mut self, id: StreamId) {
+        let Some(status) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let relist = status.relist_seen.take();
+        status.listed_once = true;
+        status.healthy = true;
+        let first = relist.is_none();
+        self.update_health();
+        if first {
+            if self.all_listed() {
+                tracing::info!(
+                    configmaps = self.count(pod_reloader_core::ResourceKind::ConfigMap),
+                    secrets = self.count(pod_reloader_core::ResourceKind::Secret),
+                    workloads = self.index.len(),
+                    "initial sync complete; ready"
+                );
+            }
+            return;
+        }
+        // A re-list after a watch gap: whatever was not listed again is gone.
+        let seen = relist.unwrap_or_default();
+        let in_scope = |ns: &str| id.namespace.as_deref().is_none_or(|s| s == ns);
+        match id.watched {
+            Watched::Resource(kind) => {
+                let gone: Vec<ResourceKey> = self
+                    .resources
+                    .keys()
+                    .filter(|k| {
+                        k.kind == kind
+                            && in_scope(&k.namespace)
+                            && !seen.contains(&format!("{}/{}", k.namespace, k.name))
+                    })
+                    .cloned()
+                    .collect();
+                for key in gone {
+                    tracing::info!(resource = %key, "deleted while the watch was down");
+                    Box::pin(self.handle(Msg::ResourceDeleted {
+                        key,
+                        seen: Instant::now(),
+                    }))
+                    .await;
+                }
+            }
+            Watched::Workload(kind) => {
+                let gone: Vec<WorkloadKey> = self
+                    .index
+                    .keys()
+                    .filter(|k| {
+                        k.kind == kind
+                            && in_scope(&k.namespace)
+                            && !seen.contains(&format!("{}/{}", k.namespace, k.name))
+                    })
+                    .cloned()
+                    .collect();
+                for key in gone {
+                    self.remove_workload(&key);
+                }
+            }
+            Watched::Namespaces => {
+                if let Some(set) = self.selected_namespaces.as_mut() {
+                    set.retain(|n| seen.contains(n));
+                }
+            }
+        }
+    }
+
+    async fn workload_applied(&mut self, entry: WorkloadEntry, pause: PauseState) {
+        let problems: Vec<String> = entry
+            .policy
+            .problems
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let old_problems: Vec<String> = self
+            .index
+            .get(&entry.key)
+            .map(|e| e.policy.problems.iter().map(ToString::to_string).collect())
+            .unwrap_or_default();
+        if !problems.is_empty() && problems != old_problems {
+            for p in &problems {
+                tracing::warn!(workload = %entry.key, problem = %p, "malformed annotation");
+            }
+            self.metrics
+                .reload_errors
+                .with_label_values(&["invalid_annotation"])
+                .inc();
+            let _ = self
+                .notices
+                .send(Notice::InvalidAnnotations {
+                    workload: entry.key.clone(),
+                    messages: problems,
+                })
+                .await;
+        }
+        if let (true, Some(key), Some(period), Some(at)) = (
+            pause.paused,
+            pause.paused_at_key,
+            entry.policy.pause_period,
+            entry.policy.paused_at.clone(),
+        ) {
+            let _ = self
+                .notices
+                .send(Notice::ScheduleResume {
+                    workload: entry.key.clone(),
+                    paused_at_key: key,
+                    period,
+                    paused_at: at,
+                })
+                .await;
+        }
+        let kind = entry.key.kind;
+        if self.index.upsert(entry).is_none() {
+            self.metrics
+                .watched
+                .with_label_values(&[kind.as_str()])
+                .inc();
+        }
+    }
+
+    fn remove_workload(&mut self, key: &WorkloadKey) {
+        if self.index.remove(key).is_some() {
+            self.metrics
+                .watched
+                .with_label_values(&[key.kind.as_str()])
+                .dec();
+        }
+    }
+
+    /// A followed resource's content changed (or it was created/deleted):
+    /// every workload that follows it gets a reload request.
+    async fn changed(
+        &mut self,
+        key: &ResourceKey,
+        hash: Option<ContentHash>,
+        state: ResourceState,
+        seen: Instant,
+    ) {
+        if let Some(selected) = &self.selected_namespaces
+            && !selected.contains(&*key.namespace)
+        {
+            self.metrics
+                .skipped
+                .with_label_values(&["namespace_not_selected"])
+                .inc();
+            return;
+        }
+        let facts = ResourceFacts {
+            kind: key.kind,
+            name: &key.name,
+            ignored: state.ignored,
+            matched: state.matched,
+        };
+        let mut requests = Vec::new();
+        for entry in self.index.candidates(key) {
+            match decide(entry, &facts, self.settings.auto_reload_all) {
+                Decision::Reload { container, why } => {
+                    tracing::debug!(workload = %entry.key, resource = %key, reason = %why, "reload requested");
+                    requests.push(ReloadRequest {
+                        workload: entry.key.clone(),
+                        item: ReloadItem {
+                            resource: key.clone(),
+                            hash,
+                            container,
+                        },
+                        pause_period: entry.policy.pause_period,
+                        rollout_strategy: entry.policy.rollout_strategy,
+                        seen,
+                    });
+                }
+                Decision::Skip(skip) => {
+                    tracing::debug!(workload = %entry.key, resource = %key, reason = %skip, "not reloaded");
+                }
+            }
+        }
+        for r in requests {
+            if self.reloads.send(r).await.is_err() {
+                return;
+            }
+        }
+    }
+}

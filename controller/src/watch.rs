@@ -1,0 +1,359 @@
+//! Watch tasks: one per (kind, namespace scope). Each reduces objects to
+//! what the state task keeps (a hash, a policy and references) right here,
+//! so full objects never outlive one event.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PodTemplateSpec, Secret};
+use kube::api::{ApiResource, DynamicObject};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client, Resource, ResourceExt};
+use pod_reloader_core::annotations::{self, IGNORE, MATCH};
+use pod_reloader_core::hash::{configmap_hash, secret_hash};
+use pod_reloader_core::index::WorkloadEntry;
+use pod_reloader_core::{ResourceKey, ResourceKind, WorkloadKey, WorkloadKind};
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc::Sender;
+
+use crate::messages::{Msg, PauseState, ResourceState, StreamId, Watched};
+
+/// The Argo Rollouts API, used through the dynamic client (no CRD types compiled in).
+pub fn rollout_resource() -> ApiResource {
+    ApiResource {
+        group: "argoproj.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "argoproj.io/v1alpha1".into(),
+        kind: "Rollout".into(),
+        plural: "rollouts".into(),
+    }
+}
+
+/// Drives one watcher, translating its events into messages until the
+/// receiver is gone. Errors are reported and retried with backoff.
+async fn pump<K, F, D>(
+    api: Api<K>,
+    config: watcher::Config,
+    id: StreamId,
+    tx: Sender<Msg>,
+    on_apply: F,
+    on_delete: D,
+) where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    F: Fn(K) -> Option<Msg>,
+    D: Fn(K) -> Option<Msg>,
+{
+    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+    while let Some(event) = stream.next().await {
+        let msg = match event {
+            Ok(Event::Init) => Some(Msg::ListStarted(id.clone())),
+            Ok(Event::InitDone) => Some(Msg::ListDone(id.clone())),
+            Ok(Event::InitApply(obj) | Event::Apply(obj)) => on_apply(obj),
+            Ok(Event::Delete(obj)) => on_delete(obj),
+            Err(e) => Some(Msg::StreamFailed(id.clone(), e.to_string())),
+        };
+        if let Some(msg) = msg
+            && tx.send(msg).await.is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn api_for<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn flag(map: &BTreeMap<String, String>, key: annotations::Key) -> bool {
+    annotations::get(map, key) == Some("true")
+}
+
+fn resource_key(kind: ResourceKind, meta: &kube::api::ObjectMeta) -> ResourceKey {
+    ResourceKey::new(
+        kind,
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+/// Watches ConfigMaps or Secrets in one scope.
+pub async fn resources(
+    client: Client,
+    kind: ResourceKind,
+    namespace: Option<Arc<str>>,
+    label_selector: Option<String>,
+    tx: Sender<Msg>,
+) {
+    // Small pages bound the memory of the initial list: objects are hashed
+    // and dropped page by page.
+    let mut config = watcher::Config::default().page_size(100);
+    if let Some(sel) = &label_selector {
+        config = config.labels(sel);
+    }
+    let id = StreamId {
+        watched: Watched::Resource(kind),
+        namespace: namespace.clone(),
+    };
+    let ns = namespace.as_deref();
+    match kind {
+        ResourceKind::ConfigMap => {
+            pump(
+                api_for::<ConfigMap>(&client, ns),
+                config,
+                id,
+                tx,
+                |cm| {
+                    let hash = configmap_hash(cm.data.as_ref(), cm.binary_data.as_ref());
+                    Some(applied(ResourceKind::ConfigMap, &cm.metadata, hash))
+                },
+                |cm| {
+                    Some(Msg::ResourceDeleted {
+                        key: resource_key(ResourceKind::ConfigMap, &cm.metadata),
+                        seen: Instant::now(),
+                    })
+                },
+            )
+            .await
+        }
+        ResourceKind::Secret => {
+            pump(
+                api_for::<Secret>(&client, ns),
+                config,
+                id,
+                tx,
+                |s| {
+                    let hash = secret_hash(s.data.as_ref());
+                    Some(applied(ResourceKind::Secret, &s.metadata, hash))
+                },
+                |s| {
+                    Some(Msg::ResourceDeleted {
+                        key: resource_key(ResourceKind::Secret, &s.metadata),
+                        seen: Instant::now(),
+                    })
+                },
+            )
+            .await
+        }
+    }
+}
+
+fn applied(
+    kind: ResourceKind,
+    meta: &kube::api::ObjectMeta,
+    hash: pod_reloader_core::ContentHash,
+) -> Msg {
+    let empty = BTreeMap::new();
+    let ann = meta.annotations.as_ref().unwrap_or(&empty);
+    Msg::ResourceApplied {
+        key: resource_key(kind, meta),
+        state: ResourceState {
+            hash,
+            ignored: flag(ann, IGNORE),
+            matched: flag(ann, MATCH),
+        },
+        seen: Instant::now(),
+    }
+}
+
+/// Builds the index entry of a workload from its metadata and pod template.
+fn entry(
+    kind: WorkloadKind,
+    meta: &kube::api::ObjectMeta,
+    template: Option<&PodTemplateSpec>,
+) -> WorkloadEntry {
+    let empty = BTreeMap::new();
+    let key = WorkloadKey::new(
+        kind,
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    );
+    let meta_ann = meta.annotations.as_ref().unwrap_or(&empty);
+    let tmpl_ann = template
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.annotations.as_ref())
+        .unwrap_or(&empty);
+    let spec = template.and_then(|t| t.spec.clone()).unwrap_or_default();
+    WorkloadEntry::new(key, meta_ann, tmpl_ann, &spec)
+}
+
+fn workload_deleted(kind: WorkloadKind, meta: &kube::api::ObjectMeta) -> Option<Msg> {
+    Some(Msg::WorkloadDeleted {
+        key: WorkloadKey::new(
+            kind,
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone().unwrap_or_default(),
+        ),
+    })
+}
+
+fn applied_workload(entry: WorkloadEntry, pause: PauseState) -> Option<Msg> {
+    Some(Msg::WorkloadApplied {
+        entry: Box::new(entry),
+        pause,
+    })
+}
+
+/// Watches one workload kind in one scope.
+pub async fn workloads(
+    client: Client,
+    kind: WorkloadKind,
+    namespace: Option<Arc<str>>,
+    tx: Sender<Msg>,
+) {
+    let config = watcher::Config::default().page_size(100);
+    let id = StreamId {
+        watched: Watched::Workload(kind),
+        namespace: namespace.clone(),
+    };
+    let ns = namespace.as_deref();
+    match kind {
+        WorkloadKind::Deployment => {
+            pump(
+                api_for::<Deployment>(&client, ns),
+                config,
+                id,
+                tx,
+                |d| {
+                    let template = d.spec.as_ref().map(|s| &s.template);
+                    let paused = d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false);
+                    let paused_at_key = d
+                        .annotations()
+                        .keys()
+                        .find_map(|k| annotations::PAUSED_AT.names().into_iter().find(|n| n == k));
+                    applied_workload(
+                        entry(kind, &d.metadata, template),
+                        PauseState {
+                            paused,
+                            paused_at_key,
+                        },
+                    )
+                },
+                |d| workload_deleted(kind, &d.metadata),
+            )
+            .await
+        }
+        WorkloadKind::StatefulSet => {
+            pump(
+                api_for::<StatefulSet>(&client, ns),
+                config,
+                id,
+                tx,
+                |o| {
+                    applied_workload(
+                        entry(kind, &o.metadata, o.spec.as_ref().map(|s| &s.template)),
+                        PauseState::default(),
+                    )
+                },
+                |o| workload_deleted(kind, &o.metadata),
+            )
+            .await
+        }
+        WorkloadKind::DaemonSet => {
+            pump(
+                api_for::<DaemonSet>(&client, ns),
+                config,
+                id,
+                tx,
+                |o| {
+                    applied_workload(
+                        entry(kind, &o.metadata, o.spec.as_ref().map(|s| &s.template)),
+                        PauseState::default(),
+                    )
+                },
+                |o| workload_deleted(kind, &o.metadata),
+            )
+            .await
+        }
+        WorkloadKind::CronJob => {
+            pump(
+                api_for::<CronJob>(&client, ns),
+                config,
+                id,
+                tx,
+                |o| {
+                    let template = o
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.job_template.spec.as_ref())
+                        .map(|js| &js.template);
+                    applied_workload(entry(kind, &o.metadata, template), PauseState::default())
+                },
+                |o| workload_deleted(kind, &o.metadata),
+            )
+            .await
+        }
+        WorkloadKind::Job => {
+            pump(
+                api_for::<Job>(&client, ns),
+                config,
+                id,
+                tx,
+                |o| {
+                    applied_workload(
+                        entry(kind, &o.metadata, o.spec.as_ref().map(|s| &s.template)),
+                        PauseState::default(),
+                    )
+                },
+                |o| workload_deleted(kind, &o.metadata),
+            )
+            .await
+        }
+        WorkloadKind::Rollout => {
+            let ar = rollout_resource();
+            let api: Api<DynamicObject> = match ns {
+                Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+                None => Api::all_with(client.clone(), &ar),
+            };
+            pump(
+                api,
+                config,
+                id,
+                tx,
+                |o| {
+                    let template = rollout_template(&o);
+                    applied_workload(
+                        entry(kind, &o.metadata, template.as_ref()),
+                        PauseState::default(),
+                    )
+                },
+                |o| workload_deleted(kind, &o.metadata),
+            )
+            .await
+        }
+    }
+}
+
+/// A Rollout's `spec.template`, typed. (Rollouts using `workloadRef` have
+/// none; they are indexed without references.)
+pub fn rollout_template(o: &DynamicObject) -> Option<PodTemplateSpec> {
+    serde_json::from_value(o.data.get("spec")?.get("template")?.clone()).ok()
+}
+
+/// Watches Namespaces matching the namespace selector (server-side).
+pub async fn namespaces(client: Client, selector: String, tx: Sender<Msg>) {
+    let id = StreamId {
+        watched: Watched::Namespaces,
+        namespace: None,
+    };
+    pump(
+        Api::<Namespace>::all(client),
+        watcher::Config::default().labels(&selector),
+        id,
+        tx,
+        |n| Some(Msg::NamespaceApplied { name: n.name_any() }),
+        |n| Some(Msg::NamespaceDeleted { name: n.name_any() }),
+    )
+    .await
+}
