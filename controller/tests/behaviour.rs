@@ -602,11 +602,10 @@ async fn pause_period_resumes_even_across_a_restart() {
     .await;
     let d = dyn_api(&client, n, "Deployment").get("web").await.unwrap();
     assert!(
-        d.metadata
+        !d.metadata
             .annotations
             .unwrap_or_default()
-            .get("deployment.reloader.stakater.com/paused-at")
-            .is_none(),
+            .contains_key("deployment.reloader.stakater.com/paused-at"),
         "paused-at removed on resume"
     );
 }
