@@ -163,9 +163,10 @@ pod-reloader-registry
 
 {{- /* nodeSelector of the controller: the setting, else the system nodes if any. */ -}}
 {{- define "pod_reloader.node_selector" -}}
-{{- if .Values.podReloader.nodeSelector }}
+{{- $nodeSelector := get .Values.podReloader "nodeSelector" }}
+{{- if $nodeSelector }}
 nodeSelector:
-  {{- .Values.podReloader.nodeSelector | toYaml | nindent 2 }}
+  {{- $nodeSelector | toYaml | nindent 2 }}
 {{- else if gt (int (dig "discovery" "d8SpecificNodeCountByRole" "system" 0 .Values.global)) 0 }}
 nodeSelector:
   node-role.deckhouse.io/system: ""

@@ -196,6 +196,42 @@ def run_cases():
                 passed += 1
                 e = named[0]
                 print(f"ok   {label}\n       rejected: {path_of(e)}: {message_of(e)}")
+    # Coverage: every setting (every property path of config-values.yaml,
+    # objects included) appears in at least one positive and one negative
+    # configValues case.
+    def prop_paths(schema, prefix=""):
+        for name, sub in (schema.get("properties") or {}).items():
+            path = f"{prefix}.{name}" if prefix else name
+            yield path
+            if isinstance(sub, dict):
+                yield from prop_paths(sub, path)
+                if isinstance(sub.get("items"), dict):
+                    yield from prop_paths(sub["items"], path + "[]")
+
+    def case_paths(value, prefix=""):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                path = f"{prefix}.{k}" if prefix else k
+                yield path
+                yield from case_paths(v, path)
+        elif isinstance(value, list):
+            for v in value:
+                yield from case_paths(v, prefix + "[]")
+
+    schema_paths = set(prop_paths(load_yaml(os.path.join(ROOT, "openapi", "config-values.yaml"))))
+    for polarity in ("positive", "negative"):
+        covered = set()
+        for case in (cases.get(polarity) or {}).get("configValues") or []:
+            covered |= set(case_paths(case))
+        missing = sorted(p for p in schema_paths if p not in covered
+                         # a list item's fields are covered through their list
+                         and not re.search(r"\[\]\.", p))
+        if missing:
+            failed += 1
+            print(f"FAIL {polarity} configValues cases cover every setting; missing: {', '.join(missing)}")
+        else:
+            passed += 1
+            print(f"ok   {polarity} configValues cases cover all {len(schema_paths)} settings")
     print(f"openapi cases: {passed} passed, {failed} failed")
     return 0 if failed == 0 else 1
 
