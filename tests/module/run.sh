@@ -16,7 +16,10 @@
 #                   --dry-run=server` on the test bed; the controller's pod
 #                   passes the "restricted" Pod Security Standard.
 #   6. rbac:        the rendered RBAC, applied for real, allows the
-#                   controller's verbs and answers 403 outside them.
+#                   controller's verbs and answers 403 outside them; the
+#                   controller binary (when built) runs with the rendered
+#                   config and only its ServiceAccount's token and rolls a
+#                   Deployment, cluster-wide and in the scoped mode.
 #   7. promtool:    `promtool check rules` and `promtool test rules`.
 #   8. dmt:         `dmt lint` of the module reports no error (skipped when dmt
 #                   is not installed) and tool.py's local subset of dmt's
@@ -43,6 +46,9 @@ cleanup() {
   for f in "${RBAC_APPLIED[@]}"; do
     kubectl delete --ignore-not-found --wait=false -f "$f" >/dev/null 2>&1 || true
   done
+  if [[ -f $WORK/victim.yaml ]]; then
+    kubectl delete --ignore-not-found --wait=false -f "$WORK/victim.yaml" >/dev/null 2>&1 || true
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -304,6 +310,121 @@ docs = [d for d in yaml.safe_load_all(open(sys.argv[1]))
 yaml.safe_dump_all(docs, sys.stdout)
 EOF
 }
+# controller_under_rbac CASE NS: run the controller binary (built by `cargo
+# test`/`cargo build`) with the ServiceAccount's token, the rendered RBAC of
+# CASE and the config.yaml rendered for CASE; change a ConfigMap in NS that
+# an annotated Deployment uses; the Deployment must be rolled and the
+# controller must log no "forbidden". Skipped when the binary is not built.
+controller_under_rbac() {
+  local case_name=$1 ns=$2 bin="" b
+  for b in "$ROOT/target/debug/pod-reloader" "$ROOT/target/release/pod-reloader"; do
+    [[ -x $b ]] && { bin=$b; break; }
+  done
+  if [[ -z $bin ]]; then
+    SKIPPED=$((SKIPPED + 1))
+    echo "SKIP $case_name: the controller under its rendered RBAC (target/*/pod-reloader not built)"
+    return 0
+  fi
+  local dir=$WORK/controller-$case_name
+  mkdir -p "$dir"
+  # The config file exactly as rendered into the ConfigMap.
+  "$PY" - "$WORK/render/$case_name.yaml" >"$dir/config.yaml" <<'EOF'
+import sys, yaml
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d and d["kind"] == "ConfigMap" and d["metadata"]["name"] == "pod-reloader-config":
+        sys.stdout.write(d["data"]["config.yaml"])
+EOF
+  # A kubeconfig with the ServiceAccount's token and nothing else.
+  local token
+  token=$(kubectl -n d8-pod-reloader create token pod-reloader --duration=10m)
+  kubectl config view --raw --minify -o json | "$PY" -c '
+import json, sys, yaml
+cfg = json.load(sys.stdin)
+cluster = cfg["clusters"][0]
+user = {"name": "pod-reloader", "user": {"token": sys.argv[1]}}
+out = {"apiVersion": "v1", "kind": "Config", "clusters": [cluster], "users": [user],
+       "contexts": [{"name": "sa", "context": {"cluster": cluster["name"], "user": "pod-reloader"}}],
+       "current-context": "sa"}
+yaml.safe_dump(out, sys.stdout)' "$token" >"$dir/kubeconfig"
+  cat >"$dir/fixture.yaml" <<EOF
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: rbac-config
+  namespace: $ns
+data:
+  key: one
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: rbac-follower
+  namespace: $ns
+  annotations:
+    reloader.stakater.com/auto: "true"
+spec:
+  replicas: 0
+  selector:
+    matchLabels: {app: rbac-follower}
+  template:
+    metadata:
+      labels: {app: rbac-follower}
+    spec:
+      containers:
+        - name: app
+          image: registry.example.com/app:1
+          envFrom:
+            - configMapRef:
+                name: rbac-config
+EOF
+  kubectl delete --ignore-not-found -f "$dir/fixture.yaml" >/dev/null 2>&1 || true
+  if ! kubectl apply --server-side --field-manager="$FIELD_MANAGER" -f "$dir/fixture.yaml" >"$dir/fixture.log" 2>&1; then
+    fail "$case_name: controller fixture"; sed 's/^/    /' "$dir/fixture.log"; return 0
+  fi
+  local port
+  port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  KUBECONFIG=$dir/kubeconfig POD_NAME=pod-reloader-test POD_NAMESPACE=d8-pod-reloader \
+    "$bin" --config "$dir/config.yaml" --listen-address "127.0.0.1:$port" >"$dir/controller.log" 2>&1 &
+  local pid=$!
+  local ready=0 i
+  for i in $(seq 1 60); do
+    if "$PY" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "http://127.0.0.1:$port/readyz" 2>/dev/null; then
+      ready=1; break
+    fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.5
+  done
+  if ((ready)); then
+    pass "$case_name: the controller, with the rendered config and only its ServiceAccount, becomes ready (/readyz)"
+    kubectl -n "$ns" patch configmap rbac-config --type merge -p '{"data":{"key":"two"}}' >/dev/null
+    local rolled=0
+    for i in $(seq 1 60); do
+      if kubectl -n "$ns" get deployment rbac-follower -o jsonpath='{.spec.template.spec.containers[0].env[*].name}' 2>/dev/null |
+        grep -q 'STAKATER_RBAC_CONFIG_CONFIGMAP'; then
+        rolled=1; break
+      fi
+      sleep 0.5
+    done
+    if ((rolled)); then
+      pass "$case_name: a ConfigMap change in $ns rolls the annotated Deployment under the rendered RBAC"
+    else
+      fail "$case_name: a ConfigMap change in $ns rolls the annotated Deployment under the rendered RBAC"
+      tail -n 30 "$dir/controller.log" | sed 's/^/    /'
+    fi
+  else
+    fail "$case_name: the controller, with the rendered config and only its ServiceAccount, becomes ready (/readyz)"
+    tail -n 30 "$dir/controller.log" | sed 's/^/    /'
+  fi
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  if grep -qi 'forbidden' "$dir/controller.log"; then
+    fail "$case_name: the controller logged no 403 Forbidden"
+    grep -i 'forbidden' "$dir/controller.log" | head -n 10 | sed 's/^/    /'
+  else
+    pass "$case_name: the controller logged no 403 Forbidden"
+  fi
+  kubectl delete --ignore-not-found --wait=false -f "$dir/fixture.yaml" >/dev/null 2>&1 || true
+}
 if ((CLUSTER)); then
   # Cluster-wide mode (defaults).
   rbac_objects defaults "$WORK/rbac-defaults.yaml"
@@ -348,6 +469,7 @@ EOF
     -p '{"spec":{"template":{"metadata":{"annotations":{"reloader.stakater.com/last-reloaded-from":"test"}}}}}'
   expect_fail "as the controller: delete the Deployment -> 403 Forbidden" "Forbidden" \
     kubectl --as="$SA_USER" -n pod-reloader-rbac delete deployment rbac-victim --wait=false
+  controller_under_rbac defaults pod-reloader-rbac
   kubectl delete --ignore-not-found -f "${RBAC_APPLIED[0]}" >/dev/null 2>&1 || true
   RBAC_APPLIED=()
 
@@ -367,6 +489,7 @@ EOF
     -p '{"spec":{"template":{"metadata":{"annotations":{"reloader.stakater.com/last-reloaded-from":"test"}}}}}'
   expect_fail "scoped, as the controller: delete a Deployment in shop -> 403 Forbidden" "Forbidden" \
     kubectl --as="$SA_USER" -n shop delete deployment rbac-victim --wait=false
+  controller_under_rbac namespaces shop
 fi
 
 # --- 7. promtool ----------------------------------------------------------------
