@@ -14,7 +14,9 @@
 #                   fixtures from crds/ included), cached outside the repo.
 #   5. dry-run:     every render passes `kubectl apply --server-side
 #                   --dry-run=server` on the test bed; the controller's pod
-#                   passes the "restricted" Pod Security Standard.
+#                   passes the "restricted" Pod Security Standard; the
+#                   controller binary (when built) starts with every
+#                   rendered config.yaml and gets ready.
 #   6. rbac:        the rendered RBAC, applied for real, allows the
 #                   controller's verbs and answers 403 outside them; the
 #                   controller binary (when built) runs with the rendered
@@ -289,6 +291,60 @@ EOF
   done
 fi
 
+# --- 5b. the controller accepts every rendered config ---------------------------
+section "the controller accepts every rendered config"
+# The controller binary built by `cargo test`/`cargo build`, if any.
+CONTROLLER_BIN=""
+for b in "$ROOT/target/debug/pod-reloader" "$ROOT/target/release/pod-reloader"; do
+  [[ -x $b ]] && { CONTROLLER_BIN=$b; break; }
+done
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_ready() { # wait_ready PORT PID: /readyz answers 200 within 30 s
+  local i
+  for i in $(seq 1 60); do
+    "$PY" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "http://127.0.0.1:$1/readyz" 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.5
+  done
+  return 1
+}
+# config_accepted CASE: the controller starts with the config.yaml rendered
+# for CASE (admin credentials; the alert URL file pointed at a temporary copy
+# of the URL from the rendered Secret) and becomes ready.
+config_accepted() {
+  local case_name=$1 dir=$WORK/accept-$1 port pid rc=0
+  mkdir -p "$dir"
+  "$PY" - "$WORK/render/$case_name.yaml" "$dir" <<'EOF' || return 1
+import base64, os, sys, yaml
+cfg = url = None
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d and d["kind"] == "ConfigMap" and d["metadata"]["name"] == "pod-reloader-config":
+        cfg = yaml.safe_load(d["data"]["config.yaml"])
+    if d and d["kind"] == "Secret" and d["metadata"]["name"] == "pod-reloader-alert":
+        url = base64.b64decode(d["data"]["url"]).decode()
+if url is not None:
+    open(os.path.join(sys.argv[2], "url"), "w").write(url)
+    cfg["alerting"]["webhookUrlFile"] = os.path.join(sys.argv[2], "url")
+yaml.safe_dump(cfg, open(os.path.join(sys.argv[2], "config.yaml"), "w"))
+EOF
+  port=$(free_port)
+  POD_NAME=accept-$case_name POD_NAMESPACE=d8-pod-reloader \
+    "$CONTROLLER_BIN" --config "$dir/config.yaml" --listen-address "127.0.0.1:$port" >"$dir/log" 2>&1 &
+  pid=$!
+  wait_ready "$port" "$pid" || rc=1
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  ((rc == 0)) || { tail -n 20 "$dir/log"; return 1; }
+}
+if [[ -z $CONTROLLER_BIN ]]; then
+  SKIPPED=$((SKIPPED + 1))
+  echo "SKIP the controller accepts every rendered config (target/*/pod-reloader not built)"
+elif ((CLUSTER)); then
+  for case_name in "${CASES[@]}"; do
+    check "controller starts and gets ready with the config of $case_name" config_accepted "$case_name"
+  done
+fi
+
 # --- 6. RBAC on the test bed ----------------------------------------------------
 section "RBAC of the controller on the test bed"
 can() { # can VERB RESOURCE [ARGS...]: the controller's SA may
@@ -316,10 +372,7 @@ EOF
 # an annotated Deployment uses; the Deployment must be rolled and the
 # controller must log no "forbidden". Skipped when the binary is not built.
 controller_under_rbac() {
-  local case_name=$1 ns=$2 bin="" b
-  for b in "$ROOT/target/debug/pod-reloader" "$ROOT/target/release/pod-reloader"; do
-    [[ -x $b ]] && { bin=$b; break; }
-  done
+  local case_name=$1 ns=$2 bin=$CONTROLLER_BIN
   if [[ -z $bin ]]; then
     SKIPPED=$((SKIPPED + 1))
     echo "SKIP $case_name: the controller under its rendered RBAC (target/*/pod-reloader not built)"
@@ -381,20 +434,12 @@ EOF
   if ! kubectl apply --server-side --field-manager="$FIELD_MANAGER" -f "$dir/fixture.yaml" >"$dir/fixture.log" 2>&1; then
     fail "$case_name: controller fixture"; sed 's/^/    /' "$dir/fixture.log"; return 0
   fi
-  local port
-  port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  local port pid i
+  port=$(free_port)
   KUBECONFIG=$dir/kubeconfig POD_NAME=pod-reloader-test POD_NAMESPACE=d8-pod-reloader \
     "$bin" --config "$dir/config.yaml" --listen-address "127.0.0.1:$port" >"$dir/controller.log" 2>&1 &
-  local pid=$!
-  local ready=0 i
-  for i in $(seq 1 60); do
-    if "$PY" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "http://127.0.0.1:$port/readyz" 2>/dev/null; then
-      ready=1; break
-    fi
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.5
-  done
-  if ((ready)); then
+  pid=$!
+  if wait_ready "$port" "$pid"; then
     pass "$case_name: the controller, with the rendered config and only its ServiceAccount, becomes ready (/readyz)"
     kubectl -n "$ns" patch configmap rbac-config --type merge -p '{"data":{"key":"two"}}' >/dev/null
     local rolled=0
