@@ -8,7 +8,7 @@
 #   testbed/build-tools.sh --force    rebuild everything
 #   testbed/build-tools.sh NAME...    build only these tools (if missing)
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR
 . "$(dirname "$0")/lib.sh"
 
 force=0

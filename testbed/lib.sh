@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # variables used by the scripts that source this file
 # Shared settings for the pod-reloader test bed. Source it; do not execute it.
 #
 # Versions are pinned here (Kubernetes) and in the committed go.mod/go.sum

@@ -16,7 +16,7 @@
 # logs/<name>.log, pids/<name>.pid, cmd/<name> (exact command lines),
 # ports.env, kubeconfig, env.
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR
 . "$(dirname "$0")/lib.sh"
 
 PKI=$TESTBED_DIR/pki
@@ -65,26 +65,36 @@ start_component() {
 alive() { [ -d "/proc/$1" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
 
 stop_components() { # stop_components <name...>: TERM, then KILL after a grace period
-  local name pid i grace=50 # tenths of a second
-  local -a pids=() names=()
+  local name pid i t
+  local -a pids=() names=() graces=()
   for name in "$@"; do
     if pid=$(pid_of "$name"); then
       pids+=("$pid"); names+=("$name")
+      # Grace in tenths of a second. kube-apiserver stops listening within
+      # milliseconds of TERM but then waits (up to a minute) for open watch
+      # connections to end; nothing here needs that, so it gets 1 s.
+      if [ "$name" = kube-apiserver ]; then graces+=(10); else graces+=(50); fi
       kill -TERM "$pid" 2>/dev/null || true
-      # kube-apiserver stops listening within milliseconds of TERM but then
-      # waits (up to a minute) for open watch connections; nothing here needs that.
-      [ "$name" = kube-apiserver ] && grace=10
     fi
   done
   any_alive() { local p; for p in "${pids[@]}"; do alive "$p" && return 0; done; return 1; }
-  for (( i = 0; i < grace; i++ )); do any_alive || break; sleep 0.1; done
+  for (( t = 0; t < 50; t++ )); do
+    any_alive || break
+    for i in "${!pids[@]}"; do
+      if [ "$t" -ge "${graces[$i]}" ] && alive "${pids[$i]}"; then
+        [ "${names[$i]}" = kube-apiserver ] || log "${names[$i]} (pid ${pids[$i]}) did not stop on TERM; killing it"
+        kill -KILL "${pids[$i]}" 2>/dev/null || true
+      fi
+    done
+    sleep 0.1
+  done
   for i in "${!pids[@]}"; do
     if alive "${pids[$i]}"; then
       [ "${names[$i]}" = kube-apiserver ] || log "${names[$i]} (pid ${pids[$i]}) did not stop on TERM; killing it"
       kill -KILL "${pids[$i]}" 2>/dev/null || true
     fi
   done
-  for (( i = 0; i < 50; i++ )); do any_alive || break; sleep 0.1; done
+  for (( t = 0; t < 50; t++ )); do any_alive || break; sleep 0.1; done
   for i in "${!pids[@]}"; do
     alive "${pids[$i]}" && die "${names[$i]} (pid ${pids[$i]}) is still running after KILL"
   done
@@ -371,12 +381,15 @@ cmd_up() {
   done
   [ -x "$BIN_DIR/kubectl" ] || die "$BIN_DIR/kubectl is missing; run testbed/build-tools.sh (or make tools)"
 
-  if [ ! -f "$TESTBED_DIR/ports.env" ] || [ ! -f "$CMDS/kube-controller-manager" ]; then
-    # Nothing usable from before: start afresh.
+  local running=0
+  for c in "${COMPONENTS[@]}"; do is_running "$c" && running=$((running + 1)); done
+  if [ "$running" -gt 0 ] && [ -f "$TESTBED_DIR/ports.env" ] && [ -f "$CMDS/kube-controller-manager" ]; then
+    # e.g. after stop-apiserver: keep the data, certificates and ports.
+    log "resuming the test bed in $TESTBED_DIR (starting the processes that are not running)"
+  else
+    # Nothing running (or never set up): start afresh.
     [ -d "$TESTBED_DIR" ] && cmd_down >/dev/null
     configure
-  else
-    log "resuming the test bed in $TESTBED_DIR (processes that are not running are started again)"
   fi
   load_ports
 

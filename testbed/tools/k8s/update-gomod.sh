@@ -9,7 +9,7 @@
 # release's go.mod with its published tag v0.<minor>.<patch>.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=../../lib.sh
+# shellcheck source=testbed/lib.sh
 . "$here/../../lib.sh"
 export GOWORK=off GOFLAGS=-mod=mod
 
