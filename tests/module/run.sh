@@ -343,6 +343,28 @@ elif ((CLUSTER)); then
   for case_name in "${CASES[@]}"; do
     check "controller starts and gets ready with the config of $case_name" config_accepted "$case_name"
   done
+  # Whatever the openapi schema admits must be accepted by the controller:
+  # every positive configValues case of openapi/openapi-case-tests.yaml is
+  # rendered and its config.yaml started.
+  "${TOOL[@]}" positive-cases "$WORK/positive"
+  accepted=0 rejected=()
+  for file in "$WORK"/positive/*.yaml; do
+    case_name=$(basename "$file" .yaml)
+    if "${TOOL[@]}" values "$file" >"$WORK/render/$case_name.values.yaml" 2>"$WORK/render/$case_name.err" &&
+      helm template pod-reloader "$ROOT" --namespace d8-pod-reloader -f "$WORK/render/$case_name.values.yaml" \
+        >"$WORK/render/$case_name.yaml" 2>>"$WORK/render/$case_name.err" &&
+      config_accepted "$case_name" >>"$WORK/render/$case_name.err" 2>&1; then
+      accepted=$((accepted + 1))
+    else
+      rejected+=("$case_name: $(grep -v '^$' "$WORK/render/$case_name.err" | tail -n 3 | tr '\n' ' ') settings: $(cat "$file" | tr '\n' ' ')")
+    fi
+  done
+  if ((${#rejected[@]} == 0)); then
+    pass "controller accepts the config of every positive openapi case ($accepted cases)"
+  else
+    fail "controller accepts the config of every positive openapi case (${#rejected[@]} of $((accepted + ${#rejected[@]})) rejected)"
+    printf '    %s\n' "${rejected[@]}"
+  fi
 fi
 
 # --- 6. RBAC on the test bed ----------------------------------------------------

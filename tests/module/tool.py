@@ -16,6 +16,8 @@ Subcommands:
                              fields rejected) for every kind the API server
                              serves, laid out as DIR/<group>/<version>/<kind>.json.
   split RENDER.yaml DIR      write each rendered object to its own file.
+  positive-cases DIR         write every positive configValues case of the
+                             openapi case file as a case file into DIR.
   lint RENDER.yaml...        a local subset of dmt's lint rules (for machines
                              without dmt): module.yaml, openapi enums and RU
                              descriptions, container/pod security, VPA, PDB,
@@ -882,6 +884,15 @@ def main(argv):
         return Checker(argv[2], argv[3]).run()
     if cmd == "schemas":
         write_schemas(argv[2], argv[3])
+        return 0
+    if cmd == "positive-cases":
+        # Each positive configValues case of the openapi case file as a
+        # matrix case file (settings only), for rendering.
+        cases = load_yaml(os.path.join(ROOT, "openapi", "openapi-case-tests.yaml"))
+        os.makedirs(argv[2], exist_ok=True)
+        for i, case in enumerate((cases.get("positive") or {}).get("configValues") or []):
+            with open(os.path.join(argv[2], f"openapi-positive-{i:02d}.yaml"), "w", encoding="utf-8") as f:
+                yaml.safe_dump({"settings": case}, f, sort_keys=False)
         return 0
     if cmd == "lint":
         return Lint(argv[2:]).run()
