@@ -93,14 +93,17 @@ impl Drop for TestNamespace {
         if std::env::var_os("POD_RELOADER_KEEP_NAMESPACES").is_some() {
             return;
         }
-        let (client, name) = (self.client.clone(), self.name.clone());
-        // Drop cannot await; delete from a thread with its own runtime.
+        let name = self.name.clone();
+        // Drop cannot await: delete from a thread with its own runtime and its
+        // own client (the test's client is driven by the test's runtime, which
+        // may be blocked right here).
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("runtime");
             rt.block_on(async {
+                let client = admin_client().await;
                 let _ = Api::<Namespace>::all(client)
                     .delete(&name, &DeleteParams::background())
                     .await;
