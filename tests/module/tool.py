@@ -16,6 +16,8 @@ Subcommands:
                              fields rejected) for every kind the API server
                              serves, laid out as DIR/<group>/<version>/<kind>.json.
   split RENDER.yaml DIR      write each rendered object to its own file.
+  golden RENDER.yaml         print RENDER as kept in golden/ (dashboard JSON
+                             replaced by its size and hash).
   positive-cases DIR         write every positive configValues case of the
                              openapi case file as a case file into DIR.
   lint RENDER.yaml...        a local subset of dmt's lint rules (for machines
@@ -884,6 +886,29 @@ def main(argv):
         return Checker(argv[2], argv[3]).run()
     if cmd == "schemas":
         write_schemas(argv[2], argv[3])
+        return 0
+    if cmd == "golden":
+        # The render as compared with golden/: each dashboard JSON (hundreds
+        # of lines, the same in every case) is replaced with its size and
+        # hash, so the golden diff shows the manifests.
+        import hashlib
+        out, body, in_def = [], [], False
+        def flush():
+            text = "\n".join(body) + "\n"
+            out.append(f"    # dashboard JSON: {len(text)} bytes, sha256 {hashlib.sha256(text.encode()).hexdigest()[:16]}")
+        for line in open(argv[2], encoding="utf-8").read().split("\n"):
+            if in_def:
+                if line.startswith("    ") or line == "":
+                    body.append(line)
+                    continue
+                flush()
+                body, in_def = [], False
+            out.append(line)
+            if line == "  definition: |":
+                in_def = True
+        if in_def:
+            flush()
+        sys.stdout.write("\n".join(out))
         return 0
     if cmd == "positive-cases":
         # Each positive configValues case of the openapi case file as a
