@@ -37,7 +37,7 @@ until [ "$(kubectl -n pod-reloader-demo get rs -l app=web -o name | wc -l)" -ge 
 
 step "Starting pod-reloader (log: .testbed/logs/demo-controller.log)"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-target/debug/pod-reloader --listen-address "127.0.0.1:$port" >.testbed/logs/demo-controller.log 2>&1 &
+"${CARGO_TARGET_DIR:-target}/debug/pod-reloader" --listen-address "127.0.0.1:$port" >.testbed/logs/demo-controller.log 2>&1 &
 controller_pid=$!
 until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do
   kill -0 "$controller_pid" 2>/dev/null || { cat .testbed/logs/demo-controller.log; exit 1; }

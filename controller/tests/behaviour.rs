@@ -637,3 +637,57 @@ async fn invalid_settings_stop_start_up_naming_the_setting() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_on_create_and_on_delete() {
+    let client = admin_client().await;
+    let ns = TestNamespace::create(&client, "create-delete").await;
+    let n = ns.name.as_str();
+    let c = controller_for(
+        n,
+        &[
+            "--reload-on-create=true",
+            "--reload-on-delete=true",
+            "--coalesce-window=0",
+        ],
+    )
+    .await;
+    // The Deployment references a ConfigMap that does not exist yet.
+    create(
+        &client,
+        n,
+        workload(
+            "Deployment",
+            "web",
+            &auto(),
+            &json!({}),
+            pod_spec(Res::ConfigMap, "later", Use::EnvFrom),
+        ),
+    )
+    .await;
+    wait_indexed(&c, "Deployment", 1).await;
+    create(
+        &client,
+        n,
+        configmap("later", json!({"key": "v1"}), json!({}), json!({})),
+    )
+    .await;
+    wait_for("reload on create", Duration::from_secs(20), || async {
+        let t = pod_template(&client, n, "Deployment", "web").await?;
+        (env_value(&t, "app", "STAKATER_LATER_CONFIGMAP")? == sha1_hex(b"key=v1")).then_some(())
+    })
+    .await;
+    dyn_api(&client, n, "ConfigMap")
+        .delete("later", &Default::default())
+        .await
+        .unwrap();
+    wait_for(
+        "env var removed on delete",
+        Duration::from_secs(20),
+        || async {
+            let t = pod_template(&client, n, "Deployment", "web").await?;
+            all_env_names(&t).is_empty().then_some(())
+        },
+    )
+    .await;
+}
