@@ -109,25 +109,23 @@ ClusterRole (cluster-wide mode) and by the per-namespace Roles (scoped mode). */
   resources: {{ $apps | toJson }}
   verbs: ["get", "list", "watch", "patch"]
 {{- end }}
+{{- /* A CronJob's job template is patched (the next scheduled run uses the new configuration). */}}
 {{- if include "pod_reloader.workload_enabled" (list $ctx "cronjobs") }}
 - apiGroups: ["batch"]
   resources: ["cronjobs"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "patch"]
 {{- end }}
+{{- /* A Job's template is immutable: it is deleted and created again. */}}
 {{- if include "pod_reloader.workload_enabled" (list $ctx "jobs") }}
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "delete"]
-{{- else if include "pod_reloader.workload_enabled" (list $ctx "cronjobs") }}
-{{- /* A CronJob is rolled by creating a Job from it, even when Jobs themselves are ignored. */}}
-- apiGroups: ["batch"]
-  resources: ["jobs"]
-  verbs: ["create"]
 {{- end }}
+{{- /* A Rollout is updated (optimistic concurrency) or, with rollout-strategy restart, patched. */}}
 {{- if include "pod_reloader.workload_enabled" (list $ctx "rollouts") }}
 - apiGroups: ["argoproj.io"]
   resources: ["rollouts"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "update", "patch"]
 {{- end }}
 - apiGroups: [""]
   resources: ["events"]

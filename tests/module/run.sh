@@ -422,36 +422,28 @@ out = {"apiVersion": "v1", "kind": "Config", "clusters": [cluster], "users": [us
        "contexts": [{"name": "sa", "context": {"cluster": cluster["name"], "user": "pod-reloader"}}],
        "current-context": "sa"}
 yaml.safe_dump(out, sys.stdout)' "$token" >"$dir/kubeconfig"
-  cat >"$dir/fixture.yaml" <<EOF
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: rbac-config
-  namespace: $ns
-data:
-  key: one
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: rbac-follower
-  namespace: $ns
-  annotations:
-    reloader.stakater.com/auto: "true"
-spec:
-  replicas: 0
-  selector:
-    matchLabels: {app: rbac-follower}
-  template:
-    metadata:
-      labels: {app: rbac-follower}
-    spec:
-      containers:
-        - name: app
-          image: registry.example.com/app:1
-          envFrom:
-            - configMapRef:
-                name: rbac-config
+  # Every workload kind the controller patches or recreates, each following
+  # the ConfigMap through envFrom and annotated for auto reload.
+  "$PY" - "$ns" >"$dir/fixture.yaml" <<'EOF'
+import sys, yaml
+ns = sys.argv[1]
+pod = {"metadata": {"labels": {"app": "rbac-follower"}},
+       "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1",
+                                "envFrom": [{"configMapRef": {"name": "rbac-config"}}]}]}}
+job_pod = {"spec": {**pod["spec"], "restartPolicy": "Never"}}
+meta = lambda: {"name": "rbac-follower", "namespace": ns, "annotations": {"reloader.stakater.com/auto": "true"}}
+sel = {"matchLabels": {"app": "rbac-follower"}}
+docs = [
+    {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "rbac-config", "namespace": ns}, "data": {"key": "one"}},
+    {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(), "spec": {"replicas": 0, "selector": sel, "template": pod}},
+    {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta(),
+     "spec": {"replicas": 0, "serviceName": "rbac-follower", "selector": sel, "template": pod}},
+    {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": meta(), "spec": {"selector": sel, "template": pod}},
+    {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": meta(),
+     "spec": {"schedule": "0 0 1 1 *", "suspend": True, "jobTemplate": {"spec": {"template": job_pod}}}},
+    {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta(), "spec": {"suspend": True, "template": job_pod}},
+]
+yaml.safe_dump_all(docs, sys.stdout, sort_keys=False)
 EOF
   kubectl delete --ignore-not-found -f "$dir/fixture.yaml" >/dev/null 2>&1 || true
   if ! kubectl apply --server-side --field-manager="$FIELD_MANAGER" -f "$dir/fixture.yaml" >"$dir/fixture.log" 2>&1; then
@@ -465,18 +457,21 @@ EOF
   if wait_ready "$port" "$pid"; then
     pass "$case_name: the controller, with the rendered config and only its ServiceAccount, becomes ready (/readyz)"
     kubectl -n "$ns" patch configmap rbac-config --type merge -p '{"data":{"key":"two"}}' >/dev/null
-    local rolled=0
-    for i in $(seq 1 60); do
-      if kubectl -n "$ns" get deployment rbac-follower -o jsonpath='{.spec.template.spec.containers[0].env[*].name}' 2>/dev/null |
-        grep -q 'STAKATER_RBAC_CONFIG_CONFIGMAP'; then
-        rolled=1; break
-      fi
-      sleep 0.5
+    local kind path pending=""
+    for kind in deployment statefulset daemonset cronjob job; do
+      path='{.spec.template.spec.containers[0].env[*].name}'
+      [[ $kind == cronjob ]] && path='{.spec.jobTemplate.spec.template.spec.containers[0].env[*].name}'
+      for i in $(seq 1 60); do
+        kubectl -n "$ns" get "$kind" rbac-follower -o jsonpath="$path" 2>/dev/null |
+          grep -q 'STAKATER_RBAC_CONFIG_CONFIGMAP' && continue 2
+        sleep 0.5
+      done
+      pending+=" $kind"
     done
-    if ((rolled)); then
-      pass "$case_name: a ConfigMap change in $ns rolls the annotated Deployment under the rendered RBAC"
+    if [[ -z $pending ]]; then
+      pass "$case_name: a ConfigMap change in $ns rolls the Deployment, StatefulSet, DaemonSet, CronJob and Job under the rendered RBAC"
     else
-      fail "$case_name: a ConfigMap change in $ns rolls the annotated Deployment under the rendered RBAC"
+      fail "$case_name: a ConfigMap change in $ns rolls the Deployment, StatefulSet, DaemonSet, CronJob and Job under the rendered RBAC (not rolled:$pending)"
       tail -n 30 "$dir/controller.log" | sed 's/^/    /'
     fi
   else
@@ -503,10 +498,10 @@ if ((CLUSTER)); then
     bash -c "$(declare -f can); SA_USER=$SA_USER; can list configmaps -A && can watch configmaps -A && can list secrets -A && can watch secrets -A && can get secrets -n shop"
   check "defaults: may get/list/watch/patch Deployments, DaemonSets, StatefulSets" \
     bash -c "$(declare -f can); SA_USER=$SA_USER; for r in deployments daemonsets statefulsets; do for v in get list watch patch; do can \$v \$r.apps -n shop || exit 1; done; done"
-  check "defaults: may read CronJobs, create/delete Jobs, create Events" \
-    bash -c "$(declare -f can); SA_USER=$SA_USER; can list cronjobs.batch -A && can create jobs.batch -n shop && can delete jobs.batch -n shop && can create events -n shop && can patch events.events.k8s.io -n shop"
+  check "defaults: may read/patch CronJobs, recreate Jobs, create Events" \
+    bash -c "$(declare -f can); SA_USER=$SA_USER; can list cronjobs.batch -A && can patch cronjobs.batch -n shop && can get jobs.batch -n shop && can create jobs.batch -n shop && can delete jobs.batch -n shop && can create events -n shop && can patch events.events.k8s.io -n shop"
   check "defaults: may not delete/update/create Deployments, write Secrets, read Pods, Namespaces, Leases or Rollouts" \
-    bash -c "$(declare -f cannot); SA_USER=$SA_USER; cannot delete deployments.apps -n shop && cannot update deployments.apps -n shop && cannot create deployments.apps -n shop && cannot create secrets -n shop && cannot update configmaps -n shop && cannot get pods -n shop && cannot list namespaces && cannot get leases.coordination.k8s.io -n d8-pod-reloader && cannot patch rollouts.argoproj.io -n shop && cannot patch cronjobs.batch -n shop"
+    bash -c "$(declare -f cannot); SA_USER=$SA_USER; cannot delete deployments.apps -n shop && cannot update deployments.apps -n shop && cannot create deployments.apps -n shop && cannot create secrets -n shop && cannot update configmaps -n shop && cannot get pods -n shop && cannot list namespaces && cannot get leases.coordination.k8s.io -n d8-pod-reloader && cannot patch rollouts.argoproj.io -n shop && cannot delete cronjobs.batch -n shop && cannot create cronjobs.batch -n shop && cannot patch jobs.batch -n shop"
   # Real requests under the controller's identity: a patch is allowed, a
   # delete answers 403 Forbidden.
   for ns in pod-reloader-rbac shop; do
@@ -546,8 +541,8 @@ EOF
   RBAC_APPLIED+=("$WORK/rbac-namespaces.yaml")
   check "apply the RBAC of namespaces (scoped) for real" \
     kubectl apply --server-side --force-conflicts --field-manager="$FIELD_MANAGER" -f "$WORK/rbac-namespaces.yaml"
-  check "scoped: may read Secrets and patch Deployments and Rollouts in shop and billing" \
-    bash -c "$(declare -f can); SA_USER=$SA_USER; for ns in shop billing; do can list secrets -n \$ns && can watch configmaps -n \$ns && can patch deployments.apps -n \$ns && can patch rollouts.argoproj.io -n \$ns || exit 1; done"
+  check "scoped: may read Secrets and patch Deployments, CronJobs and Rollouts in shop and billing" \
+    bash -c "$(declare -f can); SA_USER=$SA_USER; for ns in shop billing; do can list secrets -n \$ns && can watch configmaps -n \$ns && can patch deployments.apps -n \$ns && can patch cronjobs.batch -n \$ns && can update rollouts.argoproj.io -n \$ns && can patch rollouts.argoproj.io -n \$ns || exit 1; done"
   check "scoped: may not read Secrets or patch Deployments outside the list, nor list cluster-wide" \
     bash -c "$(declare -f cannot); SA_USER=$SA_USER; cannot list secrets -n default && cannot get secrets -n pod-reloader-rbac && cannot patch deployments.apps -n pod-reloader-rbac && cannot list secrets -A && cannot list configmaps -A"
   expect_fail "scoped, as the controller: read Secrets outside the list -> 403 Forbidden" "Forbidden" \

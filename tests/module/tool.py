@@ -508,13 +508,11 @@ class Checker:
             if res not in ignored:
                 want[("apps", res)] = {"get", "list", "watch", "patch"}
         if "cronjobs" not in ignored:
-            want[("batch", "cronjobs")] = {"get", "list", "watch"}
+            want[("batch", "cronjobs")] = {"get", "list", "watch", "patch"}
         if "jobs" not in ignored:
             want[("batch", "jobs")] = {"get", "list", "watch", "create", "delete"}
-        elif "cronjobs" not in ignored:
-            want[("batch", "jobs")] = {"create"}
         if argo and "rollouts" not in ignored:
-            want[("argoproj.io", "rollouts")] = {"get", "list", "watch", "patch"}
+            want[("argoproj.io", "rollouts")] = {"get", "list", "watch", "update", "patch"}
         want[("", "events")] = {"create", "patch"}
         want[("events.k8s.io", "events")] = {"create", "patch"}
         if scoped:
