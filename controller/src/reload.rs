@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client, Resource};
 use pod_reloader_core::annotations::PAUSED_AT;
@@ -94,6 +95,27 @@ fn params() -> PatchParams {
     PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
+    }
+}
+
+fn cronjob_template(c: &CronJob) -> Option<&PodTemplateSpec> {
+    c.spec
+        .as_ref()?
+        .job_template
+        .spec
+        .as_ref()
+        .map(|j| &j.template)
+}
+
+fn no_extra<K>(_: &K, _: &Batch, _: &mut Value) {}
+
+/// `pause-period`: pause the Deployment with the reload and record when, so
+/// the resume can be scheduled from the object (it survives restarts).
+fn pause_deployment(d: &Deployment, batch: &Batch, body: &mut Value) {
+    let paused = d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false);
+    if batch.pause_period.is_some() && !paused {
+        body["spec"]["paused"] = json!(true);
+        body["metadata"] = json!({"annotations": {PAUSED_AT.stakater: now_rfc3339()}});
     }
 }
 
@@ -195,127 +217,82 @@ impl Reloader {
     }
 
     async fn try_reload(&self, batch: &Batch) -> Result<Outcome, ReloadError> {
-        let key = &batch.workload;
-        let (ns, name) = (&*key.namespace, &*key.name);
         let now = now_unix();
-        match key.kind {
+        match batch.workload.kind {
             WorkloadKind::Deployment => {
-                let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
-                let Some(obj) = api.get_opt(name).await? else {
-                    return Ok(Outcome::Gone);
-                };
-                let spec = obj
-                    .spec
-                    .as_ref()
-                    .ok_or_else(|| ReloadError::Decode("no spec".into()))?;
-                let change = plan(self.strategy, &spec.template, &batch.items, now);
-                if change.is_empty() {
-                    return Ok(Outcome::AlreadyCurrent);
-                }
-                let mut body = json!({"spec": {"template": change.strategic_merge_fragment()}});
-                if batch.pause_period.is_some() && !spec.paused.unwrap_or(false) {
-                    body["spec"]["paused"] = json!(true);
-                    body["metadata"] = json!({"annotations": {PAUSED_AT.stakater: now_rfc3339()}});
-                }
-                api.patch(name, &params(), &Patch::Strategic(body)).await?;
-                Ok(Outcome::Patched {
-                    uid: obj.meta().uid.clone(),
-                    containers: containers_of(batch),
-                })
-            }
-            WorkloadKind::StatefulSet => {
-                let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), ns);
-                let Some(obj) = api.get_opt(name).await? else {
-                    return Ok(Outcome::Gone);
-                };
-                let spec = obj
-                    .spec
-                    .as_ref()
-                    .ok_or_else(|| ReloadError::Decode("no spec".into()))?;
-                self.patch_template(
-                    &api,
-                    name,
-                    obj.meta().uid.clone(),
-                    &spec.template,
+                self.patch_typed::<Deployment>(
                     batch,
                     now,
-                    |f| json!({"spec": {"template": f}}),
+                    |d| d.spec.as_ref().map(|s| &s.template),
+                    pause_deployment,
+                )
+                .await
+            }
+            WorkloadKind::StatefulSet => {
+                self.patch_typed::<StatefulSet>(
+                    batch,
+                    now,
+                    |o| o.spec.as_ref().map(|s| &s.template),
+                    no_extra,
                 )
                 .await
             }
             WorkloadKind::DaemonSet => {
-                let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), ns);
-                let Some(obj) = api.get_opt(name).await? else {
-                    return Ok(Outcome::Gone);
-                };
-                let spec = obj
-                    .spec
-                    .as_ref()
-                    .ok_or_else(|| ReloadError::Decode("no spec".into()))?;
-                self.patch_template(
-                    &api,
-                    name,
-                    obj.meta().uid.clone(),
-                    &spec.template,
+                self.patch_typed::<DaemonSet>(
                     batch,
                     now,
-                    |f| json!({"spec": {"template": f}}),
+                    |o| o.spec.as_ref().map(|s| &s.template),
+                    no_extra,
                 )
                 .await
             }
             WorkloadKind::CronJob => {
-                let api: Api<CronJob> = Api::namespaced(self.client.clone(), ns);
-                let Some(obj) = api.get_opt(name).await? else {
-                    return Ok(Outcome::Gone);
-                };
-                let template = obj
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.job_template.spec.as_ref())
-                    .map(|j| &j.template)
-                    .ok_or_else(|| ReloadError::Decode("no jobTemplate".into()))?;
-                self.patch_template(
-                    &api,
-                    name,
-                    obj.meta().uid.clone(),
-                    template,
-                    batch,
-                    now,
-                    |f| json!({"spec": {"jobTemplate": {"spec": {"template": f}}}}),
-                )
-                .await
+                self.patch_typed::<CronJob>(batch, now, cronjob_template, no_extra)
+                    .await
             }
             WorkloadKind::Job => self.recreate_job(batch, now).await,
             WorkloadKind::Rollout => self.update_rollout(batch, now).await,
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn patch_template<K>(
+    /// Reads a built-in workload, plans the template change and sends it as a
+    /// strategic-merge patch at the kind's template path; `extra` may add to
+    /// the patch (the Deployment pause).
+    async fn patch_typed<K>(
         &self,
-        api: &Api<K>,
-        name: &str,
-        uid: Option<String>,
-        template: &k8s_openapi::api::core::v1::PodTemplateSpec,
         batch: &Batch,
         now: i64,
-        wrap: impl Fn(Value) -> Value,
+        template_of: fn(&K) -> Option<&PodTemplateSpec>,
+        extra: fn(&K, &Batch, &mut Value),
     ) -> Result<Outcome, ReloadError>
     where
-        K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
     {
+        let key = &batch.workload;
+        let api: Api<K> = Api::namespaced(self.client.clone(), &key.namespace);
+        let Some(obj) = api.get_opt(&key.name).await? else {
+            return Ok(Outcome::Gone);
+        };
+        let template =
+            template_of(&obj).ok_or_else(|| ReloadError::Decode("no pod template".into()))?;
         let change = plan(self.strategy, template, &batch.items, now);
         if change.is_empty() {
             return Ok(Outcome::AlreadyCurrent);
         }
-        api.patch(
-            name,
-            &params(),
-            &Patch::Strategic(wrap(change.strategic_merge_fragment())),
-        )
-        .await?;
+        let fragment = change.strategic_merge_fragment();
+        let mut body = if key.kind == WorkloadKind::CronJob {
+            json!({"spec": {"jobTemplate": {"spec": {"template": fragment}}}})
+        } else {
+            json!({"spec": {"template": fragment}})
+        };
+        extra(&obj, batch, &mut body);
+        api.patch(&key.name, &params(), &Patch::Strategic(body))
+            .await?;
         Ok(Outcome::Patched {
-            uid,
+            uid: obj.meta().uid.clone(),
             containers: containers_of(batch),
         })
     }

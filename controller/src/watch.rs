@@ -205,6 +205,50 @@ fn applied_workload(entry: WorkloadEntry, pause: PauseState) -> Option<Msg> {
     })
 }
 
+/// Watches one built-in workload kind in one scope.
+async fn typed_workloads<K>(
+    client: Client,
+    kind: WorkloadKind,
+    id: StreamId,
+    tx: Sender<Msg>,
+    template_of: fn(&K) -> Option<&PodTemplateSpec>,
+    pause_of: fn(&K) -> PauseState,
+) where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
+{
+    let api = api_for::<K>(&client, id.namespace.as_deref());
+    pump(
+        api,
+        watcher::Config::default().page_size(100),
+        id,
+        tx,
+        |o| applied_workload(entry(kind, o.meta(), template_of(&o)), pause_of(&o)),
+        |o| workload_deleted(kind, o.meta()),
+    )
+    .await
+}
+
+fn no_pause<K>(_: &K) -> PauseState {
+    PauseState::default()
+}
+
+fn deployment_pause(d: &Deployment) -> PauseState {
+    let paused = d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false);
+    let paused_at_key = d
+        .annotations()
+        .keys()
+        .find_map(|k| annotations::PAUSED_AT.names().into_iter().find(|n| n == k));
+    PauseState {
+        paused,
+        paused_at_key,
+    }
+}
+
 /// Watches one workload kind in one scope.
 pub async fn workloads(
     client: Client,
@@ -212,119 +256,87 @@ pub async fn workloads(
     namespace: Option<Arc<str>>,
     tx: Sender<Msg>,
 ) {
-    let config = watcher::Config::default().page_size(100);
     let id = StreamId {
         watched: Watched::Workload(kind),
         namespace: namespace.clone(),
     };
-    let ns = namespace.as_deref();
     match kind {
         WorkloadKind::Deployment => {
-            pump(
-                api_for::<Deployment>(&client, ns),
-                config,
+            typed_workloads::<Deployment>(
+                client,
+                kind,
                 id,
                 tx,
-                |d| {
-                    let template = d.spec.as_ref().map(|s| &s.template);
-                    let paused = d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false);
-                    let paused_at_key = d
-                        .annotations()
-                        .keys()
-                        .find_map(|k| annotations::PAUSED_AT.names().into_iter().find(|n| n == k));
-                    applied_workload(
-                        entry(kind, &d.metadata, template),
-                        PauseState {
-                            paused,
-                            paused_at_key,
-                        },
-                    )
-                },
-                |d| workload_deleted(kind, &d.metadata),
+                |o| o.spec.as_ref().map(|s| &s.template),
+                deployment_pause,
             )
             .await
         }
         WorkloadKind::StatefulSet => {
-            pump(
-                api_for::<StatefulSet>(&client, ns),
-                config,
+            typed_workloads::<StatefulSet>(
+                client,
+                kind,
                 id,
                 tx,
-                |o| {
-                    applied_workload(
-                        entry(kind, &o.metadata, o.spec.as_ref().map(|s| &s.template)),
-                        PauseState::default(),
-                    )
-                },
-                |o| workload_deleted(kind, &o.metadata),
+                |o| o.spec.as_ref().map(|s| &s.template),
+                no_pause,
             )
             .await
         }
         WorkloadKind::DaemonSet => {
-            pump(
-                api_for::<DaemonSet>(&client, ns),
-                config,
+            typed_workloads::<DaemonSet>(
+                client,
+                kind,
                 id,
                 tx,
-                |o| {
-                    applied_workload(
-                        entry(kind, &o.metadata, o.spec.as_ref().map(|s| &s.template)),
-                        PauseState::default(),
-                    )
-                },
-                |o| workload_deleted(kind, &o.metadata),
+                |o| o.spec.as_ref().map(|s| &s.template),
+                no_pause,
             )
             .await
         }
         WorkloadKind::CronJob => {
-            pump(
-                api_for::<CronJob>(&client, ns),
-                config,
+            typed_workloads::<CronJob>(
+                client,
+                kind,
                 id,
                 tx,
                 |o| {
-                    let template = o
+                    o.spec
+                        .as_ref()?
+                        .job_template
                         .spec
                         .as_ref()
-                        .and_then(|s| s.job_template.spec.as_ref())
-                        .map(|js| &js.template);
-                    applied_workload(entry(kind, &o.metadata, template), PauseState::default())
+                        .map(|j| &j.template)
                 },
-                |o| workload_deleted(kind, &o.metadata),
+                no_pause,
             )
             .await
         }
         WorkloadKind::Job => {
-            pump(
-                api_for::<Job>(&client, ns),
-                config,
+            typed_workloads::<Job>(
+                client,
+                kind,
                 id,
                 tx,
-                |o| {
-                    applied_workload(
-                        entry(kind, &o.metadata, o.spec.as_ref().map(|s| &s.template)),
-                        PauseState::default(),
-                    )
-                },
-                |o| workload_deleted(kind, &o.metadata),
+                |o| o.spec.as_ref().map(|s| &s.template),
+                no_pause,
             )
             .await
         }
         WorkloadKind::Rollout => {
             let ar = rollout_resource();
-            let api: Api<DynamicObject> = match ns {
+            let api: Api<DynamicObject> = match namespace.as_deref() {
                 Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
                 None => Api::all_with(client.clone(), &ar),
             };
             pump(
                 api,
-                config,
+                watcher::Config::default().page_size(100),
                 id,
                 tx,
                 |o| {
-                    let template = rollout_template(&o);
                     applied_workload(
-                        entry(kind, &o.metadata, template.as_ref()),
+                        entry(kind, &o.metadata, rollout_template(&o).as_ref()),
                         PauseState::default(),
                     )
                 },
