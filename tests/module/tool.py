@@ -676,6 +676,12 @@ class Lint:
         if os.path.exists(hi):
             lines = {l.strip().rstrip("/") for l in open(hi, encoding="utf-8") if l.strip() and not l.startswith("#")}
             self.rule("helmignore", not ({"templates", "Chart.yaml"} & lines), ".helmignore excludes templates/ or Chart.yaml")
+            import fnmatch
+            material = {"templates", "charts", "monitoring", "Chart.yaml", "values.yaml", "images_digests.json", ".helmignore"}
+            for entry in sorted(os.listdir(ROOT)):
+                if entry not in material:
+                    self.rule("helmignore-coverage", any(fnmatch.fnmatch(entry, p) for p in lines),
+                              f"{entry} is not listed in .helmignore (it would be packed into the chart)", warn=True)
         impact = ((self.cfg.get("module") or {}).get("legacy-release-file") or {}).get("impact", "error")
         self.rule("legacy-release-file", not os.path.exists(os.path.join(ROOT, "release.yaml")),
                   "release.yaml exists (Deckhouse reads version.json from the release image)", warn=impact != "error")
