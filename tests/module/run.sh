@@ -4,7 +4,8 @@
 # and PATH from .testbed/env exported.
 #
 #   1. openapi:     every positive case of openapi/openapi-case-tests.yaml
-#                   validates, every negative one is rejected naming its field.
+#                   validates, every negative one is rejected naming its field,
+#                   and both kinds cover every setting.
 #   2. render:      real Helm renders the chart for every case in values/;
 #                   tool.py asserts what each render must contain.
 #   3. golden:      three renders are compared with golden/ (UPDATE_GOLDEN=1
@@ -15,19 +16,21 @@
 #   5. dry-run:     every render passes `kubectl apply --server-side
 #                   --dry-run=server` on the test bed; the controller's pod
 #                   passes the "restricted" Pod Security Standard; the
-#                   controller binary (when built) starts with every
-#                   rendered config.yaml and gets ready.
+#                   controller binary (when built) starts with the config.yaml
+#                   of every case and of every positive openapi case.
 #   6. rbac:        the rendered RBAC, applied for real, allows the
 #                   controller's verbs and answers 403 outside them; the
 #                   controller binary (when built) runs with the rendered
 #                   config and only its ServiceAccount's token and rolls a
-#                   Deployment, cluster-wide and in the scoped mode.
+#                   Deployment, StatefulSet, DaemonSet, CronJob and Job,
+#                   cluster-wide and in the scoped mode, with no 403.
 #   7. promtool:    `promtool check rules` and `promtool test rules`.
 #   8. dmt:         `dmt lint` of the module reports no error (skipped when dmt
 #                   is not installed) and tool.py's local subset of dmt's
 #                   rules passes.
 #
-# Ends with "N passed, N failed"; exits non-zero if anything failed.
+# Ends with "N passed, N failed" (", N skipped" when dmt or the controller
+# binary is missing); exits non-zero if anything failed.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
