@@ -297,9 +297,12 @@ fi
 
 # --- 5b. the controller accepts every rendered config ---------------------------
 section "the controller accepts every rendered config"
-# The controller binary built by `cargo test`/`cargo build`, if any.
+# The controller binary built by `cargo test`/`cargo build`, if any (CI keeps
+# cargo's target directory outside the clone, in CARGO_TARGET_DIR).
 CONTROLLER_BIN=""
-for b in "$ROOT/target/debug/pod-reloader" "$ROOT/target/release/pod-reloader"; do
+target_dir=${CARGO_TARGET_DIR:-$ROOT/target}
+[[ $target_dir == /* ]] || target_dir=$ROOT/$target_dir
+for b in "$target_dir/debug/pod-reloader" "$target_dir/release/pod-reloader"; do
   [[ -x $b ]] && { CONTROLLER_BIN=$b; break; }
 done
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -342,7 +345,7 @@ EOF
 }
 if [[ -z $CONTROLLER_BIN ]]; then
   SKIPPED=$((SKIPPED + 1))
-  echo "SKIP the controller accepts every rendered config (target/*/pod-reloader not built)"
+  echo "SKIP the controller accepts every rendered config ($target_dir/*/pod-reloader not built)"
 elif ((CLUSTER)); then
   for case_name in "${CASES[@]}"; do
     check "controller starts and gets ready with the config of $case_name" config_accepted "$case_name"
@@ -401,7 +404,7 @@ controller_under_rbac() {
   local case_name=$1 ns=$2 bin=$CONTROLLER_BIN
   if [[ -z $bin ]]; then
     SKIPPED=$((SKIPPED + 1))
-    echo "SKIP $case_name: the controller under its rendered RBAC (target/*/pod-reloader not built)"
+    echo "SKIP $case_name: the controller under its rendered RBAC ($target_dir/*/pod-reloader not built)"
     return 0
   fi
   local dir=$WORK/controller-$case_name
