@@ -7,11 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use pod_reloader_core::settings::Settings;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "pod-reloader",
-    version,
-    about = "Rolls workloads when the ConfigMaps and Secrets they use change."
-)]
+#[command(name = "pod-reloader", version, about = "Rolls workloads when the ConfigMaps and Secrets they use change.")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -86,27 +82,12 @@ impl RunFlags {
         set(&mut s.reload_on_create, &self.reload_on_create);
         set(&mut s.reload_on_delete, &self.reload_on_delete);
         set(&mut s.auto_reload_all, &self.auto_reload_all);
-        set(
-            &mut s.namespaces,
-            &self.namespaces.as_ref().map(|v| clean(v)),
-        );
-        set(
-            &mut s.namespaces_to_ignore,
-            &self.namespaces_to_ignore.as_ref().map(|v| clean(v)),
-        );
+        set(&mut s.namespaces, &self.namespaces.as_ref().map(|v| clean(v)));
+        set(&mut s.namespaces_to_ignore, &self.namespaces_to_ignore.as_ref().map(|v| clean(v)));
         set(&mut s.namespace_selector, &self.namespace_selector);
-        set(
-            &mut s.resource_label_selector,
-            &self.resource_label_selector,
-        );
-        set(
-            &mut s.resources_to_ignore,
-            &self.resources_to_ignore.as_ref().map(|v| clean(v)),
-        );
-        set(
-            &mut s.ignored_workload_types,
-            &self.ignored_workload_types.as_ref().map(|v| clean(v)),
-        );
+        set(&mut s.resource_label_selector, &self.resource_label_selector);
+        set(&mut s.resources_to_ignore, &self.resources_to_ignore.as_ref().map(|v| clean(v)));
+        set(&mut s.ignored_workload_types, &self.ignored_workload_types.as_ref().map(|v| clean(v)));
         set(&mut s.argo_rollouts, &self.is_argo_rollouts);
         set(&mut s.coalesce_window, &self.coalesce_window);
         set(&mut s.leader_election.enabled, &self.enable_ha);
@@ -118,10 +99,7 @@ impl RunFlags {
 
 /// Trims entries and drops empty ones (`--namespaces=a,,b ` → a, b).
 fn clean(v: &[String]) -> Vec<String> {
-    v.iter()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
+    v.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
 }
 
 #[cfg(test)]
@@ -138,11 +116,7 @@ mod tests {
             "--is-Argo-Rollouts=true",
         ])
         .unwrap();
-        let file = Settings {
-            reload_on_delete: true,
-            coalesce_window: "2s".into(),
-            ..Default::default()
-        };
+        let file = Settings { reload_on_delete: true, coalesce_window: "2s".into(), ..Default::default() };
         let s = cli.run.overlay(file);
         assert_eq!(s.reload_strategy, "annotations");
         assert!(s.auto_reload_all && s.reload_on_delete && s.argo_rollouts);

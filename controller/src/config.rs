@@ -16,8 +16,8 @@ pub fn load(flags: &RunFlags) -> anyhow::Result<ValidSettings> {
 }
 
 fn read_file(path: &Path) -> anyhow::Result<Settings> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read --config {}: {e}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read --config {}: {e}", path.display()))?;
     if text.trim().is_empty() {
         return Ok(Settings::default());
     }

@@ -34,30 +34,12 @@ pub fn reference(key: &WorkloadKey, uid: Option<String>) -> ObjectReference {
 impl Events {
     pub fn new(client: Client) -> Self {
         let instance = std::env::var("POD_NAME").ok();
-        Events {
-            recorder: Recorder::new(
-                client,
-                Reporter {
-                    controller: "pod-reloader".into(),
-                    instance,
-                },
-            ),
-        }
+        Events { recorder: Recorder::new(client, Reporter { controller: "pod-reloader".into(), instance }) }
     }
 
-    pub async fn publish(
-        &self,
-        regarding: &ObjectReference,
-        warning: bool,
-        reason: &str,
-        note: String,
-    ) {
+    pub async fn publish(&self, regarding: &ObjectReference, warning: bool, reason: &str, note: String) {
         let event = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
+            type_: if warning { EventType::Warning } else { EventType::Normal },
             reason: reason.into(),
             note: Some(note),
             action: "Reload".into(),

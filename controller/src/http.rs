@@ -38,9 +38,6 @@ async fn ready_handler(State(s): State<Shared>) -> (StatusCode, &'static str) {
     if s.health.is_ready() {
         (StatusCode::OK, "ok")
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: initial sync pending or the apiserver is unreachable",
-        )
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: initial sync pending or the apiserver is unreachable")
     }
 }

@@ -6,6 +6,7 @@ mod config;
 mod events;
 mod health;
 mod http;
+mod leader;
 mod logging;
 mod messages;
 mod metrics;
@@ -40,10 +41,7 @@ fn main() -> ExitCode {
         }
     };
     logging::init(&settings);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
     let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
@@ -66,40 +64,27 @@ fn streams(settings: &ValidSettings) -> Vec<StreamId> {
         vec![None]
     } else {
         let unique: HashSet<&String> = settings.namespaces.iter().collect();
-        unique
-            .into_iter()
-            .map(|n| Some(Arc::from(n.as_str())))
-            .collect()
+        unique.into_iter().map(|n| Some(Arc::from(n.as_str()))).collect()
     };
     let mut out = Vec::new();
     for scope in &scopes {
         for kind in &settings.resource_kinds {
-            out.push(StreamId {
-                watched: Watched::Resource(*kind),
-                namespace: scope.clone(),
-            });
+            out.push(StreamId { watched: Watched::Resource(*kind), namespace: scope.clone() });
         }
         for kind in &settings.workload_kinds {
-            out.push(StreamId {
-                watched: Watched::Workload(*kind),
-                namespace: scope.clone(),
-            });
+            out.push(StreamId { watched: Watched::Workload(*kind), namespace: scope.clone() });
         }
     }
     if settings.namespace_selector.is_some() {
-        out.push(StreamId {
-            watched: Watched::Namespaces,
-            namespace: None,
-        });
+        out.push(StreamId { watched: Watched::Namespaces, namespace: None });
     }
     out
 }
 
 async fn run(listen_address: String, settings: ValidSettings) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
-    let client = Client::try_default()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot configure the Kubernetes client: {e}"))?;
+    let client =
+        Client::try_default().await.map_err(|e| anyhow::anyhow!("cannot configure the Kubernetes client: {e}"))?;
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
     tracing::info!(
@@ -112,58 +97,35 @@ async fn run(listen_address: String, settings: ValidSettings) -> anyhow::Result<
     let (msg_tx, msg_rx) = mpsc::channel(1024);
     let (reload_tx, reload_rx) = mpsc::channel(1024);
     let (notice_tx, mut notice_rx) = mpsc::channel::<Notice>(256);
-    let reloader = Arc::new(Reloader::new(
-        client.clone(),
-        settings.strategy,
-        metrics.clone(),
-    ));
+    let reloader = Arc::new(Reloader::new(client.clone(), settings.strategy, metrics.clone()));
 
     let stream_ids = streams(&settings);
-    let label_selector = settings
-        .resource_label_selector
-        .as_ref()
-        .map(ToString::to_string);
+    let label_selector = settings.resource_label_selector.as_ref().map(ToString::to_string);
     for id in &stream_ids {
         let (client, tx) = (client.clone(), msg_tx.clone());
         match &id.watched {
             Watched::Resource(kind) => {
-                tokio::spawn(watch::resources(
-                    client,
-                    *kind,
-                    id.namespace.clone(),
-                    label_selector.clone(),
-                    tx,
-                ));
+                tokio::spawn(watch::resources(client, *kind, id.namespace.clone(), label_selector.clone(), tx));
             }
             Watched::Workload(kind) => {
                 tokio::spawn(watch::workloads(client, *kind, id.namespace.clone(), tx));
             }
             Watched::Namespaces => {
-                let selector = settings
-                    .namespace_selector
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default();
+                let selector = settings.namespace_selector.as_ref().map(ToString::to_string).unwrap_or_default();
                 tokio::spawn(watch::namespaces(client, selector, tx));
             }
         }
     }
     drop(msg_tx);
 
-    let state = State::new(
-        settings.clone(),
-        stream_ids,
-        reload_tx,
-        notice_tx,
-        health.clone(),
-        metrics.clone(),
-    );
-    let state_task = tokio::spawn(state.run(msg_rx));
-    tokio::spawn(scheduler::run(
-        settings.coalesce_window,
-        reload_rx,
-        reloader.clone(),
-    ));
+    let leadership = if settings.leader_election.enabled {
+        leader::Leadership::elect(client.clone(), &settings).await?
+    } else {
+        leader::Leadership::always()
+    };
+    let state = State::new(settings.clone(), stream_ids, reload_tx, notice_tx, health.clone(), metrics.clone());
+    let state_task = tokio::spawn(state.run(msg_rx, leadership.receiver.clone()));
+    tokio::spawn(scheduler::run(settings.coalesce_window, reload_rx, reloader.clone()));
 
     // Notices: warnings and scheduled resumes, off the state task's path.
     let notice_reloader = reloader.clone();
@@ -174,18 +136,10 @@ async fn run(listen_address: String, settings: ValidSettings) -> anyhow::Result<
                 Notice::InvalidAnnotations { workload, messages } => {
                     notice_reloader.warn_invalid(&workload, &messages).await;
                 }
-                Notice::ScheduleResume {
-                    workload,
-                    paused_at_key,
-                    period,
-                    paused_at,
-                } => {
+                Notice::ScheduleResume { workload, paused_at_key, period, paused_at } => {
                     if scheduled.insert((workload.clone(), paused_at.clone())) {
                         let r = notice_reloader.clone();
-                        tokio::spawn(async move {
-                            r.resume_after(workload, paused_at_key, period, paused_at)
-                                .await
-                        });
+                        tokio::spawn(async move { r.resume_after(workload, paused_at_key, period, paused_at).await });
                     }
                 }
             }
@@ -193,25 +147,26 @@ async fn run(listen_address: String, settings: ValidSettings) -> anyhow::Result<
     });
 
     let server = http::serve(&listen_address, metrics.clone(), health.clone());
-    tokio::select! {
+    let result = tokio::select! {
         r = server => r,
         _ = state_task => Err(anyhow::anyhow!("all watches ended")),
         _ = shutdown_signal() => {
             tracing::info!("shutting down");
             Ok(())
         }
-    }
+    };
+    leadership.release().await;
+    result
 }
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return ctrl_c.await.unwrap_or(()),
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return ctrl_c.await.unwrap_or(()),
+        };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

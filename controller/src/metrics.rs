@@ -1,9 +1,7 @@
 //! Prometheus metrics. Names keep Reloader's where the meaning is the same,
 //! so existing dashboards and alerts keep working.
 
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 pub struct Metrics {
     registry: Registry,
@@ -27,16 +25,12 @@ impl Metrics {
             &["success", "namespace", "kind"],
         )
         .expect("metric definition");
-        let reload_errors = IntCounterVec::new(
-            Opts::new("reloader_reload_errors_total", "Reload failures by reason"),
-            &["reason"],
-        )
-        .expect("metric definition");
-        let watched = IntGaugeVec::new(
-            Opts::new("reloader_watched_resources_total", "Objects held, by kind"),
-            &["kind"],
-        )
-        .expect("metric definition");
+        let reload_errors =
+            IntCounterVec::new(Opts::new("reloader_reload_errors_total", "Reload failures by reason"), &["reason"])
+                .expect("metric definition");
+        let watched =
+            IntGaugeVec::new(Opts::new("reloader_watched_resources_total", "Objects held, by kind"), &["kind"])
+                .expect("metric definition");
         let reload_latency = HistogramVec::new(
             HistogramOpts::new(
                 "reloader_reload_latency_seconds",
@@ -46,37 +40,20 @@ impl Metrics {
             &["kind"],
         )
         .expect("metric definition");
-        let skipped = IntCounterVec::new(
-            Opts::new("reloader_skipped_total", "Changes that reloaded nothing"),
-            &["reason"],
-        )
-        .expect("metric definition");
+        let skipped =
+            IntCounterVec::new(Opts::new("reloader_skipped_total", "Changes that reloaded nothing"), &["reason"])
+                .expect("metric definition");
         for c in [&reload_executed, &reload_errors, &skipped] {
-            registry
-                .register(Box::new(c.clone()))
-                .expect("register metric");
+            registry.register(Box::new(c.clone())).expect("register metric");
         }
-        registry
-            .register(Box::new(watched.clone()))
-            .expect("register metric");
-        registry
-            .register(Box::new(reload_latency.clone()))
-            .expect("register metric");
-        Metrics {
-            registry,
-            reload_executed,
-            reload_errors,
-            watched,
-            reload_latency,
-            skipped,
-        }
+        registry.register(Box::new(watched.clone())).expect("register metric");
+        registry.register(Box::new(reload_latency.clone())).expect("register metric");
+        Metrics { registry, reload_executed, reload_errors, watched, reload_latency, skipped }
     }
 
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .expect("text encoding");
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding");
         String::from_utf8(buf).expect("prometheus text is UTF-8")
     }
 }

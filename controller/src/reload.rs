@@ -14,10 +14,12 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client, Resource};
 use pod_reloader_core::annotations::PAUSED_AT;
-use pod_reloader_core::patch::{Strategy, plan};
+use pod_reloader_core::patch::{ReloadItem, Strategy, plan};
 use pod_reloader_core::policy::RolloutStrategy;
+use pod_reloader_core::record::{self, RECORD_ANNOTATION};
 use pod_reloader_core::{WorkloadKey, WorkloadKind};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use thiserror::Error;
 
 use crate::events::{Events, reference};
@@ -57,18 +59,18 @@ impl ReloadError {
     }
 
     fn retryable(&self) -> bool {
-        matches!(
-            self.reason(),
-            "conflict" | "throttled" | "server_error" | "connection" | "job_recreate"
-        )
+        matches!(self.reason(), "conflict" | "throttled" | "server_error" | "connection" | "job_recreate")
     }
 }
 
 enum Outcome {
+    /// The template changed: the workload rolls.
     Patched {
         uid: Option<String>,
         containers: Vec<String>,
     },
+    /// Only the record changed (a baseline): nothing rolls.
+    Recorded,
     AlreadyCurrent,
     Gone,
 }
@@ -85,26 +87,19 @@ fn now_unix() -> i64 {
 }
 
 fn now_rfc3339() -> String {
-    jiff::Timestamp::now()
-        .round(jiff::Unit::Second)
-        .unwrap_or_else(|_| jiff::Timestamp::now())
-        .to_string()
+    jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_else(|_| jiff::Timestamp::now()).to_string()
 }
 
 fn params() -> PatchParams {
-    PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    }
+    PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }
+}
+
+fn post_params() -> PostParams {
+    PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }
 }
 
 fn cronjob_template(c: &CronJob) -> Option<&PodTemplateSpec> {
-    c.spec
-        .as_ref()?
-        .job_template
-        .spec
-        .as_ref()
-        .map(|j| &j.template)
+    c.spec.as_ref()?.job_template.spec.as_ref().map(|j| &j.template)
 }
 
 fn no_extra<K>(_: &K, _: &Batch, _: &mut Value) {}
@@ -115,26 +110,61 @@ fn pause_deployment(d: &Deployment, batch: &Batch, body: &mut Value) {
     let paused = d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false);
     if batch.pause_period.is_some() && !paused {
         body["spec"]["paused"] = json!(true);
-        body["metadata"] = json!({"annotations": {PAUSED_AT.stakater: now_rfc3339()}});
+        body["metadata"]["annotations"][PAUSED_AT.stakater] = json!(now_rfc3339());
     }
 }
 
-/// The containers a batch marks, for the event and log.
-fn containers_of(batch: &Batch) -> Vec<String> {
-    let mut c: Vec<String> = batch.items.iter().map(|i| i.container.clone()).collect();
+/// The containers some items mark, for the event and log.
+fn containers_of(items: &[ReloadItem]) -> Vec<String> {
+    let mut c: Vec<String> = items.iter().map(|i| i.container.clone()).collect();
     c.sort();
     c.dedup();
     c
 }
 
+/// Measured against the workload as it is now: the items it has not rolled
+/// to yet (by its record), and the new record value if the record changes.
+fn pending(batch: &Batch, annotations: Option<&BTreeMap<String, String>>) -> (Vec<ReloadItem>, Option<String>) {
+    let empty = BTreeMap::new();
+    let old = record::parse(annotations.unwrap_or(&empty));
+    let mut new = old.clone();
+    let mut items = Vec::new();
+    for item in &batch.items {
+        let k = (item.resource.kind, item.resource.name.to_string());
+        match item.hash {
+            Some(h) => {
+                if old.get(&k) != Some(&h) {
+                    items.push(item.clone());
+                }
+                new.insert(k, h);
+            }
+            None => {
+                new.remove(&k);
+                items.push(item.clone());
+            }
+        }
+    }
+    for (key, h) in &batch.baseline {
+        new.entry((key.kind, key.name.to_string())).or_insert(*h);
+    }
+    let record = (new != old).then(|| record::render(&new));
+    (items, record)
+}
+
+/// `metadata` of a patch: the record (if it changes) and the resourceVersion
+/// read, so a concurrent writer (another replica during a handover) makes
+/// this patch fail with a conflict and be re-planned, never applied twice.
+fn patch_metadata(resource_version: Option<String>, record: Option<&String>) -> Value {
+    let mut meta = json!({"resourceVersion": resource_version, "annotations": {}});
+    if let Some(r) = record {
+        meta["annotations"][RECORD_ANNOTATION] = json!(r);
+    }
+    meta
+}
+
 impl Reloader {
     pub fn new(client: Client, strategy: Strategy, metrics: Arc<Metrics>) -> Self {
-        Reloader {
-            events: Events::new(client.clone()),
-            client,
-            strategy,
-            metrics,
-        }
+        Reloader { events: Events::new(client.clone()), client, strategy, metrics }
     }
 
     /// Reloads one workload, retrying transient failures; records the outcome
@@ -147,14 +177,8 @@ impl Reloader {
             match self.try_reload(&batch).await {
                 Ok(Outcome::Patched { uid, containers }) => {
                     let secs = batch.first_seen.elapsed().as_secs_f64();
-                    self.metrics
-                        .reload_latency
-                        .with_label_values(&[key.kind.as_str()])
-                        .observe(secs);
-                    self.metrics
-                        .reload_executed
-                        .with_label_values(&["true", &key.namespace, key.kind.as_str()])
-                        .inc();
+                    self.metrics.reload_latency.with_label_values(&[key.kind.as_str()]).observe(secs);
+                    self.metrics.reload_executed.with_label_values(&["true", &key.namespace, key.kind.as_str()]).inc();
                     tracing::info!(
                         kind = key.kind.as_str(), namespace = %key.namespace, name = %key.name,
                         resources = %resources.join(", "), strategy = %self.strategy,
@@ -167,24 +191,20 @@ impl Reloader {
                         self.strategy,
                         containers.join(",")
                     );
-                    self.events
-                        .publish(&reference(key, uid), false, "Reloaded", note)
-                        .await;
+                    self.events.publish(&reference(key, uid), false, "Reloaded", note).await;
+                    return;
+                }
+                Ok(Outcome::Recorded) => {
+                    tracing::debug!(kind = key.kind.as_str(), namespace = %key.namespace, name = %key.name, "recorded the hashes it runs");
                     return;
                 }
                 Ok(Outcome::AlreadyCurrent) => {
-                    self.metrics
-                        .skipped
-                        .with_label_values(&["already_current"])
-                        .inc();
+                    self.metrics.skipped.with_label_values(&["already_current"]).inc();
                     tracing::debug!(kind = key.kind.as_str(), namespace = %key.namespace, name = %key.name, "already carries the new hashes");
                     return;
                 }
                 Ok(Outcome::Gone) => {
-                    self.metrics
-                        .skipped
-                        .with_label_values(&["workload_gone"])
-                        .inc();
+                    self.metrics.skipped.with_label_values(&["workload_gone"]).inc();
                     return;
                 }
                 Err(e) if e.retryable() && attempt < 6 => {
@@ -193,23 +213,15 @@ impl Reloader {
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
                 Err(e) => {
-                    self.metrics
-                        .reload_errors
-                        .with_label_values(&[e.reason()])
-                        .inc();
-                    self.metrics
-                        .reload_executed
-                        .with_label_values(&["false", &key.namespace, key.kind.as_str()])
-                        .inc();
+                    self.metrics.reload_errors.with_label_values(&[e.reason()]).inc();
+                    self.metrics.reload_executed.with_label_values(&["false", &key.namespace, key.kind.as_str()]).inc();
                     tracing::error!(
                         kind = key.kind.as_str(), namespace = %key.namespace, name = %key.name,
                         resources = %resources.join(", "), reason = e.reason(), error = %e,
                         "reload failed"
                     );
                     let note = format!("Reload for {} failed: {e}", resources.join(", "));
-                    self.events
-                        .publish(&reference(key, None), true, "ReloadFailed", note)
-                        .await;
+                    self.events.publish(&reference(key, None), true, "ReloadFailed", note).await;
                     return;
                 }
             }
@@ -220,36 +232,16 @@ impl Reloader {
         let now = now_unix();
         match batch.workload.kind {
             WorkloadKind::Deployment => {
-                self.patch_typed::<Deployment>(
-                    batch,
-                    now,
-                    |d| d.spec.as_ref().map(|s| &s.template),
-                    pause_deployment,
-                )
-                .await
-            }
-            WorkloadKind::StatefulSet => {
-                self.patch_typed::<StatefulSet>(
-                    batch,
-                    now,
-                    |o| o.spec.as_ref().map(|s| &s.template),
-                    no_extra,
-                )
-                .await
-            }
-            WorkloadKind::DaemonSet => {
-                self.patch_typed::<DaemonSet>(
-                    batch,
-                    now,
-                    |o| o.spec.as_ref().map(|s| &s.template),
-                    no_extra,
-                )
-                .await
-            }
-            WorkloadKind::CronJob => {
-                self.patch_typed::<CronJob>(batch, now, cronjob_template, no_extra)
+                self.patch_typed::<Deployment>(batch, now, |d| d.spec.as_ref().map(|s| &s.template), pause_deployment)
                     .await
             }
+            WorkloadKind::StatefulSet => {
+                self.patch_typed::<StatefulSet>(batch, now, |o| o.spec.as_ref().map(|s| &s.template), no_extra).await
+            }
+            WorkloadKind::DaemonSet => {
+                self.patch_typed::<DaemonSet>(batch, now, |o| o.spec.as_ref().map(|s| &s.template), no_extra).await
+            }
+            WorkloadKind::CronJob => self.patch_typed::<CronJob>(batch, now, cronjob_template, no_extra).await,
             WorkloadKind::Job => self.recreate_job(batch, now).await,
             WorkloadKind::Rollout => self.update_rollout(batch, now).await,
         }
@@ -276,25 +268,26 @@ impl Reloader {
         let Some(obj) = api.get_opt(&key.name).await? else {
             return Ok(Outcome::Gone);
         };
-        let template =
-            template_of(&obj).ok_or_else(|| ReloadError::Decode("no pod template".into()))?;
-        let change = plan(self.strategy, template, &batch.items, now);
+        let template = template_of(&obj).ok_or_else(|| ReloadError::Decode("no pod template".into()))?;
+        let (items, record) = pending(batch, obj.meta().annotations.as_ref());
+        let change = plan(self.strategy, template, &items, now);
+        let metadata = patch_metadata(obj.meta().resource_version.clone(), record.as_ref());
         if change.is_empty() {
-            return Ok(Outcome::AlreadyCurrent);
+            if record.is_none() {
+                return Ok(Outcome::AlreadyCurrent);
+            }
+            api.patch(&key.name, &params(), &Patch::Merge(json!({"metadata": metadata}))).await?;
+            return Ok(Outcome::Recorded);
         }
         let fragment = change.strategic_merge_fragment();
         let mut body = if key.kind == WorkloadKind::CronJob {
-            json!({"spec": {"jobTemplate": {"spec": {"template": fragment}}}})
+            json!({"metadata": metadata, "spec": {"jobTemplate": {"spec": {"template": fragment}}}})
         } else {
-            json!({"spec": {"template": fragment}})
+            json!({"metadata": metadata, "spec": {"template": fragment}})
         };
         extra(&obj, batch, &mut body);
-        api.patch(&key.name, &params(), &Patch::Strategic(body))
-            .await?;
-        Ok(Outcome::Patched {
-            uid: obj.meta().uid.clone(),
-            containers: containers_of(batch),
-        })
+        api.patch(&key.name, &params(), &Patch::Strategic(body)).await?;
+        Ok(Outcome::Patched { uid: obj.meta().uid.clone(), containers: containers_of(&items) })
     }
 
     /// A Job's pod template is immutable: delete it and create it again with
@@ -309,13 +302,17 @@ impl Reloader {
         let Some(spec) = old.spec.clone() else {
             return Err(ReloadError::Decode("no spec".into()));
         };
-        let change = plan(self.strategy, &spec.template, &batch.items, now);
+        let (items, record) = pending(batch, old.metadata.annotations.as_ref());
+        let change = plan(self.strategy, &spec.template, &items, now);
         if change.is_empty() {
-            return Ok(Outcome::AlreadyCurrent);
+            if record.is_none() {
+                return Ok(Outcome::AlreadyCurrent);
+            }
+            let metadata = patch_metadata(old.metadata.resource_version.clone(), record.as_ref());
+            api.patch(&key.name, &params(), &Patch::Merge(json!({"metadata": metadata}))).await?;
+            return Ok(Outcome::Recorded);
         }
-        let generated = |k: &String| {
-            k == "controller-uid" || k == "job-name" || k.starts_with("batch.kubernetes.io/")
-        };
+        let generated = |k: &String| k == "controller-uid" || k == "job-name" || k.starts_with("batch.kubernetes.io/");
         let mut new = Job::default();
         new.metadata.name = old.metadata.name.clone();
         new.metadata.namespace = old.metadata.namespace.clone();
@@ -323,43 +320,31 @@ impl Reloader {
             l.retain(|k, _| !generated(k));
             l
         });
-        new.metadata.annotations = old.metadata.annotations.clone();
+        let mut annotations = old.metadata.annotations.clone().unwrap_or_default();
+        if let Some(r) = record {
+            annotations.insert(RECORD_ANNOTATION.into(), r);
+        }
+        new.metadata.annotations = Some(annotations);
         new.metadata.owner_references = old.metadata.owner_references.clone();
         let mut new_spec = spec;
         new_spec.selector = None;
         new_spec.manual_selector = None;
-        if let Some(labels) = new_spec
-            .template
-            .metadata
-            .as_mut()
-            .and_then(|m| m.labels.as_mut())
-        {
+        if let Some(labels) = new_spec.template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
             labels.retain(|k, _| !generated(k));
         }
         change.apply_to(&mut new_spec.template);
         new.spec = Some(new_spec);
 
-        api.delete(&key.name, &DeleteParams::background()).await?;
+        // Delete exactly the Job that was read (uid precondition), then create its successor.
+        let mut delete = DeleteParams::background();
+        delete.preconditions = Some(kube::api::Preconditions { uid: old.metadata.uid.clone(), resource_version: None });
+        api.delete(&key.name, &delete).await?;
         for _ in 0..50 {
-            match api
-                .create(
-                    &PostParams {
-                        field_manager: Some(FIELD_MANAGER.into()),
-                        ..Default::default()
-                    },
-                    &new,
-                )
-                .await
-            {
+            match api.create(&post_params(), &new).await {
                 Ok(created) => {
-                    return Ok(Outcome::Patched {
-                        uid: created.metadata.uid,
-                        containers: containers_of(batch),
-                    });
+                    return Ok(Outcome::Patched { uid: created.metadata.uid, containers: containers_of(&items) });
                 }
-                Err(kube::Error::Api(s)) if s.code == 409 => {
-                    tokio::time::sleep(Duration::from_millis(100)).await
-                }
+                Err(kube::Error::Api(s)) if s.code == 409 => tokio::time::sleep(Duration::from_millis(100)).await,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -372,46 +357,48 @@ impl Reloader {
     async fn update_rollout(&self, batch: &Batch, now: i64) -> Result<Outcome, ReloadError> {
         let key = &batch.workload;
         let ar = rollout_resource();
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), &key.namespace, &ar);
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &key.namespace, &ar);
         let Some(mut obj) = api.get_opt(&key.name).await? else {
             return Ok(Outcome::Gone);
         };
         let uid = obj.metadata.uid.clone();
-        let containers = containers_of(batch);
+        let (items, record) = pending(batch, obj.metadata.annotations.as_ref());
+        let metadata = patch_metadata(obj.metadata.resource_version.clone(), record.as_ref());
+        if items.is_empty() {
+            if record.is_none() {
+                return Ok(Outcome::AlreadyCurrent);
+            }
+            api.patch(&key.name, &params(), &Patch::Merge(json!({"metadata": metadata}))).await?;
+            return Ok(Outcome::Recorded);
+        }
+        let containers = containers_of(&items);
         if batch.rollout_strategy == RolloutStrategy::Restart {
-            let body = json!({"spec": {"restartAt": now_rfc3339()}});
+            let body = json!({"metadata": metadata, "spec": {"restartAt": now_rfc3339()}});
             api.patch(&key.name, &params(), &Patch::Merge(body)).await?;
             return Ok(Outcome::Patched { uid, containers });
         }
-        let mut template =
-            rollout_template(&obj).ok_or_else(|| ReloadError::Decode("no spec.template".into()))?;
-        let change = plan(self.strategy, &template, &batch.items, now);
-        if change.is_empty() {
+        let mut template = rollout_template(&obj).ok_or_else(|| ReloadError::Decode("no spec.template".into()))?;
+        let change = plan(self.strategy, &template, &items, now);
+        if change.is_empty() && record.is_none() {
             return Ok(Outcome::AlreadyCurrent);
         }
         change.apply_to(&mut template);
-        let value =
+        obj.data["spec"]["template"] =
             serde_json::to_value(&template).map_err(|e| ReloadError::Decode(e.to_string()))?;
-        obj.data["spec"]["template"] = value;
-        api.replace(
-            &key.name,
-            &PostParams {
-                field_manager: Some(FIELD_MANAGER.into()),
-                ..Default::default()
-            },
-            &obj,
-        )
-        .await?;
+        if let Some(r) = record {
+            obj.metadata.annotations.get_or_insert_with(Default::default).insert(RECORD_ANNOTATION.into(), r);
+        }
+        api.replace(&key.name, &post_params(), &obj).await?;
+        if change.is_empty() {
+            return Ok(Outcome::Recorded);
+        }
         Ok(Outcome::Patched { uid, containers })
     }
 
     /// Publishes a Warning event for malformed annotations on a workload.
     pub async fn warn_invalid(&self, key: &WorkloadKey, messages: &[String]) {
         let note = format!("Malformed pod-reloader annotation: {}", messages.join("; "));
-        self.events
-            .publish(&reference(key, None), true, "InvalidAnnotation", note)
-            .await;
+        self.events.publish(&reference(key, None), true, "InvalidAnnotation", note).await;
     }
 
     /// Resumes a Deployment paused by a reload once its pause period is over.
@@ -424,9 +411,7 @@ impl Reloader {
         paused_at: String,
     ) {
         let due = match paused_at.parse::<jiff::Timestamp>() {
-            Ok(t) => t
-                .checked_add(jiff::SignedDuration::try_from(period).unwrap_or_default())
-                .unwrap_or(t),
+            Ok(t) => t.checked_add(jiff::SignedDuration::try_from(period).unwrap_or_default()).unwrap_or(t),
             Err(e) => {
                 tracing::warn!(kind = key.kind.as_str(), namespace = %key.namespace, name = %key.name, annotation = paused_at_key, value = %paused_at, error = %e, "paused-at is not an RFC 3339 time; resuming now");
                 jiff::Timestamp::now()
@@ -445,23 +430,11 @@ impl Reloader {
                 return;
             }
         };
-        let still_ours = current
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(paused_at_key))
-            == Some(&paused_at);
-        if !still_ours
-            || !current
-                .spec
-                .as_ref()
-                .and_then(|s| s.paused)
-                .unwrap_or(false)
-        {
+        let still_ours = current.metadata.annotations.as_ref().and_then(|a| a.get(paused_at_key)) == Some(&paused_at);
+        if !still_ours || !current.spec.as_ref().and_then(|s| s.paused).unwrap_or(false) {
             return;
         }
-        let body =
-            json!({"spec": {"paused": false}, "metadata": {"annotations": {paused_at_key: null}}});
+        let body = json!({"spec": {"paused": false}, "metadata": {"annotations": {paused_at_key: null}}});
         match api.patch(&key.name, &params(), &Patch::Merge(body)).await {
             Ok(_) => {
                 tracing::info!(kind = key.kind.as_str(), namespace = %key.namespace, name = %key.name, "resumed after pause period")

@@ -8,19 +8,28 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pod_reloader_core::WorkloadKey;
 use pod_reloader_core::patch::ReloadItem;
 use pod_reloader_core::policy::RolloutStrategy;
+use pod_reloader_core::{ContentHash, ResourceKey, WorkloadKey};
 use tokio::sync::Semaphore;
 use tokio::sync::mpsc::{self, Receiver};
 
 use crate::reload::Reloader;
 
+/// What to do for one resource of one workload.
+#[derive(Debug, Clone)]
+pub enum Work {
+    /// Roll the workload to the resource's new hash.
+    Reload(ReloadItem),
+    /// Record the hash as what the workload runs, without rolling.
+    Baseline(ResourceKey, ContentHash),
+}
+
 /// One resource change to carry into one workload.
 #[derive(Debug, Clone)]
 pub struct ReloadRequest {
     pub workload: WorkloadKey,
-    pub item: ReloadItem,
+    pub work: Work,
     pub pause_period: Option<Duration>,
     pub rollout_strategy: RolloutStrategy,
     /// When the change was observed (for the latency histogram).
@@ -33,15 +42,41 @@ pub struct Batch {
     pub workload: WorkloadKey,
     /// In arrival order; a later change to the same resource replaces the earlier.
     pub items: Vec<ReloadItem>,
+    /// Hashes to record without rolling (first sight of a workload).
+    pub baseline: Vec<(ResourceKey, ContentHash)>,
     pub pause_period: Option<Duration>,
     pub rollout_strategy: RolloutStrategy,
     pub first_seen: Instant,
 }
 
 impl Batch {
+    fn new(r: ReloadRequest) -> Self {
+        let mut b = Batch {
+            workload: r.workload.clone(),
+            items: Vec::new(),
+            baseline: Vec::new(),
+            pause_period: r.pause_period,
+            rollout_strategy: r.rollout_strategy,
+            first_seen: r.seen,
+        };
+        b.add(r);
+        b
+    }
+
     fn add(&mut self, r: ReloadRequest) {
-        self.items.retain(|i| i.resource != r.item.resource);
-        self.items.push(r.item);
+        match r.work {
+            Work::Reload(item) => {
+                self.items.retain(|i| i.resource != item.resource);
+                self.baseline.retain(|(k, _)| *k != item.resource);
+                self.items.push(item);
+            }
+            Work::Baseline(key, hash) => {
+                if !self.items.iter().any(|i| i.resource == key) {
+                    self.baseline.retain(|(k, _)| *k != key);
+                    self.baseline.push((key, hash));
+                }
+            }
+        }
         self.pause_period = r.pause_period;
         self.rollout_strategy = r.rollout_strategy;
     }
@@ -62,11 +97,7 @@ pub async fn run(window: Duration, mut requests: Receiver<ReloadRequest>, reload
     let permits = Arc::new(Semaphore::new(CONCURRENCY));
 
     loop {
-        let next_due = pending
-            .iter()
-            .filter(|(k, _)| !in_flight.contains(*k))
-            .map(|(_, p)| p.due)
-            .min();
+        let next_due = pending.iter().filter(|(k, _)| !in_flight.contains(*k)).map(|(_, p)| p.due).min();
         let sleep = async {
             match next_due {
                 Some(due) => tokio::time::sleep_until(due.into()).await,
@@ -81,14 +112,7 @@ pub async fn run(window: Duration, mut requests: Receiver<ReloadRequest>, reload
                     Some(p) => p.batch.add(req),
                     None => {
                         let due = req.seen + window;
-                        let batch = Batch {
-                            workload: key.clone(),
-                            items: vec![req.item],
-                            pause_period: req.pause_period,
-                            rollout_strategy: req.rollout_strategy,
-                            first_seen: req.seen,
-                        };
-                        pending.insert(key, Pending { batch, due });
+                        pending.insert(key, Pending { batch: Batch::new(req), due });
                     }
                 }
             }

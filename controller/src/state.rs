@@ -9,23 +9,22 @@ use std::time::Instant;
 use pod_reloader_core::decision::{Decision, ResourceFacts, decide};
 use pod_reloader_core::index::{FollowIndex, WorkloadEntry};
 use pod_reloader_core::patch::ReloadItem;
+use pod_reloader_core::reconcile::{Current, reconcile};
 use pod_reloader_core::settings::ValidSettings;
 use pod_reloader_core::{ContentHash, ResourceKey, WorkloadKey};
 use tokio::sync::mpsc::{Receiver, Sender};
+use tokio::sync::watch;
 
 use crate::health::Health;
 use crate::messages::{Msg, PauseState, ResourceState, StreamId, Watched};
 use crate::metrics::Metrics;
-use crate::scheduler::ReloadRequest;
+use crate::scheduler::{ReloadRequest, Work};
 
 /// Side effects the state task asks for besides reloads.
 #[derive(Debug)]
 pub enum Notice {
     /// A workload's annotations are malformed: a Warning event on it.
-    InvalidAnnotations {
-        workload: WorkloadKey,
-        messages: Vec<String>,
-    },
+    InvalidAnnotations { workload: WorkloadKey, messages: Vec<String> },
     /// A Deployment paused by a reload is due to resume at `paused_at + period`.
     ScheduleResume {
         workload: WorkloadKey,
@@ -54,6 +53,8 @@ pub struct State {
     notices: Sender<Notice>,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
+    /// Only the leader patches; a standby keeps its state warm.
+    leader: bool,
 }
 
 impl State {
@@ -65,30 +66,105 @@ impl State {
         health: Arc<Health>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let selected_namespaces = settings
-            .namespace_selector
-            .as_ref()
-            .map(|_| BTreeSet::new());
+        let selected_namespaces = settings.namespace_selector.as_ref().map(|_| BTreeSet::new());
         State {
             settings,
             resources: HashMap::new(),
             index: FollowIndex::new(),
-            streams: streams
-                .into_iter()
-                .map(|s| (s, StreamStatus::default()))
-                .collect(),
+            streams: streams.into_iter().map(|s| (s, StreamStatus::default())).collect(),
             selected_namespaces,
             reloads,
             notices,
             health,
             metrics,
+            leader: false,
         }
     }
 
-    pub async fn run(mut self, mut rx: Receiver<Msg>) {
-        while let Some(msg) = rx.recv().await {
-            self.handle(msg).await;
+    /// Processes watch messages; follows leadership changes, reconciling
+    /// every workload when this replica becomes leader.
+    pub async fn run(mut self, mut rx: Receiver<Msg>, mut leadership: watch::Receiver<bool>) {
+        self.leader = *leadership.borrow_and_update();
+        loop {
+            tokio::select! {
+                msg = rx.recv() => {
+                    let Some(msg) = msg else { return };
+                    self.handle(msg).await;
+                }
+                changed = leadership.changed() => {
+                    if changed.is_err() {
+                        // The lease task ended: act as a standby from now on.
+                        self.leader = false;
+                        continue;
+                    }
+                    let leader = *leadership.borrow_and_update();
+                    if leader != self.leader {
+                        self.leader = leader;
+                        tracing::info!(leader, "leadership changed");
+                        if leader && self.all_listed() {
+                            self.reconcile_all().await;
+                        }
+                    }
+                }
+            }
         }
+    }
+
+    /// Compares every workload with the current hashes (after start-up, a
+    /// re-list, or a leadership change).
+    async fn reconcile_all(&mut self) {
+        let keys: Vec<WorkloadKey> = self.index.keys().cloned().collect();
+        tracing::info!(workloads = keys.len(), "reconciling every workload with the current hashes");
+        for key in keys {
+            self.reconcile_one(&key).await;
+        }
+    }
+
+    /// Level-triggered check of one workload: rolls what changed while
+    /// nobody watched, records a baseline for what it has never rolled to.
+    async fn reconcile_one(&mut self, key: &WorkloadKey) {
+        if !self.leader || self.namespace_filtered_out(&key.namespace) {
+            return;
+        }
+        let Some(entry) = self.index.get(key) else {
+            return;
+        };
+        let ns = key.namespace.clone();
+        let resources = &self.resources;
+        let plan = reconcile(
+            entry,
+            |kind, name| {
+                resources.get(&ResourceKey::new(kind, ns.clone(), name)).map(|s| Current {
+                    hash: s.hash,
+                    ignored: s.ignored,
+                    matched: s.matched,
+                })
+            },
+            self.settings.auto_reload_all,
+        );
+        if plan.is_empty() {
+            return;
+        }
+        let (pause_period, rollout_strategy) = (entry.policy.pause_period, entry.policy.rollout_strategy);
+        let seen = Instant::now();
+        let works = plan
+            .reloads
+            .into_iter()
+            .map(|item| {
+                tracing::info!(workload = %key, resource = %item.resource, "content differs from what the workload last rolled to");
+                Work::Reload(item)
+            })
+            .chain(plan.baseline.into_iter().map(|(k, h)| Work::Baseline(k, h)));
+        for work in works.collect::<Vec<_>>() {
+            let req = ReloadRequest { workload: key.clone(), work, pause_period, rollout_strategy, seen };
+            if self.reloads.send(req).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn namespace_filtered_out(&self, ns: &str) -> bool {
+        self.namespace_ignored(ns) || self.selected_namespaces.as_ref().is_some_and(|s| !s.contains(ns))
     }
 
     fn all_listed(&self) -> bool {
@@ -96,41 +172,22 @@ impl State {
     }
 
     fn update_health(&self) {
-        self.health
-            .set_ready(self.streams.values().all(|s| s.listed_once && s.healthy));
+        self.health.set_ready(self.streams.values().all(|s| s.listed_once && s.healthy));
     }
 
     fn stream_of_resource(&self, key: &ResourceKey) -> StreamId {
-        let namespace = if self.settings.namespaces.is_empty() {
-            None
-        } else {
-            Some(key.namespace.clone())
-        };
-        StreamId {
-            watched: Watched::Resource(key.kind),
-            namespace,
-        }
+        let namespace = if self.settings.namespaces.is_empty() { None } else { Some(key.namespace.clone()) };
+        StreamId { watched: Watched::Resource(key.kind), namespace }
     }
 
     fn stream_of_workload(&self, key: &WorkloadKey) -> StreamId {
-        let namespace = if self.settings.namespaces.is_empty() {
-            None
-        } else {
-            Some(key.namespace.clone())
-        };
-        StreamId {
-            watched: Watched::Workload(key.kind),
-            namespace,
-        }
+        let namespace = if self.settings.namespaces.is_empty() { None } else { Some(key.namespace.clone()) };
+        StreamId { watched: Watched::Workload(key.kind), namespace }
     }
 
     /// Records `name` as seen when its stream is re-listing.
     fn mark_seen(&mut self, stream: &StreamId, name: String) {
-        if let Some(seen) = self
-            .streams
-            .get_mut(stream)
-            .and_then(|s| s.relist_seen.as_mut())
-        {
+        if let Some(seen) = self.streams.get_mut(stream).and_then(|s| s.relist_seen.as_mut()) {
             seen.insert(name);
         }
     }
@@ -164,10 +221,7 @@ impl State {
                 }
                 let old = self.resources.insert(key.clone(), state);
                 if old.is_none() {
-                    self.metrics
-                        .watched
-                        .with_label_values(&[key.kind.as_str()])
-                        .inc();
+                    self.metrics.watched.with_label_values(&[key.kind.as_str()]).inc();
                 }
                 let listed = self.streams.get(&stream).is_some_and(|s| s.listed_once);
                 if !listed || !self.all_listed() {
@@ -175,24 +229,16 @@ impl State {
                 }
                 match old {
                     Some(old) if old.hash == state.hash => {
-                        self.metrics
-                            .skipped
-                            .with_label_values(&["no_data_change"])
-                            .inc();
+                        self.metrics.skipped.with_label_values(&["no_data_change"]).inc();
                     }
                     Some(_) => self.changed(&key, Some(state.hash), state, seen).await,
-                    None if self.settings.reload_on_create => {
-                        self.changed(&key, Some(state.hash), state, seen).await
-                    }
+                    None if self.settings.reload_on_create => self.changed(&key, Some(state.hash), state, seen).await,
                     None => {}
                 }
             }
             Msg::ResourceDeleted { key, seen } => {
                 if let Some(old) = self.resources.remove(&key) {
-                    self.metrics
-                        .watched
-                        .with_label_values(&[key.kind.as_str()])
-                        .dec();
+                    self.metrics.watched.with_label_values(&[key.kind.as_str()]).dec();
                     if self.settings.reload_on_delete && self.all_listed() {
                         self.changed(&key, None, old, seen).await;
                     }
@@ -200,10 +246,7 @@ impl State {
             }
             Msg::WorkloadApplied { entry, pause } => {
                 let stream = self.stream_of_workload(&entry.key);
-                self.mark_seen(
-                    &stream,
-                    format!("{}/{}", entry.key.namespace, entry.key.name),
-                );
+                self.mark_seen(&stream, format!("{}/{}", entry.key.namespace, entry.key.name));
                 self.mark_healthy(&stream);
                 self.workload_applied(*entry, pause).await;
             }
@@ -211,13 +254,7 @@ impl State {
                 self.remove_workload(&key);
             }
             Msg::NamespaceApplied { name } => {
-                self.mark_seen(
-                    &StreamId {
-                        watched: Watched::Namespaces,
-                        namespace: None,
-                    },
-                    name.clone(),
-                );
+                self.mark_seen(&StreamId { watched: Watched::Namespaces, namespace: None }, name.clone());
                 if let Some(set) = self.selected_namespaces.as_mut() {
                     set.insert(name);
                 }
@@ -255,6 +292,7 @@ impl State {
         self.update_health();
         if first {
             if self.all_listed() {
+                self.reconcile_all().await;
                 tracing::info!(
                     configmaps = self.count(pod_reloader_core::ResourceKind::ConfigMap),
                     secrets = self.count(pod_reloader_core::ResourceKind::Secret),
@@ -281,11 +319,7 @@ impl State {
                     .collect();
                 for key in gone {
                     tracing::info!(resource = %key, "deleted while the watch was down");
-                    Box::pin(self.handle(Msg::ResourceDeleted {
-                        key,
-                        seen: Instant::now(),
-                    }))
-                    .await;
+                    Box::pin(self.handle(Msg::ResourceDeleted { key, seen: Instant::now() })).await;
                 }
             }
             Watched::Workload(kind) => {
@@ -309,15 +343,13 @@ impl State {
                 }
             }
         }
+        if self.all_listed() {
+            self.reconcile_all().await;
+        }
     }
 
     async fn workload_applied(&mut self, entry: WorkloadEntry, pause: PauseState) {
-        let problems: Vec<String> = entry
-            .policy
-            .problems
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let problems: Vec<String> = entry.policy.problems.iter().map(ToString::to_string).collect();
         let old_problems: Vec<String> = self
             .index
             .get(&entry.key)
@@ -327,76 +359,46 @@ impl State {
             for p in &problems {
                 tracing::warn!(workload = %entry.key, problem = %p, "malformed annotation");
             }
-            self.metrics
-                .reload_errors
-                .with_label_values(&["invalid_annotation"])
-                .inc();
+            self.metrics.reload_errors.with_label_values(&["invalid_annotation"]).inc();
+            let _ =
+                self.notices.send(Notice::InvalidAnnotations { workload: entry.key.clone(), messages: problems }).await;
+        }
+        if let (true, Some(key), Some(period), Some(at)) =
+            (pause.paused, pause.paused_at_key, entry.policy.pause_period, entry.policy.paused_at.clone())
+        {
             let _ = self
                 .notices
-                .send(Notice::InvalidAnnotations {
-                    workload: entry.key.clone(),
-                    messages: problems,
-                })
+                .send(Notice::ScheduleResume { workload: entry.key.clone(), paused_at_key: key, period, paused_at: at })
                 .await;
         }
-        if let (true, Some(key), Some(period), Some(at)) = (
-            pause.paused,
-            pause.paused_at_key,
-            entry.policy.pause_period,
-            entry.policy.paused_at.clone(),
-        ) {
-            let _ = self
-                .notices
-                .send(Notice::ScheduleResume {
-                    workload: entry.key.clone(),
-                    paused_at_key: key,
-                    period,
-                    paused_at: at,
-                })
-                .await;
-        }
-        let kind = entry.key.kind;
+        let key = entry.key.clone();
         if self.index.upsert(entry).is_none() {
-            self.metrics
-                .watched
-                .with_label_values(&[kind.as_str()])
-                .inc();
+            self.metrics.watched.with_label_values(&[key.kind.as_str()]).inc();
+        }
+        if self.all_listed() {
+            self.reconcile_one(&key).await;
         }
     }
 
     fn remove_workload(&mut self, key: &WorkloadKey) {
         if self.index.remove(key).is_some() {
-            self.metrics
-                .watched
-                .with_label_values(&[key.kind.as_str()])
-                .dec();
+            self.metrics.watched.with_label_values(&[key.kind.as_str()]).dec();
         }
     }
 
     /// A followed resource's content changed (or it was created/deleted):
     /// every workload that follows it gets a reload request.
-    async fn changed(
-        &mut self,
-        key: &ResourceKey,
-        hash: Option<ContentHash>,
-        state: ResourceState,
-        seen: Instant,
-    ) {
+    async fn changed(&mut self, key: &ResourceKey, hash: Option<ContentHash>, state: ResourceState, seen: Instant) {
+        if !self.leader {
+            return; // the leader, or the next one at its reconciliation, rolls it
+        }
         if let Some(selected) = &self.selected_namespaces
             && !selected.contains(&*key.namespace)
         {
-            self.metrics
-                .skipped
-                .with_label_values(&["namespace_not_selected"])
-                .inc();
+            self.metrics.skipped.with_label_values(&["namespace_not_selected"]).inc();
             return;
         }
-        let facts = ResourceFacts {
-            kind: key.kind,
-            name: &key.name,
-            ignored: state.ignored,
-            matched: state.matched,
-        };
+        let facts = ResourceFacts { kind: key.kind, name: &key.name, ignored: state.ignored, matched: state.matched };
         let mut requests = Vec::new();
         for entry in self.index.candidates(key) {
             match decide(entry, &facts, self.settings.auto_reload_all) {
@@ -404,11 +406,7 @@ impl State {
                     tracing::debug!(workload = %entry.key, resource = %key, reason = %why, "reload requested");
                     requests.push(ReloadRequest {
                         workload: entry.key.clone(),
-                        item: ReloadItem {
-                            resource: key.clone(),
-                            hash,
-                            container,
-                        },
+                        work: Work::Reload(ReloadItem { resource: key.clone(), hash, container }),
                         pause_period: entry.policy.pause_period,
                         rollout_strategy: entry.policy.rollout_strategy,
                         seen,

@@ -36,14 +36,8 @@ pub fn rollout_resource() -> ApiResource {
 
 /// Drives one watcher, translating its events into messages until the
 /// receiver is gone. Errors are reported and retried with backoff.
-async fn pump<K, F, D>(
-    api: Api<K>,
-    config: watcher::Config,
-    id: StreamId,
-    tx: Sender<Msg>,
-    on_apply: F,
-    on_delete: D,
-) where
+async fn pump<K, F, D>(api: Api<K>, config: watcher::Config, id: StreamId, tx: Sender<Msg>, on_apply: F, on_delete: D)
+where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
     F: Fn(K) -> Option<Msg>,
     D: Fn(K) -> Option<Msg>,
@@ -81,11 +75,7 @@ fn flag(map: &BTreeMap<String, String>, key: annotations::Key) -> bool {
 }
 
 fn resource_key(kind: ResourceKind, meta: &kube::api::ObjectMeta) -> ResourceKey {
-    ResourceKey::new(
-        kind,
-        meta.namespace.clone().unwrap_or_default(),
-        meta.name.clone().unwrap_or_default(),
-    )
+    ResourceKey::new(kind, meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
 }
 
 /// Watches ConfigMaps or Secrets in one scope.
@@ -102,10 +92,7 @@ pub async fn resources(
     if let Some(sel) = &label_selector {
         config = config.labels(sel);
     }
-    let id = StreamId {
-        watched: Watched::Resource(kind),
-        namespace: namespace.clone(),
-    };
+    let id = StreamId { watched: Watched::Resource(kind), namespace: namespace.clone() };
     let ns = namespace.as_deref();
     match kind {
         ResourceKind::ConfigMap => {
@@ -149,60 +136,31 @@ pub async fn resources(
     }
 }
 
-fn applied(
-    kind: ResourceKind,
-    meta: &kube::api::ObjectMeta,
-    hash: pod_reloader_core::ContentHash,
-) -> Msg {
+fn applied(kind: ResourceKind, meta: &kube::api::ObjectMeta, hash: pod_reloader_core::ContentHash) -> Msg {
     let empty = BTreeMap::new();
     let ann = meta.annotations.as_ref().unwrap_or(&empty);
     Msg::ResourceApplied {
         key: resource_key(kind, meta),
-        state: ResourceState {
-            hash,
-            ignored: flag(ann, IGNORE),
-            matched: flag(ann, MATCH),
-        },
+        state: ResourceState { hash, ignored: flag(ann, IGNORE), matched: flag(ann, MATCH) },
         seen: Instant::now(),
     }
 }
 
 /// Builds the index entry of a workload from its metadata and pod template.
-fn entry(
-    kind: WorkloadKind,
-    meta: &kube::api::ObjectMeta,
-    template: Option<&PodTemplateSpec>,
-) -> WorkloadEntry {
+fn entry(kind: WorkloadKind, meta: &kube::api::ObjectMeta, template: Option<&PodTemplateSpec>) -> WorkloadEntry {
     let empty = BTreeMap::new();
-    let key = WorkloadKey::new(
-        kind,
-        meta.namespace.clone().unwrap_or_default(),
-        meta.name.clone().unwrap_or_default(),
-    );
-    let meta_ann = meta.annotations.as_ref().unwrap_or(&empty);
-    let tmpl_ann = template
-        .and_then(|t| t.metadata.as_ref())
-        .and_then(|m| m.annotations.as_ref())
-        .unwrap_or(&empty);
-    let spec = template.and_then(|t| t.spec.clone()).unwrap_or_default();
-    WorkloadEntry::new(key, meta_ann, tmpl_ann, &spec)
+    let key = WorkloadKey::new(kind, meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
+    WorkloadEntry::from_object(key, meta.annotations.as_ref().unwrap_or(&empty), template)
 }
 
 fn workload_deleted(kind: WorkloadKind, meta: &kube::api::ObjectMeta) -> Option<Msg> {
     Some(Msg::WorkloadDeleted {
-        key: WorkloadKey::new(
-            kind,
-            meta.namespace.clone().unwrap_or_default(),
-            meta.name.clone().unwrap_or_default(),
-        ),
+        key: WorkloadKey::new(kind, meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default()),
     })
 }
 
 fn applied_workload(entry: WorkloadEntry, pause: PauseState) -> Option<Msg> {
-    Some(Msg::WorkloadApplied {
-        entry: Box::new(entry),
-        pause,
-    })
+    Some(Msg::WorkloadApplied { entry: Box::new(entry), pause })
 }
 
 /// Watches one built-in workload kind in one scope.
@@ -239,27 +197,14 @@ fn no_pause<K>(_: &K) -> PauseState {
 
 fn deployment_pause(d: &Deployment) -> PauseState {
     let paused = d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false);
-    let paused_at_key = d
-        .annotations()
-        .keys()
-        .find_map(|k| annotations::PAUSED_AT.names().into_iter().find(|n| n == k));
-    PauseState {
-        paused,
-        paused_at_key,
-    }
+    let paused_at_key =
+        d.annotations().keys().find_map(|k| annotations::PAUSED_AT.names().into_iter().find(|n| n == k));
+    PauseState { paused, paused_at_key }
 }
 
 /// Watches one workload kind in one scope.
-pub async fn workloads(
-    client: Client,
-    kind: WorkloadKind,
-    namespace: Option<Arc<str>>,
-    tx: Sender<Msg>,
-) {
-    let id = StreamId {
-        watched: Watched::Workload(kind),
-        namespace: namespace.clone(),
-    };
+pub async fn workloads(client: Client, kind: WorkloadKind, namespace: Option<Arc<str>>, tx: Sender<Msg>) {
+    let id = StreamId { watched: Watched::Workload(kind), namespace: namespace.clone() };
     match kind {
         WorkloadKind::Deployment => {
             typed_workloads::<Deployment>(
@@ -273,26 +218,11 @@ pub async fn workloads(
             .await
         }
         WorkloadKind::StatefulSet => {
-            typed_workloads::<StatefulSet>(
-                client,
-                kind,
-                id,
-                tx,
-                |o| o.spec.as_ref().map(|s| &s.template),
-                no_pause,
-            )
-            .await
+            typed_workloads::<StatefulSet>(client, kind, id, tx, |o| o.spec.as_ref().map(|s| &s.template), no_pause)
+                .await
         }
         WorkloadKind::DaemonSet => {
-            typed_workloads::<DaemonSet>(
-                client,
-                kind,
-                id,
-                tx,
-                |o| o.spec.as_ref().map(|s| &s.template),
-                no_pause,
-            )
-            .await
+            typed_workloads::<DaemonSet>(client, kind, id, tx, |o| o.spec.as_ref().map(|s| &s.template), no_pause).await
         }
         WorkloadKind::CronJob => {
             typed_workloads::<CronJob>(
@@ -300,28 +230,13 @@ pub async fn workloads(
                 kind,
                 id,
                 tx,
-                |o| {
-                    o.spec
-                        .as_ref()?
-                        .job_template
-                        .spec
-                        .as_ref()
-                        .map(|j| &j.template)
-                },
+                |o| o.spec.as_ref()?.job_template.spec.as_ref().map(|j| &j.template),
                 no_pause,
             )
             .await
         }
         WorkloadKind::Job => {
-            typed_workloads::<Job>(
-                client,
-                kind,
-                id,
-                tx,
-                |o| o.spec.as_ref().map(|s| &s.template),
-                no_pause,
-            )
-            .await
+            typed_workloads::<Job>(client, kind, id, tx, |o| o.spec.as_ref().map(|s| &s.template), no_pause).await
         }
         WorkloadKind::Rollout => {
             let ar = rollout_resource();
@@ -334,12 +249,7 @@ pub async fn workloads(
                 watcher::Config::default().page_size(100),
                 id,
                 tx,
-                |o| {
-                    applied_workload(
-                        entry(kind, &o.metadata, rollout_template(&o).as_ref()),
-                        PauseState::default(),
-                    )
-                },
+                |o| applied_workload(entry(kind, &o.metadata, rollout_template(&o).as_ref()), PauseState::default()),
                 |o| workload_deleted(kind, &o.metadata),
             )
             .await
@@ -355,10 +265,7 @@ pub fn rollout_template(o: &DynamicObject) -> Option<PodTemplateSpec> {
 
 /// Watches Namespaces matching the namespace selector (server-side).
 pub async fn namespaces(client: Client, selector: String, tx: Sender<Msg>) {
-    let id = StreamId {
-        watched: Watched::Namespaces,
-        namespace: None,
-    };
+    let id = StreamId { watched: Watched::Namespaces, namespace: None };
     pump(
         Api::<Namespace>::all(client),
         watcher::Config::default().labels(&selector),

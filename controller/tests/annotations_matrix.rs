@@ -11,11 +11,7 @@ use common::*;
 use pod_reloader_testsupport::{ControllerProcess, TestNamespace, admin_client, wait_for};
 use serde_json::{Map, Value, json};
 
-const WORKLOADS: [(&str, &str); 3] = [
-    ("Deployment", "dep"),
-    ("StatefulSet", "sts"),
-    ("DaemonSet", "ds"),
-];
+const WORKLOADS: [(&str, &str); 3] = [("Deployment", "dep"), ("StatefulSet", "sts"), ("DaemonSet", "ds")];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Change {
@@ -35,22 +31,14 @@ struct Case {
 }
 
 fn kv(pairs: &[(String, String)]) -> Value {
-    Value::Object(
-        pairs
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect::<Map<_, _>>(),
-    )
+    Value::Object(pairs.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<Map<_, _>>())
 }
 
 /// Every case for one resource kind. `res_name(id)` is the resource the case's workload follows.
 fn cases(res: Res, res_name: &dyn Fn(&str) -> String, wk: &str) -> Vec<Case> {
     let l = res.lower();
     let p = |k: &str, v: &str| (k.to_string(), v.to_string());
-    let base = |id: &'static str,
-                meta: Vec<(String, String)>,
-                uses: Use,
-                into: Option<&'static str>| Case {
+    let base = |id: &'static str, meta: Vec<(String, String)>, uses: Use, into: Option<&'static str>| Case {
         id,
         meta,
         template: vec![],
@@ -63,141 +51,65 @@ fn cases(res: Res, res_name: &dyn Fn(&str) -> String, wk: &str) -> Vec<Case> {
     let r_short = if res == Res::ConfigMap { "cm" } else { "sec" };
     vec![
         // Reloads.
-        base(
-            "auto",
-            vec![p("reloader.stakater.com/auto", "true")],
-            Use::EnvFrom,
-            Some("app"),
-        ),
-        base(
-            "dhauto",
-            vec![p("pod-reloader.deckhouse.io/auto", "true")],
-            Use::Volume,
-            Some("app"),
-        ),
-        base(
-            "typed",
-            vec![p(&format!("{l}.reloader.stakater.com/auto"), "true")],
-            Use::ValueFrom,
-            Some("app"),
-        ),
-        base(
-            "dhtyped",
-            vec![p(&format!("{l}.pod-reloader.deckhouse.io/auto"), "true")],
-            Use::EnvFrom,
-            Some("app"),
-        ),
+        base("auto", vec![p("reloader.stakater.com/auto", "true")], Use::EnvFrom, Some("app")),
+        base("dhauto", vec![p("pod-reloader.deckhouse.io/auto", "true")], Use::Volume, Some("app")),
+        base("typed", vec![p(&format!("{l}.reloader.stakater.com/auto"), "true")], Use::ValueFrom, Some("app")),
+        base("dhtyped", vec![p(&format!("{l}.pod-reloader.deckhouse.io/auto"), "true")], Use::EnvFrom, Some("app")),
         base(
             "list",
-            vec![p(
-                &format!("{l}.reloader.stakater.com/reload"),
-                &format!("other, {}", r("list")),
-            )],
+            vec![p(&format!("{l}.reloader.stakater.com/reload"), &format!("other, {}", r("list")))],
             Use::Volume,
             Some("app"),
         ),
         base(
             "lre",
-            vec![p(
-                &format!("{l}.reloader.stakater.com/reload"),
-                &format!("r-lre-{r_short}-{wk}.*|zzz"),
-            )],
+            vec![p(&format!("{l}.reloader.stakater.com/reload"), &format!("r-lre-{r_short}-{wk}.*|zzz"))],
             Use::Nothing,
             Some("app"),
         ),
         base(
             "dhlist",
-            vec![p(
-                &format!("pod-reloader.deckhouse.io/{l}-reload"),
-                &r("dhlist"),
-            )],
+            vec![p(&format!("pod-reloader.deckhouse.io/{l}-reload"), &r("dhlist"))],
             Use::EnvFrom,
             Some("app"),
         ),
         Case {
             resource_annotations: vec![p("reloader.stakater.com/match", "true")],
-            ..base(
-                "search",
-                vec![p("reloader.stakater.com/search", "true")],
-                Use::EnvFrom,
-                Some("app"),
-            )
+            ..base("search", vec![p("reloader.stakater.com/search", "true")], Use::EnvFrom, Some("app"))
         },
         Case {
             template: vec![p("reloader.stakater.com/auto", "true")],
             ..base("tmpl", vec![], Use::EnvFrom, Some("app"))
         },
-        base(
-            "init",
-            vec![p("reloader.stakater.com/auto", "true")],
-            Use::InitOnly,
-            Some("app"),
-        ),
+        base("init", vec![p("reloader.stakater.com/auto", "true")], Use::InitOnly, Some("app")),
         // No reload.
         Case {
             resource_annotations: vec![p("reloader.stakater.com/ignore", "true")],
-            ..base(
-                "ignored",
-                vec![p("reloader.stakater.com/auto", "true")],
-                Use::EnvFrom,
-                None,
-            )
+            ..base("ignored", vec![p("reloader.stakater.com/auto", "true")], Use::EnvFrom, None)
         },
         base(
             "excluded",
             vec![
                 p("reloader.stakater.com/auto", "true"),
-                p(
-                    &format!("{l}s.exclude.reloader.stakater.com/reload"),
-                    &r("excluded"),
-                ),
+                p(&format!("{l}s.exclude.reloader.stakater.com/reload"), &r("excluded")),
             ],
             Use::EnvFrom,
             None,
         ),
-        base(
-            "nomatch",
-            vec![p(&format!("{l}.reloader.stakater.com/reload"), "zzz-.*")],
-            Use::EnvFrom,
-            None,
-        ),
-        base(
-            "nosearch",
-            vec![p("reloader.stakater.com/search", "true")],
-            Use::EnvFrom,
-            None,
-        ),
+        base("nomatch", vec![p(&format!("{l}.reloader.stakater.com/reload"), "zzz-.*")], Use::EnvFrom, None),
+        base("nosearch", vec![p("reloader.stakater.com/search", "true")], Use::EnvFrom, None),
         base("plain", vec![], Use::EnvFrom, None),
-        base(
-            "optout",
-            vec![p("reloader.stakater.com/auto", "false")],
-            Use::EnvFrom,
-            None,
-        ),
+        base("optout", vec![p("reloader.stakater.com/auto", "false")], Use::EnvFrom, None),
         Case {
             change: Change::MetadataOnly,
-            ..base(
-                "meta",
-                vec![p("reloader.stakater.com/auto", "true")],
-                Use::EnvFrom,
-                None,
-            )
+            ..base("meta", vec![p("reloader.stakater.com/auto", "true")], Use::EnvFrom, None)
         },
-        base(
-            "unref",
-            vec![p("reloader.stakater.com/auto", "true")],
-            Use::Nothing,
-            None,
-        ),
+        base("unref", vec![p("reloader.stakater.com/auto", "true")], Use::Nothing, None),
     ]
 }
 
 fn env_name(res: Res, name: &str) -> String {
-    format!(
-        "STAKATER_{}_{}",
-        name.to_uppercase().replace('-', "_"),
-        res.env_postfix()
-    )
+    format!("STAKATER_{}_{}", name.to_uppercase().replace('-', "_"), res.env_postfix())
 }
 
 async fn run_matrix(strategy: &str) {
@@ -206,11 +118,7 @@ async fn run_matrix(strategy: &str) {
     let ns_name = ns.name.clone();
     let mut controller = ControllerProcess::start(
         BIN,
-        &[
-            &format!("--namespaces={ns_name}"),
-            &format!("--reload-strategy={strategy}"),
-            "--coalesce-window=100ms",
-        ],
+        &[&format!("--namespaces={ns_name}"), &format!("--reload-strategy={strategy}"), "--coalesce-window=100ms"],
     )
     .await;
 
@@ -239,57 +147,27 @@ async fn run_matrix(strategy: &str) {
     }
 
     for p in &planned {
-        create(
-            &client,
-            &ns_name,
-            resource(
-                p.res,
-                &p.resource,
-                "v1",
-                kv(&p.case.resource_annotations),
-                json!({}),
-            ),
-        )
-        .await;
+        create(&client, &ns_name, resource(p.res, &p.resource, "v1", kv(&p.case.resource_annotations), json!({})))
+            .await;
     }
     for p in &planned {
         let spec = pod_spec(p.res, &p.resource, p.case.uses);
-        create(
-            &client,
-            &ns_name,
-            workload(
-                p.kind,
-                &p.workload,
-                &kv(&p.case.meta),
-                &kv(&p.case.template),
-                spec,
-            ),
-        )
-        .await;
+        create(&client, &ns_name, workload(p.kind, &p.workload, &kv(&p.case.meta), &kv(&p.case.template), spec)).await;
     }
     // Wait until the controller holds every workload and resource.
     let per_kind = planned.len() / WORKLOADS.len();
     for (kind, _) in WORKLOADS {
         let prefix = format!("reloader_watched_resources_total{{kind=\"{kind}\"}}");
-        wait_for(
-            &format!("controller to index {per_kind} {kind}s"),
-            Duration::from_secs(60),
-            || async { (controller.metric(&prefix).await? as usize == per_kind).then_some(()) },
-        )
+        wait_for(&format!("controller to index {per_kind} {kind}s"), Duration::from_secs(60), || async {
+            (controller.metric(&prefix).await? as usize == per_kind).then_some(())
+        })
         .await;
     }
     let secrets = planned.iter().filter(|p| p.res == Res::Secret).count();
-    wait_for(
-        "controller to hold every Secret",
-        Duration::from_secs(30),
-        || async {
-            (controller
-                .metric("reloader_watched_resources_total{kind=\"Secret\"}")
-                .await? as usize
-                >= secrets)
-                .then_some(())
-        },
-    )
+    wait_for("controller to hold every Secret", Duration::from_secs(30), || async {
+        (controller.metric("reloader_watched_resources_total{kind=\"Secret\"}").await? as usize >= secrets)
+            .then_some(())
+    })
     .await;
     // Deployments have their first ReplicaSet before anything changes.
     for p in planned.iter().filter(|p| p.kind == "Deployment") {
@@ -298,16 +176,7 @@ async fn run_matrix(strategy: &str) {
 
     for p in &planned {
         match p.case.change {
-            Change::Content => {
-                set_value(
-                    &client,
-                    &ns_name,
-                    p.res,
-                    &p.resource,
-                    &format!("v2-{}", p.resource),
-                )
-                .await
-            }
+            Change::Content => set_value(&client, &ns_name, p.res, &p.resource, &format!("v2-{}", p.resource)).await,
             Change::MetadataOnly => touch_metadata(&client, &ns_name, p.res, &p.resource).await,
         }
     }
@@ -328,9 +197,8 @@ async fn run_matrix(strategy: &str) {
         wait_for(&what, Duration::from_secs(45), || async {
             let t = pod_template(&client, &ns_name, p.kind, &p.workload).await?;
             if strategy == "env-vars" {
-                (env_value(&t, container, &env_name(p.res, &p.resource)).as_deref()
-                    == Some(expected.as_str()))
-                .then_some(())
+                (env_value(&t, container, &env_name(p.res, &p.resource)).as_deref() == Some(expected.as_str()))
+                    .then_some(())
             } else {
                 let src = last_reloaded_from(&t)?;
                 (src["hash"] == expected
@@ -343,19 +211,14 @@ async fn run_matrix(strategy: &str) {
         })
         .await;
     }
-    for p in planned
-        .iter()
-        .filter(|p| p.kind == "Deployment" && p.case.reload_into.is_some())
-    {
+    for p in planned.iter().filter(|p| p.kind == "Deployment" && p.case.reload_into.is_some()) {
         wait_replica_sets(&client, &ns_name, &p.workload, 2, Duration::from_secs(30)).await;
     }
 
     // Negative cases: give the controller time it would have needed, then check nothing moved.
     tokio::time::sleep(Duration::from_secs(2)).await;
     for p in planned.iter().filter(|p| p.case.reload_into.is_none()) {
-        let t = pod_template(&client, &ns_name, p.kind, &p.workload)
-            .await
-            .expect("workload exists");
+        let t = pod_template(&client, &ns_name, p.kind, &p.workload).await.expect("workload exists");
         assert!(
             all_env_names(&t).is_empty() && last_reloaded_from(&t).is_none(),
             "{} {}/{} ({}) must not be reloaded, but its template is {:?}\ncontroller log:\n{}",
@@ -367,37 +230,21 @@ async fn run_matrix(strategy: &str) {
             controller.logs()
         );
         if p.kind == "Deployment" {
-            assert_eq!(
-                replica_sets(&client, &ns_name, &p.workload).await,
-                1,
-                "{} rolled",
-                p.workload
-            );
+            assert_eq!(replica_sets(&client, &ns_name, &p.workload).await, 1, "{} rolled", p.workload);
         }
     }
-    let reloads = planned
-        .iter()
-        .filter(|p| p.case.reload_into.is_some())
-        .count();
+    let reloads = planned.iter().filter(|p| p.case.reload_into.is_some()).count();
     let executed: f64 = {
         let (_, body) = controller.get("/metrics").await.expect("metrics answer");
         body.lines()
-            .filter(|l| {
-                l.starts_with("reloader_reload_executed_total{") && l.contains("success=\"true\"")
-            })
+            .filter(|l| l.starts_with("reloader_reload_executed_total{") && l.contains("success=\"true\""))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     };
-    assert_eq!(
-        executed as usize, reloads,
-        "exactly one reload per positive case"
-    );
+    assert_eq!(executed as usize, reloads, "exactly one reload per positive case");
     let logs = controller.logs();
     for p in planned.iter().filter(|p| p.res == Res::Secret) {
-        assert!(
-            !logs.contains(&format!("v2-{}", p.resource)),
-            "secret data leaked into the log"
-        );
+        assert!(!logs.contains(&format!("v2-{}", p.resource)), "secret data leaked into the log");
     }
     controller.stop();
 }

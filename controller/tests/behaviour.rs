@@ -24,11 +24,9 @@ async fn controller_for(ns: &str, extra: &[&str]) -> ControllerProcess {
 
 async fn wait_indexed(c: &ControllerProcess, kind: &str, n: usize) {
     let prefix = format!("reloader_watched_resources_total{{kind=\"{kind}\"}}");
-    wait_for(
-        &format!("{n} {kind}(s) indexed"),
-        Duration::from_secs(30),
-        || async { (c.metric(&prefix).await? as usize == n).then_some(()) },
-    )
+    wait_for(&format!("{n} {kind}(s) indexed"), Duration::from_secs(30), || async {
+        (c.metric(&prefix).await? as usize == n).then_some(())
+    })
     .await;
 }
 
@@ -39,52 +37,24 @@ async fn cronjob_job_and_rollout_reload() {
     let n = ns.name.as_str();
     let c = controller_for(n, &["--is-Argo-Rollouts=true", "--coalesce-window=100ms"]).await;
     for name in ["cj", "job", "ro", "ro-restart"] {
-        create(
-            &client,
-            n,
-            configmap(
-                &format!("cfg-{name}"),
-                json!({"key": "v1"}),
-                json!({}),
-                json!({}),
-            ),
-        )
-        .await;
+        create(&client, n, configmap(&format!("cfg-{name}"), json!({"key": "v1"}), json!({}), json!({}))).await;
     }
     create(
         &client,
         n,
-        workload(
-            "CronJob",
-            "cj",
-            &auto(),
-            &json!({}),
-            pod_spec(Res::ConfigMap, "cfg-cj", Use::EnvFrom),
-        ),
+        workload("CronJob", "cj", &auto(), &json!({}), pod_spec(Res::ConfigMap, "cfg-cj", Use::EnvFrom)),
     )
     .await;
     let job = create(
         &client,
         n,
-        workload(
-            "Job",
-            "job",
-            &auto(),
-            &json!({}),
-            pod_spec(Res::ConfigMap, "cfg-job", Use::EnvFrom),
-        ),
+        workload("Job", "job", &auto(), &json!({}), pod_spec(Res::ConfigMap, "cfg-job", Use::EnvFrom)),
     )
     .await;
     create(
         &client,
         n,
-        workload(
-            "Rollout",
-            "ro",
-            &auto(),
-            &json!({}),
-            pod_spec(Res::ConfigMap, "cfg-ro", Use::EnvFrom),
-        ),
+        workload("Rollout", "ro", &auto(), &json!({}), pod_spec(Res::ConfigMap, "cfg-ro", Use::EnvFrom)),
     )
     .await;
     let restart = json!({"reloader.stakater.com/auto": "true", "reloader.stakater.com/rollout-strategy": "restart"});
@@ -113,37 +83,21 @@ async fn cronjob_job_and_rollout_reload() {
         ("Job", "job", "STAKATER_CFG_JOB_CONFIGMAP"),
         ("Rollout", "ro", "STAKATER_CFG_RO_CONFIGMAP"),
     ] {
-        wait_for(
-            &format!("{kind} {n}/{name} reloaded"),
-            Duration::from_secs(30),
-            || async {
-                let t = pod_template(&client, n, kind, name).await?;
-                (env_value(&t, "app", var).as_deref() == Some(expected.as_str())).then_some(())
-            },
-        )
+        wait_for(&format!("{kind} {n}/{name} reloaded"), Duration::from_secs(30), || async {
+            let t = pod_template(&client, n, kind, name).await?;
+            (env_value(&t, "app", var).as_deref() == Some(expected.as_str())).then_some(())
+        })
         .await;
     }
     // The Job was recreated (new uid); the CronJob did not start a run.
     let new_job = dyn_api(&client, n, "Job").get("job").await.unwrap();
     assert_ne!(new_job.metadata.uid, job.metadata.uid, "Job recreated");
-    let jobs = dyn_api(&client, n, "Job")
-        .list(&Default::default())
-        .await
-        .unwrap();
+    let jobs = dyn_api(&client, n, "Job").list(&Default::default()).await.unwrap();
     assert_eq!(jobs.items.len(), 1, "no Job was started from the CronJob");
     // rollout-strategy restart sets restartAt and leaves the template alone.
-    let ro = dyn_api(&client, n, "Rollout")
-        .get("ro-restart")
-        .await
-        .unwrap();
-    assert!(
-        ro.data["spec"]["restartAt"].is_string(),
-        "restartAt set: {:?}",
-        ro.data["spec"]
-    );
-    let t = pod_template(&client, n, "Rollout", "ro-restart")
-        .await
-        .unwrap();
+    let ro = dyn_api(&client, n, "Rollout").get("ro-restart").await.unwrap();
+    assert!(ro.data["spec"]["restartAt"].is_string(), "restartAt set: {:?}", ro.data["spec"]);
+    let t = pod_template(&client, n, "Rollout", "ro-restart").await.unwrap();
     assert!(all_env_names(&t).is_empty());
 }
 
@@ -158,25 +112,10 @@ async fn hash_vectors_match_reloader_canonical_string() {
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "mixed"},
         "data": {"b": "2", "a": "1"}, "binaryData": {"bin": b64}});
     create(&client, n, cm).await;
-    create(
-        &client,
-        n,
-        secret(
-            "creds",
-            json!({"user": "admin", "pass": "x;y=z"}),
-            json!({}),
-            json!({}),
-        ),
-    )
-    .await;
+    create(&client, n, secret("creds", json!({"user": "admin", "pass": "x;y=z"}), json!({}), json!({}))).await;
     let spec = json!({"containers": [{"name": "app", "image": "registry.invalid/a:1",
         "envFrom": [{"configMapRef": {"name": "mixed"}}, {"secretRef": {"name": "creds"}}]}]});
-    create(
-        &client,
-        n,
-        workload("Deployment", "web", &auto(), &json!({}), spec),
-    )
-    .await;
+    create(&client, n, workload("Deployment", "web", &auto(), &json!({}), spec)).await;
     wait_indexed(&c, "Deployment", 1).await;
 
     let bin2 = [9u8, 8, 7];
@@ -192,16 +131,12 @@ async fn hash_vectors_match_reloader_canonical_string() {
     let cm_expected = sha1_hex(format!("a=one;b=2;bin={b64_2}").as_bytes());
     set_value(&client, n, Res::Secret, "creds", "ignored").await; // adds key "key"
     let secret_expected = sha1_hex(b"key=ignored;pass=x;y=z;user=admin");
-    wait_for(
-        "both hashes on the Deployment",
-        Duration::from_secs(30),
-        || async {
-            let t = pod_template(&client, n, "Deployment", "web").await?;
-            (env_value(&t, "app", "STAKATER_MIXED_CONFIGMAP")? == cm_expected
-                && env_value(&t, "app", "STAKATER_CREDS_SECRET")? == secret_expected)
-                .then_some(())
-        },
-    )
+    wait_for("both hashes on the Deployment", Duration::from_secs(30), || async {
+        let t = pod_template(&client, n, "Deployment", "web").await?;
+        (env_value(&t, "app", "STAKATER_MIXED_CONFIGMAP")? == cm_expected
+            && env_value(&t, "app", "STAKATER_CREDS_SECRET")? == secret_expected)
+            .then_some(())
+    })
     .await;
 }
 
@@ -211,17 +146,7 @@ async fn start_up_on_annotated_workloads_rolls_nothing() {
     let ns = TestNamespace::create(&client, "startup").await;
     let n = ns.name.as_str();
     for i in 0..10 {
-        create(
-            &client,
-            n,
-            configmap(
-                &format!("cfg-{i}"),
-                json!({"key": "v1"}),
-                json!({}),
-                json!({}),
-            ),
-        )
-        .await;
+        create(&client, n, configmap(&format!("cfg-{i}"), json!({"key": "v1"}), json!({}), json!({}))).await;
         create(
             &client,
             n,
@@ -259,44 +184,18 @@ async fn burst_of_changes_rolls_once() {
     let ns = TestNamespace::create(&client, "coalesce").await;
     let n = ns.name.as_str();
     let c = controller_for(n, &[]).await; // default window: 1s
-    create(
-        &client,
-        n,
-        configmap("cfg", json!({"key": "v0"}), json!({}), json!({})),
-    )
-    .await;
-    create(
-        &client,
-        n,
-        secret("tls", json!({"key": "v0"}), json!({}), json!({})),
-    )
-    .await;
+    create(&client, n, configmap("cfg", json!({"key": "v0"}), json!({}), json!({}))).await;
+    create(&client, n, secret("tls", json!({"key": "v0"}), json!({}), json!({}))).await;
     let spec = json!({"containers": [{"name": "app", "image": "registry.invalid/a:1",
         "envFrom": [{"configMapRef": {"name": "cfg"}}, {"secretRef": {"name": "tls"}}]}]});
-    create(
-        &client,
-        n,
-        workload("Deployment", "web", &auto(), &json!({}), spec),
-    )
-    .await;
+    create(&client, n, workload("Deployment", "web", &auto(), &json!({}), spec)).await;
     wait_indexed(&c, "Deployment", 1).await;
     wait_replica_sets(&client, n, "web", 1, Duration::from_secs(30)).await;
 
     // 5 edits within 200 ms to the Deployment's ConfigMap and Secret.
     for i in 1..=5 {
-        let res = if i % 2 == 0 {
-            Res::Secret
-        } else {
-            Res::ConfigMap
-        };
-        set_value(
-            &client,
-            n,
-            res,
-            if res == Res::Secret { "tls" } else { "cfg" },
-            &format!("v{i}"),
-        )
-        .await;
+        let res = if i % 2 == 0 { Res::Secret } else { Res::ConfigMap };
+        set_value(&client, n, res, if res == Res::Secret { "tls" } else { "cfg" }, &format!("v{i}")).await;
         tokio::time::sleep(Duration::from_millis(40)).await;
     }
     wait_for("the coalesced rollout", Duration::from_secs(20), || async {
@@ -307,11 +206,7 @@ async fn burst_of_changes_rolls_once() {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(
-        replica_sets(&client, n, "web").await,
-        2,
-        "exactly one new ReplicaSet"
-    );
+    assert_eq!(replica_sets(&client, n, "web").await, 2, "exactly one new ReplicaSet");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -320,83 +215,44 @@ async fn malformed_annotations_warn_and_others_keep_reloading() {
     let ns = TestNamespace::create(&client, "malformed").await;
     let n = ns.name.as_str();
     let c = controller_for(n, &["--coalesce-window=0"]).await;
-    create(
-        &client,
-        n,
-        configmap("cfg", json!({"key": "v1"}), json!({}), json!({})),
-    )
-    .await;
+    create(&client, n, configmap("cfg", json!({"key": "v1"}), json!({}), json!({}))).await;
     let bad_regex = json!({"configmap.reloader.stakater.com/reload": "[unclosed"});
     let bad_bool = json!({"reloader.stakater.com/auto": "maybe"});
     create(
         &client,
         n,
-        workload(
-            "Deployment",
-            "bad-regex",
-            &bad_regex,
-            &json!({}),
-            pod_spec(Res::ConfigMap, "cfg", Use::EnvFrom),
-        ),
+        workload("Deployment", "bad-regex", &bad_regex, &json!({}), pod_spec(Res::ConfigMap, "cfg", Use::EnvFrom)),
     )
     .await;
     create(
         &client,
         n,
-        workload(
-            "Deployment",
-            "bad-bool",
-            &bad_bool,
-            &json!({}),
-            pod_spec(Res::ConfigMap, "cfg", Use::EnvFrom),
-        ),
+        workload("Deployment", "bad-bool", &bad_bool, &json!({}), pod_spec(Res::ConfigMap, "cfg", Use::EnvFrom)),
     )
     .await;
     create(
         &client,
         n,
-        workload(
-            "Deployment",
-            "good",
-            &auto(),
-            &json!({}),
-            pod_spec(Res::ConfigMap, "cfg", Use::EnvFrom),
-        ),
+        workload("Deployment", "good", &auto(), &json!({}), pod_spec(Res::ConfigMap, "cfg", Use::EnvFrom)),
     )
     .await;
     wait_indexed(&c, "Deployment", 3).await;
     for (name, needle) in [("bad-regex", "[unclosed"), ("bad-bool", "maybe")] {
-        let events = wait_for(
-            &format!("a Warning event on {name}"),
-            Duration::from_secs(20),
-            || async {
-                let ev = events_for(&client, n, name).await;
-                ev.iter()
-                    .any(|(t, r, _)| t == "Warning" && r == "InvalidAnnotation")
-                    .then_some(ev)
-            },
-        )
+        let events = wait_for(&format!("a Warning event on {name}"), Duration::from_secs(20), || async {
+            let ev = events_for(&client, n, name).await;
+            ev.iter().any(|(t, r, _)| t == "Warning" && r == "InvalidAnnotation").then_some(ev)
+        })
         .await;
-        let (_, _, note) = events
-            .iter()
-            .find(|(_, r, _)| r == "InvalidAnnotation")
-            .unwrap();
+        let (_, _, note) = events.iter().find(|(_, r, _)| r == "InvalidAnnotation").unwrap();
         assert!(note.contains(needle), "the event names the value: {note}");
     }
     set_value(&client, n, Res::ConfigMap, "cfg", "v2").await;
-    wait_for(
-        "the good Deployment reloaded",
-        Duration::from_secs(20),
-        || async {
-            let t = pod_template(&client, n, "Deployment", "good").await?;
-            (env_value(&t, "app", "STAKATER_CFG_CONFIGMAP")? == sha1_hex(b"key=v2")).then_some(())
-        },
-    )
+    wait_for("the good Deployment reloaded", Duration::from_secs(20), || async {
+        let t = pod_template(&client, n, "Deployment", "good").await?;
+        (env_value(&t, "app", "STAKATER_CFG_CONFIGMAP")? == sha1_hex(b"key=v2")).then_some(())
+    })
     .await;
-    assert!(
-        c.get("/healthz").await.is_some_and(|(code, _)| code == 200),
-        "controller still alive"
-    );
+    assert!(c.get("/healthz").await.is_some_and(|(code, _)| code == 200), "controller still alive");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -415,23 +271,8 @@ async fn filters_label_selector_and_ignored_namespace() {
     )
     .await;
     for ns in [&a.name, &b.name] {
-        create(
-            &client,
-            ns,
-            configmap(
-                "labelled",
-                json!({"key": "v1"}),
-                json!({}),
-                json!({"reload": "yes"}),
-            ),
-        )
-        .await;
-        create(
-            &client,
-            ns,
-            configmap("unlabelled", json!({"key": "v1"}), json!({}), json!({})),
-        )
-        .await;
+        create(&client, ns, configmap("labelled", json!({"key": "v1"}), json!({}), json!({"reload": "yes"}))).await;
+        create(&client, ns, configmap("unlabelled", json!({"key": "v1"}), json!({}), json!({}))).await;
         create(
             &client,
             ns,
@@ -462,31 +303,17 @@ async fn filters_label_selector_and_ignored_namespace() {
         set_value(&client, ns, Res::ConfigMap, "labelled", "v2").await;
         set_value(&client, ns, Res::ConfigMap, "unlabelled", "v2").await;
     }
-    wait_for(
-        "labelled ConfigMap reloads in the watched namespace",
-        Duration::from_secs(20),
-        || async {
-            let t = pod_template(&client, &a.name, "Deployment", "uses-labelled").await?;
-            env_value(&t, "app", "STAKATER_LABELLED_CONFIGMAP").map(|_| ())
-        },
-    )
+    wait_for("labelled ConfigMap reloads in the watched namespace", Duration::from_secs(20), || async {
+        let t = pod_template(&client, &a.name, "Deployment", "uses-labelled").await?;
+        env_value(&t, "app", "STAKATER_LABELLED_CONFIGMAP").map(|_| ())
+    })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let t = pod_template(&client, &a.name, "Deployment", "uses-unlabelled")
-        .await
-        .unwrap();
-    assert!(
-        all_env_names(&t).is_empty(),
-        "a ConfigMap outside the label selector reloads nothing"
-    );
+    let t = pod_template(&client, &a.name, "Deployment", "uses-unlabelled").await.unwrap();
+    assert!(all_env_names(&t).is_empty(), "a ConfigMap outside the label selector reloads nothing");
     for name in ["uses-labelled", "uses-unlabelled"] {
-        let t = pod_template(&client, &b.name, "Deployment", name)
-            .await
-            .unwrap();
-        assert!(
-            all_env_names(&t).is_empty(),
-            "ignored namespace: {name} must not reload"
-        );
+        let t = pod_template(&client, &b.name, "Deployment", name).await.unwrap();
+        assert!(all_env_names(&t).is_empty(), "ignored namespace: {name} must not reload");
     }
 }
 
@@ -506,31 +333,13 @@ async fn namespace_selector_limits_reloads() {
         .await
         .unwrap();
     // Cluster-wide watch, narrowed to namespaces carrying this test's label.
-    let c = ControllerProcess::start(
-        BIN,
-        &[
-            &format!("--namespace-selector=nssel={tag}"),
-            "--coalesce-window=0",
-        ],
-    )
-    .await;
+    let c = ControllerProcess::start(BIN, &[&format!("--namespace-selector=nssel={tag}"), "--coalesce-window=0"]).await;
     for ns in [&selected.name, &other.name] {
+        create(&client, ns, configmap("cfg", json!({"key": "v1"}), json!({}), json!({}))).await;
         create(
             &client,
             ns,
-            configmap("cfg", json!({"key": "v1"}), json!({}), json!({})),
-        )
-        .await;
-        create(
-            &client,
-            ns,
-            workload(
-                "Deployment",
-                "web",
-                &auto(),
-                &json!({}),
-                pod_spec(Res::ConfigMap, "cfg", Use::EnvFrom),
-            ),
+            workload("Deployment", "web", &auto(), &json!({}), pod_spec(Res::ConfigMap, "cfg", Use::EnvFrom)),
         )
         .await;
     }
@@ -538,23 +347,14 @@ async fn namespace_selector_limits_reloads() {
     for ns in [&selected.name, &other.name] {
         set_value(&client, ns, Res::ConfigMap, "cfg", "v2").await;
     }
-    wait_for(
-        "reload in the selected namespace",
-        Duration::from_secs(20),
-        || async {
-            let t = pod_template(&client, &selected.name, "Deployment", "web").await?;
-            env_value(&t, "app", "STAKATER_CFG_CONFIGMAP").map(|_| ())
-        },
-    )
+    wait_for("reload in the selected namespace", Duration::from_secs(20), || async {
+        let t = pod_template(&client, &selected.name, "Deployment", "web").await?;
+        env_value(&t, "app", "STAKATER_CFG_CONFIGMAP").map(|_| ())
+    })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let t = pod_template(&client, &other.name, "Deployment", "web")
-        .await
-        .unwrap();
-    assert!(
-        all_env_names(&t).is_empty(),
-        "namespace not selected must not reload"
-    );
+    let t = pod_template(&client, &other.name, "Deployment", "web").await.unwrap();
+    assert!(all_env_names(&t).is_empty(), "namespace not selected must not reload");
     drop(c);
 }
 
@@ -564,48 +364,26 @@ async fn pause_period_resumes_even_across_a_restart() {
     let ns = TestNamespace::create(&client, "pause").await;
     let n = ns.name.as_str();
     let mut c = controller_for(n, &["--coalesce-window=0"]).await;
-    create(
-        &client,
-        n,
-        configmap("cfg", json!({"key": "v1"}), json!({}), json!({})),
-    )
-    .await;
+    create(&client, n, configmap("cfg", json!({"key": "v1"}), json!({}), json!({}))).await;
     let ann = json!({"reloader.stakater.com/auto": "true", "deployment.reloader.stakater.com/pause-period": "6s"});
-    create(
-        &client,
-        n,
-        workload(
-            "Deployment",
-            "web",
-            &ann,
-            &json!({}),
-            pod_spec(Res::ConfigMap, "cfg", Use::EnvFrom),
-        ),
-    )
-    .await;
+    create(&client, n, workload("Deployment", "web", &ann, &json!({}), pod_spec(Res::ConfigMap, "cfg", Use::EnvFrom)))
+        .await;
     wait_indexed(&c, "Deployment", 1).await;
     set_value(&client, n, Res::ConfigMap, "cfg", "v2").await;
-    wait_for(
-        "Deployment paused by the reload",
-        Duration::from_secs(20),
-        || async { deployment_paused(&client, n, "web").await.then_some(()) },
-    )
+    wait_for("Deployment paused by the reload", Duration::from_secs(20), || async {
+        deployment_paused(&client, n, "web").await.then_some(())
+    })
     .await;
     // The controller that paused it goes away; a new one must resume it.
     c.stop();
     let _c2 = controller_for(n, &["--coalesce-window=0"]).await;
-    wait_for(
-        "Deployment resumed after its pause period",
-        Duration::from_secs(30),
-        || async { (!deployment_paused(&client, n, "web").await).then_some(()) },
-    )
+    wait_for("Deployment resumed after its pause period", Duration::from_secs(30), || async {
+        (!deployment_paused(&client, n, "web").await).then_some(())
+    })
     .await;
     let d = dyn_api(&client, n, "Deployment").get("web").await.unwrap();
     assert!(
-        !d.metadata
-            .annotations
-            .unwrap_or_default()
-            .contains_key("deployment.reloader.stakater.com/paused-at"),
+        !d.metadata.annotations.unwrap_or_default().contains_key("deployment.reloader.stakater.com/paused-at"),
         "paused-at removed on resume"
     );
 }
@@ -613,24 +391,12 @@ async fn pause_period_resumes_even_across_a_restart() {
 #[tokio::test]
 async fn invalid_settings_stop_start_up_naming_the_setting() {
     for (args, needle) in [
-        (
-            vec!["--reload-strategy=restart"],
-            "reloadStrategy=\"restart\"",
-        ),
-        (
-            vec!["--resource-label-selector=a in b"],
-            "resourceLabelSelector",
-        ),
+        (vec!["--reload-strategy=restart"], "reloadStrategy=\"restart\""),
+        (vec!["--resource-label-selector=a in b"], "resourceLabelSelector"),
         (vec!["--namespace-selector=Bad Key=1"], "namespaceSelector"),
-        (
-            vec!["--ignored-workload-types=pods"],
-            "ignoredWorkloadTypes=\"pods\"",
-        ),
+        (vec!["--ignored-workload-types=pods"], "ignoredWorkloadTypes=\"pods\""),
     ] {
-        let out = std::process::Command::new(BIN)
-            .args(&args)
-            .output()
-            .expect("run binary");
+        let out = std::process::Command::new(BIN).args(&args).output().expect("run binary");
         assert_eq!(out.status.code(), Some(2), "{args:?} must stop start-up");
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(err.lines().count(), 1, "one line: {err}");
@@ -643,51 +409,25 @@ async fn reload_on_create_and_on_delete() {
     let client = admin_client().await;
     let ns = TestNamespace::create(&client, "create-delete").await;
     let n = ns.name.as_str();
-    let c = controller_for(
-        n,
-        &[
-            "--reload-on-create=true",
-            "--reload-on-delete=true",
-            "--coalesce-window=0",
-        ],
-    )
-    .await;
+    let c = controller_for(n, &["--reload-on-create=true", "--reload-on-delete=true", "--coalesce-window=0"]).await;
     // The Deployment references a ConfigMap that does not exist yet.
     create(
         &client,
         n,
-        workload(
-            "Deployment",
-            "web",
-            &auto(),
-            &json!({}),
-            pod_spec(Res::ConfigMap, "later", Use::EnvFrom),
-        ),
+        workload("Deployment", "web", &auto(), &json!({}), pod_spec(Res::ConfigMap, "later", Use::EnvFrom)),
     )
     .await;
     wait_indexed(&c, "Deployment", 1).await;
-    create(
-        &client,
-        n,
-        configmap("later", json!({"key": "v1"}), json!({}), json!({})),
-    )
-    .await;
+    create(&client, n, configmap("later", json!({"key": "v1"}), json!({}), json!({}))).await;
     wait_for("reload on create", Duration::from_secs(20), || async {
         let t = pod_template(&client, n, "Deployment", "web").await?;
         (env_value(&t, "app", "STAKATER_LATER_CONFIGMAP")? == sha1_hex(b"key=v1")).then_some(())
     })
     .await;
-    dyn_api(&client, n, "ConfigMap")
-        .delete("later", &Default::default())
-        .await
-        .unwrap();
-    wait_for(
-        "env var removed on delete",
-        Duration::from_secs(20),
-        || async {
-            let t = pod_template(&client, n, "Deployment", "web").await?;
-            all_env_names(&t).is_empty().then_some(())
-        },
-    )
+    dyn_api(&client, n, "ConfigMap").delete("later", &Default::default()).await.unwrap();
+    wait_for("env var removed on delete", Duration::from_secs(20), || async {
+        let t = pod_template(&client, n, "Deployment", "web").await?;
+        all_env_names(&t).is_empty().then_some(())
+    })
     .await;
 }

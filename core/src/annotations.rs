@@ -19,34 +19,17 @@ impl Key {
     }
 }
 
-pub const AUTO: Key = Key {
-    stakater: "reloader.stakater.com/auto",
-    deckhouse: "pod-reloader.deckhouse.io/auto",
-};
-pub const CONFIGMAP_AUTO: Key = Key {
-    stakater: "configmap.reloader.stakater.com/auto",
-    deckhouse: "configmap.pod-reloader.deckhouse.io/auto",
-};
-pub const SECRET_AUTO: Key = Key {
-    stakater: "secret.reloader.stakater.com/auto",
-    deckhouse: "secret.pod-reloader.deckhouse.io/auto",
-};
-pub const SEARCH: Key = Key {
-    stakater: "reloader.stakater.com/search",
-    deckhouse: "pod-reloader.deckhouse.io/search",
-};
-pub const MATCH: Key = Key {
-    stakater: "reloader.stakater.com/match",
-    deckhouse: "pod-reloader.deckhouse.io/match",
-};
-pub const CONFIGMAP_RELOAD: Key = Key {
-    stakater: "configmap.reloader.stakater.com/reload",
-    deckhouse: "pod-reloader.deckhouse.io/configmap-reload",
-};
-pub const SECRET_RELOAD: Key = Key {
-    stakater: "secret.reloader.stakater.com/reload",
-    deckhouse: "pod-reloader.deckhouse.io/secret-reload",
-};
+pub const AUTO: Key = Key { stakater: "reloader.stakater.com/auto", deckhouse: "pod-reloader.deckhouse.io/auto" };
+pub const CONFIGMAP_AUTO: Key =
+    Key { stakater: "configmap.reloader.stakater.com/auto", deckhouse: "configmap.pod-reloader.deckhouse.io/auto" };
+pub const SECRET_AUTO: Key =
+    Key { stakater: "secret.reloader.stakater.com/auto", deckhouse: "secret.pod-reloader.deckhouse.io/auto" };
+pub const SEARCH: Key = Key { stakater: "reloader.stakater.com/search", deckhouse: "pod-reloader.deckhouse.io/search" };
+pub const MATCH: Key = Key { stakater: "reloader.stakater.com/match", deckhouse: "pod-reloader.deckhouse.io/match" };
+pub const CONFIGMAP_RELOAD: Key =
+    Key { stakater: "configmap.reloader.stakater.com/reload", deckhouse: "pod-reloader.deckhouse.io/configmap-reload" };
+pub const SECRET_RELOAD: Key =
+    Key { stakater: "secret.reloader.stakater.com/reload", deckhouse: "pod-reloader.deckhouse.io/secret-reload" };
 pub const CONFIGMAPS_EXCLUDE: Key = Key {
     stakater: "configmaps.exclude.reloader.stakater.com/reload",
     deckhouse: "configmaps.exclude.pod-reloader.deckhouse.io/reload",
@@ -55,22 +38,15 @@ pub const SECRETS_EXCLUDE: Key = Key {
     stakater: "secrets.exclude.reloader.stakater.com/reload",
     deckhouse: "secrets.exclude.pod-reloader.deckhouse.io/reload",
 };
-pub const IGNORE: Key = Key {
-    stakater: "reloader.stakater.com/ignore",
-    deckhouse: "pod-reloader.deckhouse.io/ignore",
-};
+pub const IGNORE: Key = Key { stakater: "reloader.stakater.com/ignore", deckhouse: "pod-reloader.deckhouse.io/ignore" };
 pub const PAUSE_PERIOD: Key = Key {
     stakater: "deployment.reloader.stakater.com/pause-period",
     deckhouse: "pod-reloader.deckhouse.io/pause-period",
 };
-pub const PAUSED_AT: Key = Key {
-    stakater: "deployment.reloader.stakater.com/paused-at",
-    deckhouse: "pod-reloader.deckhouse.io/paused-at",
-};
-pub const ROLLOUT_STRATEGY: Key = Key {
-    stakater: "reloader.stakater.com/rollout-strategy",
-    deckhouse: "pod-reloader.deckhouse.io/rollout-strategy",
-};
+pub const PAUSED_AT: Key =
+    Key { stakater: "deployment.reloader.stakater.com/paused-at", deckhouse: "pod-reloader.deckhouse.io/paused-at" };
+pub const ROLLOUT_STRATEGY: Key =
+    Key { stakater: "reloader.stakater.com/rollout-strategy", deckhouse: "pod-reloader.deckhouse.io/rollout-strategy" };
 
 /// Written on the pod template by the `annotations` strategy; Reloader's name,
 /// kept so that migrated workloads compare equal.
@@ -120,7 +96,5 @@ pub const RESOURCE_KEYS: [Key; 2] = [IGNORE, MATCH];
 
 /// Reads one meaning from a map of annotations: the Stakater spelling first.
 pub fn get(annotations: &std::collections::BTreeMap<String, String>, key: Key) -> Option<&str> {
-    key.names()
-        .iter()
-        .find_map(|n| annotations.get(*n).map(String::as_str))
+    key.names().iter().find_map(|n| annotations.get(*n).map(String::as_str))
 }

@@ -47,9 +47,7 @@ impl fmt::Display for Why {
             Why::Listed { pattern } => {
                 write!(f, "listed in the reload annotation (pattern {pattern:?})")
             }
-            Why::SearchMatch => f.write_str(
-                "search annotation on the workload and match annotation on the resource",
-            ),
+            Why::SearchMatch => f.write_str("search annotation on the workload and match annotation on the resource"),
             Why::Auto => f.write_str("auto annotation"),
             Why::TypedAuto => f.write_str("typed auto annotation"),
             Why::AutoReloadAll => f.write_str("autoReloadAll setting"),
@@ -100,15 +98,10 @@ pub fn decide(entry: &WorkloadEntry, res: &ResourceFacts<'_>, auto_reload_all: b
     if policy.excludes(res.name) {
         return Decision::Skip(Skip::Excluded);
     }
-    let referenced = entry
-        .references
-        .get(&(res.kind, res.name.to_string()))
-        .map(|r| r.container.clone());
+    let referenced = entry.references.get(&(res.kind, res.name.to_string())).map(|r| r.container.clone());
 
     if let Some(listed) = policy.listed(res.name) {
-        let why = Why::Listed {
-            pattern: listed.pattern.clone(),
-        };
+        let why = Why::Listed { pattern: listed.pattern.clone() };
         return match referenced.or_else(|| entry.first_container.clone()) {
             Some(container) => Decision::Reload { container, why },
             None => Decision::Skip(Skip::NoContainer),
@@ -142,10 +135,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn entry(meta: &[(&str, &str)], spec: serde_json::Value) -> WorkloadEntry {
-        let meta: BTreeMap<String, String> = meta
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let meta: BTreeMap<String, String> = meta.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         WorkloadEntry::new(
             WorkloadKey::new(WorkloadKind::Deployment, "ns", "web"),
             &meta,
@@ -159,128 +149,67 @@ mod tests {
     }
 
     fn cm(name: &str) -> ResourceFacts<'_> {
-        ResourceFacts {
-            kind: ResourceKind::ConfigMap,
-            name,
-            ignored: false,
-            matched: false,
-        }
+        ResourceFacts { kind: ResourceKind::ConfigMap, name, ignored: false, matched: false }
     }
 
     fn reload(container: &str, why: Why) -> Decision {
-        Decision::Reload {
-            container: container.into(),
-            why,
-        }
+        Decision::Reload { container: container.into(), why }
     }
 
     #[test]
     fn auto_needs_a_reference() {
         let e = entry(&[("reloader.stakater.com/auto", "true")], uses_cm());
         assert_eq!(decide(&e, &cm("cfg"), false), reload("app", Why::Auto));
-        assert_eq!(
-            decide(&e, &cm("other"), false),
-            Decision::Skip(Skip::NotReferenced)
-        );
+        assert_eq!(decide(&e, &cm("other"), false), Decision::Skip(Skip::NotReferenced));
     }
 
     #[test]
     fn typed_auto_covers_only_its_kind() {
         let e = entry(&[("secret.reloader.stakater.com/auto", "true")], uses_cm());
-        assert_eq!(
-            decide(&e, &cm("cfg"), false),
-            Decision::Skip(Skip::NotAnnotated)
-        );
-        let e = entry(
-            &[("configmap.reloader.stakater.com/auto", "true")],
-            uses_cm(),
-        );
+        assert_eq!(decide(&e, &cm("cfg"), false), Decision::Skip(Skip::NotAnnotated));
+        let e = entry(&[("configmap.reloader.stakater.com/auto", "true")], uses_cm());
         assert_eq!(decide(&e, &cm("cfg"), false), reload("app", Why::TypedAuto));
     }
 
     #[test]
     fn list_reloads_without_reference_on_first_container() {
-        let e = entry(
-            &[("configmap.reloader.stakater.com/reload", "other,cfg")],
-            uses_cm(),
-        );
-        assert_eq!(
-            decide(&e, &cm("other"), false),
-            reload(
-                "app",
-                Why::Listed {
-                    pattern: "other".into()
-                }
-            )
-        );
-        assert_eq!(
-            decide(&e, &cm("nope"), false),
-            Decision::Skip(Skip::NotAnnotated)
-        );
+        let e = entry(&[("configmap.reloader.stakater.com/reload", "other,cfg")], uses_cm());
+        assert_eq!(decide(&e, &cm("other"), false), reload("app", Why::Listed { pattern: "other".into() }));
+        assert_eq!(decide(&e, &cm("nope"), false), Decision::Skip(Skip::NotAnnotated));
     }
 
     #[test]
     fn ignore_and_exclude_win() {
         let e = entry(
-            &[
-                ("reloader.stakater.com/auto", "true"),
-                ("configmaps.exclude.reloader.stakater.com/reload", "cfg"),
-            ],
+            &[("reloader.stakater.com/auto", "true"), ("configmaps.exclude.reloader.stakater.com/reload", "cfg")],
             uses_cm(),
         );
-        assert_eq!(
-            decide(&e, &cm("cfg"), false),
-            Decision::Skip(Skip::Excluded)
-        );
+        assert_eq!(decide(&e, &cm("cfg"), false), Decision::Skip(Skip::Excluded));
         let e = entry(&[("reloader.stakater.com/auto", "true")], uses_cm());
-        let ignored = ResourceFacts {
-            ignored: true,
-            ..cm("cfg")
-        };
-        assert_eq!(
-            decide(&e, &ignored, false),
-            Decision::Skip(Skip::ResourceIgnored)
-        );
+        let ignored = ResourceFacts { ignored: true, ..cm("cfg") };
+        assert_eq!(decide(&e, &ignored, false), Decision::Skip(Skip::ResourceIgnored));
     }
 
     #[test]
     fn search_needs_match() {
         let e = entry(&[("reloader.stakater.com/search", "true")], uses_cm());
-        assert_eq!(
-            decide(&e, &cm("cfg"), false),
-            Decision::Skip(Skip::SearchWithoutMatch)
-        );
-        let matched = ResourceFacts {
-            matched: true,
-            ..cm("cfg")
-        };
+        assert_eq!(decide(&e, &cm("cfg"), false), Decision::Skip(Skip::SearchWithoutMatch));
+        let matched = ResourceFacts { matched: true, ..cm("cfg") };
         assert_eq!(decide(&e, &matched, false), reload("app", Why::SearchMatch));
     }
 
     #[test]
     fn auto_reload_all_respects_opt_out() {
         let e = entry(&[], uses_cm());
-        assert_eq!(
-            decide(&e, &cm("cfg"), true),
-            reload("app", Why::AutoReloadAll)
-        );
-        assert_eq!(
-            decide(&e, &cm("cfg"), false),
-            Decision::Skip(Skip::NotAnnotated)
-        );
+        assert_eq!(decide(&e, &cm("cfg"), true), reload("app", Why::AutoReloadAll));
+        assert_eq!(decide(&e, &cm("cfg"), false), Decision::Skip(Skip::NotAnnotated));
         let e = entry(&[("reloader.stakater.com/auto", "false")], uses_cm());
-        assert_eq!(
-            decide(&e, &cm("cfg"), true),
-            Decision::Skip(Skip::NotAnnotated)
-        );
+        assert_eq!(decide(&e, &cm("cfg"), true), Decision::Skip(Skip::NotAnnotated));
     }
 
     #[test]
     fn invalid_auto_acts_as_false_and_blocks_auto_reload_all() {
         let e = entry(&[("reloader.stakater.com/auto", "maybe")], uses_cm());
-        assert_eq!(
-            decide(&e, &cm("cfg"), true),
-            Decision::Skip(Skip::NotAnnotated)
-        );
+        assert_eq!(decide(&e, &cm("cfg"), true), Decision::Skip(Skip::NotAnnotated));
     }
 }

@@ -25,17 +25,13 @@ pub fn parse_go_duration(input: &str) -> Result<Duration, DurationError> {
     }
     let mut total_nanos: f64 = 0.0;
     while !s.is_empty() {
-        let num_end = s
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(err)?;
+        let num_end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(err)?;
         if num_end == 0 {
             return Err(err());
         }
         let value: f64 = s[..num_end].parse().map_err(|_| err())?;
         s = &s[num_end..];
-        let unit_end = s
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(s.len());
+        let unit_end = s.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(s.len());
         let unit = &s[..unit_end];
         s = &s[unit_end..];
         let scale = match unit {
@@ -90,10 +86,7 @@ mod tests {
         assert_eq!(parse_go_duration("1.5h"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_go_duration("300ms"), Ok(Duration::from_millis(300)));
         assert_eq!(parse_go_duration("0"), Ok(Duration::ZERO));
-        assert_eq!(
-            parse_go_duration("2s500ms"),
-            Ok(Duration::from_millis(2500))
-        );
+        assert_eq!(parse_go_duration("2s500ms"), Ok(Duration::from_millis(2500)));
     }
 
     #[test]

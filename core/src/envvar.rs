@@ -35,25 +35,10 @@ mod tests {
 
     #[test]
     fn names_like_reloader() {
-        assert_eq!(
-            env_var_name(ResourceKind::ConfigMap, "my-cm"),
-            "STAKATER_MY_CM_CONFIGMAP"
-        );
-        assert_eq!(
-            env_var_name(ResourceKind::Secret, "db.creds"),
-            "STAKATER_DB_CREDS_SECRET"
-        );
-        assert_eq!(
-            env_var_name(ResourceKind::ConfigMap, "a--b"),
-            "STAKATER_A_B_CONFIGMAP"
-        );
-        assert_eq!(
-            env_var_name(ResourceKind::ConfigMap, "-lead"),
-            "STAKATER_LEAD_CONFIGMAP"
-        );
-        assert_eq!(
-            env_var_name(ResourceKind::ConfigMap, "trail-"),
-            "STAKATER_TRAIL__CONFIGMAP"
-        );
+        assert_eq!(env_var_name(ResourceKind::ConfigMap, "my-cm"), "STAKATER_MY_CM_CONFIGMAP");
+        assert_eq!(env_var_name(ResourceKind::Secret, "db.creds"), "STAKATER_DB_CREDS_SECRET");
+        assert_eq!(env_var_name(ResourceKind::ConfigMap, "a--b"), "STAKATER_A_B_CONFIGMAP");
+        assert_eq!(env_var_name(ResourceKind::ConfigMap, "-lead"), "STAKATER_LEAD_CONFIGMAP");
+        assert_eq!(env_var_name(ResourceKind::ConfigMap, "trail-"), "STAKATER_TRAIL__CONFIGMAP");
     }
 }

@@ -112,11 +112,7 @@ pub fn configmap_hash(
 /// Reloader's hash of a Secret's `data` (raw bytes; `stringData` is write-only
 /// and already folded into `data` by the apiserver).
 pub fn secret_hash(data: Option<&BTreeMap<String, ByteString>>) -> ContentHash {
-    let entries = data
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| entry(k, &v.0))
-        .collect();
+    let entries = data.into_iter().flatten().map(|(k, v)| entry(k, &v.0)).collect();
     hash_entries(entries)
 }
 
@@ -131,23 +127,14 @@ mod tests {
 
     #[test]
     fn empty_is_sha1_of_empty_string() {
-        assert_eq!(
-            configmap_hash(None, None).to_hex(),
-            "da39a3ee5e6b4b0d3255bfef95601890afd80709"
-        );
-        assert_eq!(
-            secret_hash(None).to_hex(),
-            "da39a3ee5e6b4b0d3255bfef95601890afd80709"
-        );
+        assert_eq!(configmap_hash(None, None).to_hex(), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+        assert_eq!(secret_hash(None).to_hex(), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
     }
 
     #[test]
     fn configmap_matches_reloader_example() {
         // reloader.md: {a:1,b:2} -> "a=1;b=2" -> f83e99e3…646a
-        let data = BTreeMap::from([
-            ("b".to_string(), "2".to_string()),
-            ("a".to_string(), "1".to_string()),
-        ]);
+        let data = BTreeMap::from([("b".to_string(), "2".to_string()), ("a".to_string(), "1".to_string())]);
         let h = configmap_hash(Some(&data), None).to_hex();
         assert_eq!(h, sha1_hex(b"a=1;b=2"));
         assert!(h.starts_with("f83e99e3") && h.ends_with("646a"), "{h}");
@@ -157,10 +144,7 @@ mod tests {
     fn configmap_binary_data_is_base64_and_sorted_with_data() {
         let data = BTreeMap::from([("z".to_string(), "last".to_string())]);
         let bin = BTreeMap::from([("bin".to_string(), ByteString(vec![0, 1, 2, 255]))]);
-        assert_eq!(
-            configmap_hash(Some(&data), Some(&bin)).to_hex(),
-            sha1_hex(b"bin=AAEC/w==;z=last")
-        );
+        assert_eq!(configmap_hash(Some(&data), Some(&bin)).to_hex(), sha1_hex(b"bin=AAEC/w==;z=last"));
     }
 
     #[test]
@@ -169,10 +153,7 @@ mod tests {
             ("password".to_string(), ByteString(b"s3cr;et".to_vec())),
             ("user".to_string(), ByteString(b"admin".to_vec())),
         ]);
-        assert_eq!(
-            secret_hash(Some(&data)).to_hex(),
-            sha1_hex(b"password=s3cr;et;user=admin")
-        );
+        assert_eq!(secret_hash(Some(&data)).to_hex(), sha1_hex(b"password=s3cr;et;user=admin"));
     }
 
     #[test]

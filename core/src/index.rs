@@ -6,10 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::PodSpec;
+use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
 
+use crate::hash::ContentHash;
 use crate::keys::{ResourceKey, ResourceKind, WorkloadKey};
 use crate::policy::WorkloadPolicy;
+use crate::record::{self, Record};
 use crate::references::{self, Reference};
 
 /// What the controller keeps of a workload: its policy and its references,
@@ -20,6 +22,11 @@ pub struct WorkloadEntry {
     pub policy: WorkloadPolicy,
     pub references: BTreeMap<(ResourceKind, String), Reference>,
     pub first_container: Option<String>,
+    /// Hashes from pod-reloader's own record on the workload's metadata.
+    pub recorded: Record,
+    /// Hashes Reloader left on the template (env vars, `last-reloaded-from`),
+    /// for workloads without a record yet.
+    pub legacy: Record,
 }
 
 impl WorkloadEntry {
@@ -34,7 +41,35 @@ impl WorkloadEntry {
             policy: WorkloadPolicy::parse(meta_annotations, template_annotations),
             references: references::extract(spec),
             first_container: spec.containers.first().map(|c| c.name.clone()),
+            recorded: Record::new(),
+            legacy: Record::new(),
         }
+    }
+
+    /// The entry for a workload as watched: policy, references, and what it
+    /// last rolled to (its record, or the hashes Reloader left).
+    pub fn from_object(
+        key: WorkloadKey,
+        meta_annotations: &BTreeMap<String, String>,
+        template: Option<&PodTemplateSpec>,
+    ) -> Self {
+        let empty = BTreeMap::new();
+        let tmpl_ann =
+            template.and_then(|t| t.metadata.as_ref()).and_then(|m| m.annotations.as_ref()).unwrap_or(&empty);
+        let spec = template.and_then(|t| t.spec.clone()).unwrap_or_default();
+        let mut entry = Self::new(key, meta_annotations, tmpl_ann, &spec);
+        entry.recorded = record::parse(meta_annotations);
+        if let Some(t) = template {
+            let followed: Vec<(ResourceKind, String)> = entry.references.keys().cloned().collect();
+            entry.legacy = record::legacy(t, &entry.key.namespace, &followed);
+        }
+        entry
+    }
+
+    /// The hash this workload last rolled to for a resource, if known.
+    pub fn rolled_to(&self, kind: ResourceKind, name: &str) -> Option<(ContentHash, bool)> {
+        let k = (kind, name.to_string());
+        self.recorded.get(&k).map(|h| (*h, true)).or_else(|| self.legacy.get(&k).map(|h| (*h, false)))
     }
 
     fn has_lists(&self) -> bool {
@@ -42,9 +77,7 @@ impl WorkloadEntry {
     }
 
     fn resource_keys(&self) -> impl Iterator<Item = ResourceKey> + '_ {
-        self.references
-            .keys()
-            .map(|(kind, name)| ResourceKey::new(*kind, self.key.namespace.clone(), name.as_str()))
+        self.references.keys().map(|(kind, name)| ResourceKey::new(*kind, self.key.namespace.clone(), name.as_str()))
     }
 }
 
@@ -64,16 +97,10 @@ impl FollowIndex {
     pub fn upsert(&mut self, entry: WorkloadEntry) -> Option<WorkloadEntry> {
         let old = self.remove(&entry.key);
         for rk in entry.resource_keys() {
-            self.by_reference
-                .entry(rk)
-                .or_default()
-                .insert(entry.key.clone());
+            self.by_reference.entry(rk).or_default().insert(entry.key.clone());
         }
         if entry.has_lists() {
-            self.with_lists
-                .entry(entry.key.namespace.clone())
-                .or_default()
-                .insert(entry.key.clone());
+            self.with_lists.entry(entry.key.namespace.clone()).or_default().insert(entry.key.clone());
         }
         self.workloads.insert(entry.key.clone(), entry);
         old
@@ -113,9 +140,7 @@ impl FollowIndex {
         if let Some(set) = self.with_lists.get(&resource.namespace) {
             keys.extend(set.iter());
         }
-        keys.into_iter()
-            .filter_map(|k| self.workloads.get(k))
-            .collect()
+        keys.into_iter().filter_map(|k| self.workloads.get(k)).collect()
     }
 
     pub fn len(&self) -> usize {
@@ -141,16 +166,8 @@ mod tests {
     use crate::keys::WorkloadKind;
     use serde_json::json;
 
-    fn entry(
-        ns: &str,
-        name: &str,
-        meta: &[(&str, &str)],
-        spec: serde_json::Value,
-    ) -> WorkloadEntry {
-        let meta: BTreeMap<String, String> = meta
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+    fn entry(ns: &str, name: &str, meta: &[(&str, &str)], spec: serde_json::Value) -> WorkloadEntry {
+        let meta: BTreeMap<String, String> = meta.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         WorkloadEntry::new(
             WorkloadKey::new(WorkloadKind::Deployment, ns, name),
             &meta,
@@ -185,10 +202,7 @@ mod tests {
             json!({"containers": [{"name": "c", "envFrom": [{"configMapRef": {"name": "cfg"}}]}]}),
         ));
         let cfg_a = ResourceKey::new(ResourceKind::ConfigMap, "a", "cfg");
-        assert_eq!(
-            names(idx.candidates(&cfg_a)),
-            ["Deployment a/lists", "Deployment a/uses"]
-        );
+        assert_eq!(names(idx.candidates(&cfg_a)), ["Deployment a/lists", "Deployment a/uses"]);
         let secret_a = ResourceKey::new(ResourceKind::Secret, "a", "cfg");
         assert_eq!(names(idx.candidates(&secret_a)), ["Deployment a/lists"]);
     }
@@ -208,15 +222,8 @@ mod tests {
             &[],
             json!({"containers": [{"name": "c", "envFrom": [{"configMapRef": {"name": "new"}}]}]}),
         ));
-        assert!(
-            idx.candidates(&ResourceKey::new(ResourceKind::ConfigMap, "a", "old"))
-                .is_empty()
-        );
-        assert_eq!(
-            idx.candidates(&ResourceKey::new(ResourceKind::ConfigMap, "a", "new"))
-                .len(),
-            1
-        );
+        assert!(idx.candidates(&ResourceKey::new(ResourceKind::ConfigMap, "a", "old")).is_empty());
+        assert_eq!(idx.candidates(&ResourceKey::new(ResourceKind::ConfigMap, "a", "new")).len(), 1);
         idx.remove(&WorkloadKey::new(WorkloadKind::Deployment, "a", "w"));
         assert!(idx.is_empty());
         assert!(idx.by_reference.is_empty() && idx.with_lists.is_empty());

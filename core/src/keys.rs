@@ -57,16 +57,8 @@ pub struct ResourceKey {
 }
 
 impl ResourceKey {
-    pub fn new(
-        kind: ResourceKind,
-        namespace: impl Into<Arc<str>>,
-        name: impl Into<Box<str>>,
-    ) -> Self {
-        Self {
-            kind,
-            namespace: namespace.into(),
-            name: name.into(),
-        }
+    pub fn new(kind: ResourceKind, namespace: impl Into<Arc<str>>, name: impl Into<Box<str>>) -> Self {
+        Self { kind, namespace: namespace.into(), name: name.into() }
     }
 }
 
@@ -151,16 +143,8 @@ pub struct WorkloadKey {
 }
 
 impl WorkloadKey {
-    pub fn new(
-        kind: WorkloadKind,
-        namespace: impl Into<Arc<str>>,
-        name: impl Into<Box<str>>,
-    ) -> Self {
-        Self {
-            kind,
-            namespace: namespace.into(),
-            name: name.into(),
-        }
+    pub fn new(kind: WorkloadKind, namespace: impl Into<Arc<str>>, name: impl Into<Box<str>>) -> Self {
+        Self { kind, namespace: namespace.into(), name: name.into() }
     }
 }
 
@@ -177,14 +161,8 @@ mod tests {
 
     #[test]
     fn kinds_parse_like_kubectl() {
-        assert_eq!(
-            WorkloadKind::parse("deploy"),
-            Some(WorkloadKind::Deployment)
-        );
-        assert_eq!(
-            WorkloadKind::parse("StatefulSets"),
-            Some(WorkloadKind::StatefulSet)
-        );
+        assert_eq!(WorkloadKind::parse("deploy"), Some(WorkloadKind::Deployment));
+        assert_eq!(WorkloadKind::parse("StatefulSets"), Some(WorkloadKind::StatefulSet));
         assert_eq!(WorkloadKind::parse("cj"), Some(WorkloadKind::CronJob));
         assert_eq!(WorkloadKind::parse("pod"), None);
     }

@@ -14,6 +14,8 @@ pub mod index;
 pub mod keys;
 pub mod patch;
 pub mod policy;
+pub mod reconcile;
+pub mod record;
 pub mod references;
 pub mod selector;
 pub mod settings;

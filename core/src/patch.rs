@@ -35,9 +35,7 @@ impl FromStr for Strategy {
         match s {
             "env-vars" | "EnvVars" => Ok(Strategy::EnvVars),
             "annotations" | "Annotations" => Ok(Strategy::Annotations),
-            other => Err(format!(
-                "unknown reload strategy {other:?}: want env-vars or annotations"
-            )),
+            other => Err(format!("unknown reload strategy {other:?}: want env-vars or annotations")),
         }
     }
 }
@@ -76,15 +74,8 @@ pub struct ReloadSource {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EnvChange {
-    Set {
-        container: String,
-        name: String,
-        value: String,
-    },
-    Remove {
-        container: String,
-        name: String,
-    },
+    Set { container: String, name: String, value: String },
+    Remove { container: String, name: String },
 }
 
 /// The change to a pod template; empty when it already carries every hash.
@@ -110,24 +101,16 @@ impl TemplateChange {
             let mut containers: Vec<(String, Vec<Value>)> = Vec::new();
             for change in &self.env {
                 let (container, item) = match change {
-                    EnvChange::Set {
-                        container,
-                        name,
-                        value,
-                    } => (container, json!({"name": name, "value": value})),
-                    EnvChange::Remove { container, name } => {
-                        (container, json!({"name": name, "$patch": "delete"}))
-                    }
+                    EnvChange::Set { container, name, value } => (container, json!({"name": name, "value": value})),
+                    EnvChange::Remove { container, name } => (container, json!({"name": name, "$patch": "delete"})),
                 };
                 match containers.iter_mut().find(|(c, _)| c == container) {
                     Some((_, env)) => env.push(item),
                     None => containers.push((container.clone(), vec![item])),
                 }
             }
-            let containers: Vec<Value> = containers
-                .into_iter()
-                .map(|(name, env)| json!({"name": name, "env": env}))
-                .collect();
+            let containers: Vec<Value> =
+                containers.into_iter().map(|(name, env)| json!({"name": name, "env": env})).collect();
             frag["spec"] = json!({"containers": containers});
         }
         frag
@@ -138,20 +121,14 @@ impl TemplateChange {
     pub fn apply_to(&self, template: &mut PodTemplateSpec) {
         if let Some(v) = &self.last_reloaded_from {
             let meta = template.metadata.get_or_insert_with(Default::default);
-            meta.annotations
-                .get_or_insert_with(Default::default)
-                .insert(LAST_RELOADED_FROM.into(), v.clone());
+            meta.annotations.get_or_insert_with(Default::default).insert(LAST_RELOADED_FROM.into(), v.clone());
         }
         let Some(spec) = template.spec.as_mut() else {
             return;
         };
         for change in &self.env {
             match change {
-                EnvChange::Set {
-                    container,
-                    name,
-                    value,
-                } => {
+                EnvChange::Set { container, name, value } => {
                     if let Some(c) = spec.containers.iter_mut().find(|c| &c.name == container) {
                         let env = c.env.get_or_insert_with(Vec::new);
                         match env.iter_mut().find(|e| &e.name == name) {
@@ -159,20 +136,15 @@ impl TemplateChange {
                                 e.value = Some(value.clone());
                                 e.value_from = None;
                             }
-                            None => env.push(EnvVar {
-                                name: name.clone(),
-                                value: Some(value.clone()),
-                                value_from: None,
-                            }),
+                            None => {
+                                env.push(EnvVar { name: name.clone(), value: Some(value.clone()), value_from: None })
+                            }
                         }
                     }
                 }
                 EnvChange::Remove { container, name } => {
-                    if let Some(env) = spec
-                        .containers
-                        .iter_mut()
-                        .find(|c| &c.name == container)
-                        .and_then(|c| c.env.as_mut())
+                    if let Some(env) =
+                        spec.containers.iter_mut().find(|c| &c.name == container).and_then(|c| c.env.as_mut())
                     {
                         env.retain(|e| &e.name != name);
                     }
@@ -200,12 +172,7 @@ fn current_env<'a>(template: &'a PodTemplateSpec, container: &str, name: &str) -
 
 /// The `last-reloaded-from` value currently on a template, parsed.
 pub fn current_reload_source(template: &PodTemplateSpec) -> Option<ReloadSource> {
-    let raw = template
-        .metadata
-        .as_ref()?
-        .annotations
-        .as_ref()?
-        .get(LAST_RELOADED_FROM)?;
+    let raw = template.metadata.as_ref()?.annotations.as_ref()?.get(LAST_RELOADED_FROM)?;
     serde_json::from_str(raw).ok()
 }
 
@@ -221,10 +188,8 @@ pub fn plan(
     match strategy {
         Strategy::EnvVars => {
             for item in items {
-                let has_container = template
-                    .spec
-                    .as_ref()
-                    .is_some_and(|s| s.containers.iter().any(|c| c.name == item.container));
+                let has_container =
+                    template.spec.as_ref().is_some_and(|s| s.containers.iter().any(|c| c.name == item.container));
                 if !has_container {
                     continue;
                 }
@@ -235,19 +200,12 @@ pub fn plan(
                         let value = h.to_hex();
                         if current != Some(value.as_str()) {
                             change.env.retain(|c| !matches!(c, EnvChange::Set { name: n, container, .. } if *n == name && *container == item.container));
-                            change.env.push(EnvChange::Set {
-                                container: item.container.clone(),
-                                name,
-                                value,
-                            });
+                            change.env.push(EnvChange::Set { container: item.container.clone(), name, value });
                         }
                     }
                     None => {
                         if current.is_some() {
-                            change.env.push(EnvChange::Remove {
-                                container: item.container.clone(),
-                                name,
-                            });
+                            change.env.push(EnvChange::Remove { container: item.container.clone(), name });
                         }
                     }
                 }
@@ -255,10 +213,7 @@ pub fn plan(
         }
         Strategy::Annotations => {
             if let Some(item) = items.last() {
-                let hash = item
-                    .hash
-                    .unwrap_or_else(ContentHash::delete_marker)
-                    .to_hex();
+                let hash = item.hash.unwrap_or_else(ContentHash::delete_marker).to_hex();
                 let current = current_reload_source(template);
                 let same = current.as_ref().is_some_and(|c| {
                     c.kind == item.resource.kind.reloader_type()
@@ -275,8 +230,7 @@ pub fn plan(
                         container_refs: vec![item.container.clone()],
                         observed_at: observed_at_unix,
                     };
-                    change.last_reloaded_from =
-                        Some(serde_json::to_string(&source).expect("plain struct serialises"));
+                    change.last_reloaded_from = Some(serde_json::to_string(&source).expect("plain struct serialises"));
                 }
             }
         }
@@ -313,10 +267,7 @@ mod tests {
         );
         let mut t2 = t.clone();
         change.apply_to(&mut t2);
-        assert!(
-            plan(Strategy::EnvVars, &t2, &[i], 0).is_empty(),
-            "idempotent"
-        );
+        assert!(plan(Strategy::EnvVars, &t2, &[i], 0).is_empty(), "idempotent");
     }
 
     #[test]
@@ -324,17 +275,11 @@ mod tests {
         let t = template(
             json!({"spec": {"containers": [{"name": "app", "env": [{"name": "STAKATER_X_CONFIGMAP", "value": "old"}]}]}}),
         );
-        let del = ReloadItem {
-            hash: None,
-            ..item("x", b"", "app")
-        };
+        let del = ReloadItem { hash: None, ..item("x", b"", "app") };
         let change = plan(Strategy::EnvVars, &t, std::slice::from_ref(&del), 0);
         assert_eq!(
             change.env,
-            vec![EnvChange::Remove {
-                container: "app".into(),
-                name: "STAKATER_X_CONFIGMAP".into()
-            }]
+            vec![EnvChange::Remove { container: "app".into(), name: "STAKATER_X_CONFIGMAP".into() }]
         );
         let mut t2 = t.clone();
         change.apply_to(&mut t2);
@@ -344,12 +289,7 @@ mod tests {
     #[test]
     fn annotation_matches_reloader_json() {
         let t = template(json!({"spec": {"containers": [{"name": "app"}]}}));
-        let change = plan(
-            Strategy::Annotations,
-            &t,
-            &[item("cfg", b"x", "app")],
-            1700000000,
-        );
+        let change = plan(Strategy::Annotations, &t, &[item("cfg", b"x", "app")], 1700000000);
         let v = change.last_reloaded_from.clone().unwrap();
         assert_eq!(
             v,
@@ -360,39 +300,15 @@ mod tests {
         );
         let mut t2 = t.clone();
         change.apply_to(&mut t2);
-        assert!(
-            plan(
-                Strategy::Annotations,
-                &t2,
-                &[item("cfg", b"x", "app")],
-                1800000000
-            )
-            .is_empty()
-        );
-        assert!(
-            !plan(
-                Strategy::Annotations,
-                &t2,
-                &[item("cfg", b"y", "app")],
-                1800000000
-            )
-            .is_empty()
-        );
+        assert!(plan(Strategy::Annotations, &t2, &[item("cfg", b"x", "app")], 1800000000).is_empty());
+        assert!(!plan(Strategy::Annotations, &t2, &[item("cfg", b"y", "app")], 1800000000).is_empty());
     }
 
     #[test]
     fn coalesced_items_land_in_one_change() {
         let t = template(json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]}}));
-        let change = plan(
-            Strategy::EnvVars,
-            &t,
-            &[
-                item("one", b"1", "a"),
-                item("two", b"2", "b"),
-                item("one", b"3", "a"),
-            ],
-            0,
-        );
+        let change =
+            plan(Strategy::EnvVars, &t, &[item("one", b"1", "a"), item("two", b"2", "b"), item("one", b"3", "a")], 0);
         assert_eq!(change.env.len(), 2, "{change:?}");
         assert!(change.env.contains(&EnvChange::Set {
             container: "a".into(),

@@ -100,11 +100,7 @@ pub struct Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "annotation {}={:?}: {}",
-            self.annotation, self.value, self.message
-        )
+        write!(f, "annotation {}={:?}: {}", self.annotation, self.value, self.message)
     }
 }
 
@@ -132,12 +128,9 @@ impl WorkloadPolicy {
     /// True when no annotation could make this workload reload on its own
     /// (it may still follow everything under `autoReloadAll`).
     pub fn is_silent(&self) -> bool {
-        [&self.configmap, &self.secret].iter().all(|k| {
-            k.auto == Flag::Unset
-                && k.typed_auto == Flag::Unset
-                && !k.search
-                && k.reload_list.is_empty()
-        })
+        [&self.configmap, &self.secret]
+            .iter()
+            .all(|k| k.auto == Flag::Unset && k.typed_auto == Flag::Unset && !k.search && k.reload_list.is_empty())
     }
 
     /// Parses the annotations of a workload (`meta`) and its pod template (`template`).
@@ -150,11 +143,7 @@ impl WorkloadPolicy {
             Some((name, value)) => match parse_go_duration(value) {
                 Ok(d) => Some(d),
                 Err(e) => {
-                    problems.push(Problem {
-                        annotation: name.into(),
-                        value: value.into(),
-                        message: e.to_string(),
-                    });
+                    problems.push(Problem { annotation: name.into(), value: value.into(), message: e.to_string() });
                     None
                 }
             },
@@ -165,21 +154,12 @@ impl WorkloadPolicy {
             Some("restart") => RolloutStrategy::Restart,
             _ => RolloutStrategy::Rollout,
         };
-        WorkloadPolicy {
-            configmap,
-            secret,
-            pause_period,
-            paused_at,
-            rollout_strategy,
-            problems,
-        }
+        WorkloadPolicy { configmap, secret, pause_period, paused_at, rollout_strategy, problems }
     }
 }
 
 fn get_with_name(map: &BTreeMap<String, String>, key: Key) -> Option<(&'static str, &str)> {
-    key.names()
-        .into_iter()
-        .find_map(|n| map.get(n).map(|v| (n, v.as_str())))
+    key.names().into_iter().find_map(|n| map.get(n).map(|v| (n, v.as_str())))
 }
 
 fn present(map: &BTreeMap<String, String>, key: Key) -> bool {
@@ -194,14 +174,9 @@ fn parse_kind(
 ) -> KindPolicy {
     let list_key = annotations::reload_list(kind);
     let typed_key = annotations::typed_auto(kind);
-    let in_meta = [list_key, typed_key, annotations::AUTO, annotations::SEARCH]
-        .into_iter()
-        .any(|k| present(meta, k));
-    let (src_map, source) = if in_meta || template.is_empty() {
-        (meta, Source::WorkloadMetadata)
-    } else {
-        (template, Source::PodTemplate)
-    };
+    let in_meta = [list_key, typed_key, annotations::AUTO, annotations::SEARCH].into_iter().any(|k| present(meta, k));
+    let (src_map, source) =
+        if in_meta || template.is_empty() { (meta, Source::WorkloadMetadata) } else { (template, Source::PodTemplate) };
 
     let mut flag = |key: Key| match get_with_name(src_map, key) {
         Some((name, value)) => {
@@ -233,17 +208,11 @@ fn parse_kind(
                 continue;
             }
             match Regex::new(&format!("^{pattern}$")) {
-                Ok(regex) => reload_list.push(ListEntry {
-                    pattern: pattern.to_string(),
-                    regex,
-                }),
+                Ok(regex) => reload_list.push(ListEntry { pattern: pattern.to_string(), regex }),
                 Err(e) => problems.push(Problem {
                     annotation: name.into(),
                     value: pattern.into(),
-                    message: format!(
-                        "invalid regular expression, entry skipped: {}",
-                        first_line(&e.to_string())
-                    ),
+                    message: format!("invalid regular expression, entry skipped: {}", first_line(&e.to_string())),
                 }),
             }
         }
@@ -259,23 +228,12 @@ fn parse_kind(
         .map(str::to_string)
         .collect();
 
-    KindPolicy {
-        auto,
-        typed_auto,
-        search,
-        reload_list,
-        exclude,
-        source: Some(source),
-    }
+    KindPolicy { auto, typed_auto, search, reload_list, exclude, source: Some(source) }
 }
 
 /// regex errors span several lines with a caret diagram; an event wants one.
 fn first_line(s: &str) -> String {
-    s.lines()
-        .map(str::trim)
-        .rfind(|l| !l.is_empty())
-        .unwrap_or(s)
-        .to_string()
+    s.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or(s).to_string()
 }
 
 #[cfg(test)]
@@ -283,10 +241,7 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -295,12 +250,7 @@ mod tests {
         assert_eq!(p.configmap.auto, Flag::True);
         let p = WorkloadPolicy::parse(&map(&[("reloader.stakater.com/auto", "maybe")]), &map(&[]));
         assert_eq!(p.secret.auto, Flag::Invalid("maybe".into()));
-        assert_eq!(
-            p.problems.len(),
-            2,
-            "reported once per kind: {:?}",
-            p.problems
-        );
+        assert_eq!(p.problems.len(), 2, "reported once per kind: {:?}", p.problems);
     }
 
     #[test]
@@ -328,25 +278,16 @@ mod tests {
         assert!(p.configmap.listed("app-config").is_some());
         assert!(p.configmap.listed("exact").is_some());
         assert!(p.configmap.listed("dh").is_some());
-        assert!(
-            p.configmap.listed("my-app-config").is_none(),
-            "anchored at start"
-        );
+        assert!(p.configmap.listed("my-app-config").is_none(), "anchored at start");
         assert!(p.configmap.listed("exactly").is_none(), "anchored at end");
     }
 
     #[test]
     fn bad_regex_is_a_problem_not_a_failure() {
-        let p = WorkloadPolicy::parse(
-            &map(&[("secret.reloader.stakater.com/reload", "ok,[bad")]),
-            &map(&[]),
-        );
+        let p = WorkloadPolicy::parse(&map(&[("secret.reloader.stakater.com/reload", "ok,[bad")]), &map(&[]));
         assert!(p.secret.listed("ok").is_some());
         assert_eq!(p.problems.len(), 1);
-        assert_eq!(
-            p.problems[0].annotation,
-            "secret.reloader.stakater.com/reload"
-        );
+        assert_eq!(p.problems[0].annotation, "secret.reloader.stakater.com/reload");
         assert_eq!(p.problems[0].value, "[bad");
         assert!(!p.problems[0].message.contains('\n'));
     }
@@ -365,25 +306,16 @@ mod tests {
         assert!(!p.secret.excludes("b"));
         assert_eq!(p.pause_period, Some(Duration::from_secs(300)));
         assert_eq!(p.rollout_strategy, RolloutStrategy::Restart);
-        let p = WorkloadPolicy::parse(
-            &map(&[("pod-reloader.deckhouse.io/pause-period", "soon")]),
-            &map(&[]),
-        );
+        let p = WorkloadPolicy::parse(&map(&[("pod-reloader.deckhouse.io/pause-period", "soon")]), &map(&[]));
         assert_eq!(p.pause_period, None);
-        assert_eq!(
-            p.problems[0].annotation,
-            "pod-reloader.deckhouse.io/pause-period"
-        );
+        assert_eq!(p.problems[0].annotation, "pod-reloader.deckhouse.io/pause-period");
     }
 
     #[test]
     fn search_must_be_exactly_true() {
         let p = WorkloadPolicy::parse(&map(&[("reloader.stakater.com/search", "True")]), &map(&[]));
         assert!(!p.configmap.search);
-        let p = WorkloadPolicy::parse(
-            &map(&[("pod-reloader.deckhouse.io/search", "true")]),
-            &map(&[]),
-        );
+        let p = WorkloadPolicy::parse(&map(&[("pod-reloader.deckhouse.io/search", "true")]), &map(&[]));
         assert!(p.configmap.search && p.secret.search);
     }
 }

@@ -55,34 +55,13 @@ pub fn extract(spec: &PodSpec) -> BTreeMap<(ResourceKind, String), Reference> {
             if out.contains_key(&key) {
                 continue;
             }
-            let via = Via::Volume {
-                volume: vol.name.clone(),
-                projected,
-            };
+            let via = Via::Volume { volume: vol.name.clone(), projected };
             if let Some(c) = spec.containers.iter().find(|c| mounts(c, &vol.name)) {
-                out.insert(
-                    key,
-                    Reference {
-                        kind,
-                        name,
-                        container: c.name.clone(),
-                        via,
-                        init_only: false,
-                    },
-                );
+                out.insert(key, Reference { kind, name, container: c.name.clone(), via, init_only: false });
             } else if init.iter().any(|c| mounts(c, &vol.name))
                 && let Some(first) = &first
             {
-                out.insert(
-                    key,
-                    Reference {
-                        kind,
-                        name,
-                        container: first.clone(),
-                        via,
-                        init_only: true,
-                    },
-                );
+                out.insert(key, Reference { kind, name, container: first.clone(), via, init_only: true });
             }
             // A volume nobody mounts falls through to env references.
         }
@@ -96,22 +75,9 @@ pub fn extract(spec: &PodSpec) -> BTreeMap<(ResourceKind, String), Reference> {
                 if out.contains_key(&key) {
                     continue;
                 }
-                let container = if init_only {
-                    first.clone()
-                } else {
-                    Some(c.name.clone())
-                };
+                let container = if init_only { first.clone() } else { Some(c.name.clone()) };
                 if let Some(container) = container {
-                    out.insert(
-                        key,
-                        Reference {
-                            kind,
-                            name,
-                            container,
-                            via,
-                            init_only,
-                        },
-                    );
+                    out.insert(key, Reference { kind, name, container, via, init_only });
                 }
             }
         }
@@ -131,11 +97,7 @@ fn volume_sources(vol: &Volume) -> Vec<(ResourceKind, String, bool)> {
     if let Some(s) = vol.secret.as_ref().and_then(|s| s.secret_name.clone()) {
         out.push((ResourceKind::Secret, s, false));
     }
-    for src in vol
-        .projected
-        .iter()
-        .flat_map(|p| p.sources.iter().flatten())
-    {
+    for src in vol.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
         if let Some(cm) = &src.config_map {
             out.push((ResourceKind::ConfigMap, cm.name.clone(), true));
         }
@@ -151,22 +113,10 @@ fn env_sources(c: &Container) -> Vec<(ResourceKind, String, Via)> {
     for e in c.env.iter().flatten() {
         let Some(from) = &e.value_from else { continue };
         if let Some(r) = &from.config_map_key_ref {
-            out.push((
-                ResourceKind::ConfigMap,
-                r.name.clone(),
-                Via::EnvValueFrom {
-                    env: e.name.clone(),
-                },
-            ));
+            out.push((ResourceKind::ConfigMap, r.name.clone(), Via::EnvValueFrom { env: e.name.clone() }));
         }
         if let Some(r) = &from.secret_key_ref {
-            out.push((
-                ResourceKind::Secret,
-                r.name.clone(),
-                Via::EnvValueFrom {
-                    env: e.name.clone(),
-                },
-            ));
+            out.push((ResourceKind::Secret, r.name.clone(), Via::EnvValueFrom { env: e.name.clone() }));
         }
     }
     for ef in c.env_from.iter().flatten() {
@@ -189,14 +139,8 @@ mod tests {
         serde_json::from_value(v).unwrap()
     }
 
-    fn get(
-        refs: &BTreeMap<(ResourceKind, String), Reference>,
-        kind: ResourceKind,
-        name: &str,
-    ) -> Reference {
-        refs.get(&(kind, name.to_string()))
-            .cloned()
-            .unwrap_or_else(|| panic!("{kind} {name} not found in {refs:?}"))
+    fn get(refs: &BTreeMap<(ResourceKind, String), Reference>, kind: ResourceKind, name: &str) -> Reference {
+        refs.get(&(kind, name.to_string())).cloned().unwrap_or_else(|| panic!("{kind} {name} not found in {refs:?}"))
     }
 
     #[test]
@@ -207,13 +151,7 @@ mod tests {
         })));
         let r = get(&refs, ResourceKind::ConfigMap, "app-config");
         assert_eq!(r.container, "b");
-        assert_eq!(
-            r.via,
-            Via::Volume {
-                volume: "cfg".into(),
-                projected: false
-            }
-        );
+        assert_eq!(r.via, Via::Volume { volume: "cfg".into(), projected: false });
     }
 
     #[test]
@@ -225,13 +163,7 @@ mod tests {
             ]}}]
         })));
         assert_eq!(get(&refs, ResourceKind::ConfigMap, "cm1").container, "a");
-        assert!(matches!(
-            get(&refs, ResourceKind::Secret, "s1").via,
-            Via::Volume {
-                projected: true,
-                ..
-            }
-        ));
+        assert!(matches!(get(&refs, ResourceKind::Secret, "s1").via, Via::Volume { projected: true, .. }));
     }
 
     #[test]

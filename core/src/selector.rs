@@ -34,17 +34,13 @@ static KEY: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
         .expect("static regex")
 });
-static VALUE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$").expect("static regex")
-});
+static VALUE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$").expect("static regex"));
 
 impl Selector {
     /// Parses the standard string form. An empty string selects everything.
     pub fn parse(input: &str) -> Result<Self, SelectorError> {
-        let fail = |reason: String| SelectorError {
-            input: input.to_string(),
-            reason,
-        };
+        let fail = |reason: String| SelectorError { input: input.to_string(), reason };
         let mut reqs = Vec::new();
         for term in split_terms(input).map_err(|r| fail(r.to_string()))? {
             let term = term.trim();
@@ -60,10 +56,7 @@ impl Selector {
     /// `--namespace-selector` forms `key:value` and `key:*`.
     pub fn parse_namespace_selector(input: &str) -> Result<Self, SelectorError> {
         let converted: Vec<String> = split_terms(input)
-            .map_err(|r| SelectorError {
-                input: input.into(),
-                reason: r.into(),
-            })?
+            .map_err(|r| SelectorError { input: input.into(), reason: r.into() })?
             .into_iter()
             .map(|t| {
                 let t = t.trim();
@@ -76,10 +69,7 @@ impl Selector {
                 }
             })
             .collect();
-        Self::parse(&converted.join(",")).map_err(|e| SelectorError {
-            input: input.into(),
-            reason: e.reason,
-        })
+        Self::parse(&converted.join(",")).map_err(|e| SelectorError { input: input.into(), reason: e.reason })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -199,9 +189,7 @@ fn parse_term(term: &str) -> Result<Requirement, String> {
         if let Some(r) = rest.strip_prefix("in") {
             return Ok(Requirement::In(key(words[0])?, set(r)?));
         }
-        return Err(format!(
-            "unknown operator in {rest:?} (want =, ==, !=, in, notin)"
-        ));
+        return Err(format!("unknown operator in {rest:?} (want =, ==, !=, in, notin)"));
     }
     Ok(Requirement::Exists(key(term)?))
 }
@@ -211,19 +199,13 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
     fn parses_all_operators_and_round_trips() {
         let s = Selector::parse("a=b, c!=d,e in (x, y),f notin (z),g,!h,example.com/i==j").unwrap();
-        assert_eq!(
-            s.to_string(),
-            "a=b,c!=d,e in (x,y),f notin (z),g,!h,example.com/i=j"
-        );
+        assert_eq!(s.to_string(), "a=b,c!=d,e in (x,y),f notin (z),g,!h,example.com/i=j");
         assert_eq!(Selector::parse(&s.to_string()).unwrap(), s);
     }
 

@@ -71,11 +71,7 @@ pub struct LeaderElectionSettings {
 
 impl Default for LeaderElectionSettings {
     fn default() -> Self {
-        LeaderElectionSettings {
-            enabled: false,
-            lease_name: "pod-reloader".into(),
-            lease_namespace: String::new(),
-        }
+        LeaderElectionSettings { enabled: false, lease_name: "pod-reloader".into(), lease_namespace: String::new() }
     }
 }
 
@@ -127,11 +123,7 @@ pub struct SettingsError {
 
 impl fmt::Display for SettingsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid setting {}={:?}: {}",
-            self.setting, self.value, self.message
-        )
+        write!(f, "invalid setting {}={:?}: {}", self.setting, self.value, self.message)
     }
 }
 
@@ -159,9 +151,7 @@ pub struct ValidSettings {
 fn dns_label(setting: &'static str, name: &str) -> Result<(), SettingsError> {
     let ok = !name.is_empty()
         && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-');
     if ok {
@@ -183,10 +173,8 @@ impl Settings {
             message,
         };
 
-        let strategy: Strategy = self
-            .reload_strategy
-            .parse()
-            .map_err(|m| err("reloadStrategy", &self.reload_strategy, m))?;
+        let strategy: Strategy =
+            self.reload_strategy.parse().map_err(|m| err("reloadStrategy", &self.reload_strategy, m))?;
 
         for ns in &self.namespaces {
             dns_label("namespaces", ns)?;
@@ -196,10 +184,7 @@ impl Settings {
         }
         let namespace_selector = match self.namespace_selector.trim() {
             "" => None,
-            s => Some(
-                Selector::parse_namespace_selector(s)
-                    .map_err(|e| err("namespaceSelector", s, e.reason))?,
-            ),
+            s => Some(Selector::parse_namespace_selector(s).map_err(|e| err("namespaceSelector", s, e.reason))?),
         };
         let resource_label_selector = match self.resource_label_selector.trim() {
             "" => None,
@@ -212,11 +197,7 @@ impl Settings {
                 "configmaps" | "configmap" => ResourceKind::ConfigMap,
                 "secrets" | "secret" => ResourceKind::Secret,
                 _ => {
-                    return Err(err(
-                        "resourcesToIgnore",
-                        r,
-                        "want configmaps or secrets".into(),
-                    ));
+                    return Err(err("resourcesToIgnore", r, "want configmaps or secrets".into()));
                 }
             };
             resource_kinds.remove(&kind);
@@ -245,11 +226,7 @@ impl Settings {
         }
 
         let coalesce_window = parse_go_duration(&self.coalesce_window).map_err(|_| {
-            err(
-                "coalesceWindow",
-                &self.coalesce_window,
-                "want a duration such as 1s, 500ms or 0".into(),
-            )
+            err("coalesceWindow", &self.coalesce_window, "want a duration such as 1s, 500ms or 0".into())
         })?;
         if coalesce_window > Duration::from_secs(60) {
             return Err(err(
@@ -268,20 +245,12 @@ impl Settings {
             l @ ("trace" | "debug" | "info" | "warn" | "error") => l.to_string(),
             "warning" => "warn".into(),
             other => {
-                return Err(err(
-                    "logLevel",
-                    other,
-                    "want debug, info, warn or error".into(),
-                ));
+                return Err(err("logLevel", other, "want debug, info, warn or error".into()));
             }
         };
 
         if self.leader_election.enabled && self.leader_election.lease_name.is_empty() {
-            return Err(err(
-                "leaderElection.leaseName",
-                "",
-                "must not be empty when leader election is on".into(),
-            ));
+            return Err(err("leaderElection.leaseName", "", "must not be empty when leader election is on".into()));
         }
 
         let alerting = if self.alerting.enabled {
@@ -291,19 +260,11 @@ impl Settings {
                 "gchat" => AlertSink::GChat,
                 "webhook" | "raw" | "" => AlertSink::Webhook,
                 other => {
-                    return Err(err(
-                        "alerting.sink",
-                        other,
-                        "want slack, teams, gchat or webhook".into(),
-                    ));
+                    return Err(err("alerting.sink", other, "want slack, teams, gchat or webhook".into()));
                 }
             };
             if self.alerting.webhook_url_file.is_empty() {
-                return Err(err(
-                    "alerting.webhookUrlFile",
-                    "",
-                    "must name the file holding the webhook URL".into(),
-                ));
+                return Err(err("alerting.webhookUrlFile", "", "must name the file holding the webhook URL".into()));
             }
             Some((sink, self.alerting.clone()))
         } else {
@@ -345,10 +306,8 @@ mod tests {
 
     #[test]
     fn file_fields_are_camel_case_and_unknown_ones_refused() {
-        let s: Settings = serde_json::from_str(
-            r#"{"reloadStrategy":"Annotations","ignoredWorkloadTypes":["jobs"]}"#,
-        )
-        .unwrap();
+        let s: Settings =
+            serde_json::from_str(r#"{"reloadStrategy":"Annotations","ignoredWorkloadTypes":["jobs"]}"#).unwrap();
         let v = s.validate().unwrap();
         assert_eq!(v.strategy, Strategy::Annotations);
         assert!(!v.workload_kinds.contains(&WorkloadKind::Job));
@@ -357,37 +316,18 @@ mod tests {
 
     #[test]
     fn errors_name_setting_and_value() {
-        let s = Settings {
-            reload_strategy: "restart".into(),
-            ..Default::default()
-        };
+        let s = Settings { reload_strategy: "restart".into(), ..Default::default() };
         let e = s.validate().unwrap_err();
         assert_eq!(e.setting, "reloadStrategy");
-        assert!(
-            e.to_string()
-                .starts_with("invalid setting reloadStrategy=\"restart\""),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("invalid setting reloadStrategy=\"restart\""), "{e}");
 
-        let s = Settings {
-            resource_label_selector: "a in b".into(),
-            ..Default::default()
-        };
+        let s = Settings { resource_label_selector: "a in b".into(), ..Default::default() };
         assert_eq!(s.validate().unwrap_err().setting, "resourceLabelSelector");
-        let s = Settings {
-            namespaces: vec!["Bad_NS".into()],
-            ..Default::default()
-        };
+        let s = Settings { namespaces: vec!["Bad_NS".into()], ..Default::default() };
         assert_eq!(s.validate().unwrap_err().setting, "namespaces");
-        let s = Settings {
-            resources_to_ignore: vec!["configmaps".into(), "secrets".into()],
-            ..Default::default()
-        };
+        let s = Settings { resources_to_ignore: vec!["configmaps".into(), "secrets".into()], ..Default::default() };
         assert_eq!(s.validate().unwrap_err().setting, "resourcesToIgnore");
-        let s = Settings {
-            coalesce_window: "soon".into(),
-            ..Default::default()
-        };
+        let s = Settings { coalesce_window: "soon".into(), ..Default::default() };
         assert_eq!(s.validate().unwrap_err().setting, "coalesceWindow");
     }
 }

@@ -18,10 +18,7 @@ use kube::{Api, Client, Config};
 
 /// The repository root (this crate lives in `<root>/testsupport`).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("testsupport has a parent")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("testsupport has a parent").to_path_buf()
 }
 
 /// `<root>/.testbed/kubeconfig`, written by `make testbed`.
@@ -45,9 +42,7 @@ pub async fn admin_client() -> Client {
         .expect("test bed kubeconfig is valid");
     let client = Client::try_from(config).expect("client from test bed kubeconfig");
     if let Err(e) = client.apiserver_version().await {
-        panic!(
-            "the test bed's kube-apiserver does not answer ({e}). Start it with `make testbed`."
-        );
+        panic!("the test bed's kube-apiserver does not answer ({e}). Start it with `make testbed`.");
     }
     client
 }
@@ -73,10 +68,7 @@ impl TestNamespace {
             .create(&PostParams::default(), &ns)
             .await
             .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
-        TestNamespace {
-            name,
-            client: client.clone(),
-        }
+        TestNamespace { name, client: client.clone() }
     }
 
     pub fn api<K>(&self) -> Api<K>
@@ -98,15 +90,10 @@ impl Drop for TestNamespace {
         // own client (the test's client is driven by the test's runtime, which
         // may be blocked right here).
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async {
                 let client = admin_client().await;
-                let _ = Api::<Namespace>::all(client)
-                    .delete(&name, &DeleteParams::background())
-                    .await;
+                let _ = Api::<Namespace>::all(client).delete(&name, &DeleteParams::background()).await;
             });
         })
         .join();
@@ -133,11 +120,7 @@ where
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind ephemeral port")
-        .local_addr()
-        .expect("local addr")
-        .port()
+    TcpListener::bind("127.0.0.1:0").expect("bind ephemeral port").local_addr().expect("local addr").port()
 }
 
 /// The controller running as a child process against the test bed.
@@ -177,11 +160,7 @@ impl ControllerProcess {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("start {binary}: {e}"));
-        ControllerProcess {
-            child,
-            port,
-            log_path,
-        }
+        ControllerProcess { child, port, log_path }
     }
 
     pub async fn wait_ready(&mut self, timeout: Duration) {
@@ -189,19 +168,13 @@ impl ControllerProcess {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "controller exited with {status} before ready; log:\n{}",
-                    self.logs()
-                );
+                panic!("controller exited with {status} before ready; log:\n{}", self.logs());
             }
             if http_get(&url).await.is_some_and(|(code, _)| code == 200) {
                 return;
             }
             if Instant::now() > deadline {
-                panic!(
-                    "controller not ready after {timeout:?}; log:\n{}",
-                    self.logs()
-                );
+                panic!("controller not ready after {timeout:?}; log:\n{}", self.logs());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -215,9 +188,7 @@ impl ControllerProcess {
     /// The value of a metric line whose name and labels start with `prefix`.
     pub async fn metric(&self, prefix: &str) -> Option<f64> {
         let (_, body) = self.get("/metrics").await?;
-        body.lines()
-            .filter(|l| l.starts_with(prefix))
-            .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+        body.lines().filter(|l| l.starts_with(prefix)).find_map(|l| l.rsplit(' ').next()?.parse().ok())
     }
 
     pub fn logs(&self) -> String {
@@ -254,29 +225,14 @@ impl Drop for ControllerProcess {
 pub async fn http_get(url: &str) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://")?;
-    let (host, path) = rest
-        .split_once('/')
-        .map(|(h, p)| (h, format!("/{p}")))
-        .unwrap_or((rest, "/".into()));
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
     let mut stream =
-        tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(host))
-            .await
-            .ok()?
-            .ok()?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
+        tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(host)).await.ok()?.ok()?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes()).await.ok()?;
     let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf))
-        .await
-        .ok()?
-        .ok()?;
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await.ok()?.ok()?;
     let text = String::from_utf8_lossy(&buf).to_string();
     let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Some((code, body))
 }

@@ -97,13 +97,7 @@ fn template(name: &str, template_annotations: &Value, spec: Value) -> Value {
 }
 
 /// A workload of `kind` as a manifest.
-pub fn workload(
-    kind: &str,
-    name: &str,
-    annotations: &Value,
-    template_annotations: &Value,
-    spec: Value,
-) -> Value {
+pub fn workload(kind: &str, name: &str, annotations: &Value, template_annotations: &Value, spec: Value) -> Value {
     let meta = json!({"name": name, "annotations": annotations});
     let selector = json!({"matchLabels": {"app": name}});
     match kind {
@@ -144,18 +138,8 @@ pub fn api_resource(kind: &str) -> ApiResource {
         "Secret" => ("", "v1", "secrets"),
         other => panic!("unknown kind {other}"),
     };
-    let api_version = if group.is_empty() {
-        version.to_string()
-    } else {
-        format!("{group}/{version}")
-    };
-    ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version,
-        kind: kind.into(),
-        plural: plural.into(),
-    }
+    let api_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    ApiResource { group: group.into(), version: version.into(), api_version, kind: kind.into(), plural: plural.into() }
 }
 
 pub fn dyn_api(client: &Client, ns: &str, kind: &str) -> Api<DynamicObject> {
@@ -164,20 +148,12 @@ pub fn dyn_api(client: &Client, ns: &str, kind: &str) -> Api<DynamicObject> {
 
 /// Creates any manifest (by its `kind`) in `ns`.
 pub async fn create(client: &Client, ns: &str, manifest: Value) -> DynamicObject {
-    let kind = manifest["kind"]
-        .as_str()
-        .expect("manifest has a kind")
-        .to_string();
+    let kind = manifest["kind"].as_str().expect("manifest has a kind").to_string();
     let obj: DynamicObject = serde_json::from_value(manifest).expect("manifest is an object");
     dyn_api(client, ns, &kind)
         .create(&PostParams::default(), &obj)
         .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "create {kind} {ns}/{}: {e}",
-                obj.metadata.name.clone().unwrap_or_default()
-            )
-        })
+        .unwrap_or_else(|e| panic!("create {kind} {ns}/{}: {e}", obj.metadata.name.clone().unwrap_or_default()))
 }
 
 pub fn configmap(name: &str, data: Value, annotations: Value, labels: Value) -> Value {
@@ -204,11 +180,7 @@ pub async fn set_value(client: &Client, ns: &str, res: Res, name: &str, value: &
         Res::Secret => json!({"stringData": {"key": value}}),
     };
     dyn_api(client, ns, res.kind())
-        .patch(
-            name,
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(body),
-        )
+        .patch(name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(body))
         .await
         .unwrap_or_else(|e| panic!("update {} {ns}/{name}: {e}", res.kind()));
 }
@@ -217,22 +189,13 @@ pub async fn set_value(client: &Client, ns: &str, res: Res, name: &str, value: &
 pub async fn touch_metadata(client: &Client, ns: &str, res: Res, name: &str) {
     let body = json!({"metadata": {"labels": {"touched": "yes"}}});
     dyn_api(client, ns, res.kind())
-        .patch(
-            name,
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(body),
-        )
+        .patch(name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(body))
         .await
         .unwrap_or_else(|e| panic!("label {} {ns}/{name}: {e}", res.kind()));
 }
 
 /// The pod template of a workload as it is now.
-pub async fn pod_template(
-    client: &Client,
-    ns: &str,
-    kind: &str,
-    name: &str,
-) -> Option<PodTemplateSpec> {
+pub async fn pod_template(client: &Client, ns: &str, kind: &str, name: &str) -> Option<PodTemplateSpec> {
     let obj = dyn_api(client, ns, kind).get_opt(name).await.ok()??;
     let t = if kind == "CronJob" {
         obj.data["spec"]["jobTemplate"]["spec"]["template"].clone()
@@ -269,57 +232,33 @@ pub fn all_env_names(t: &PodTemplateSpec) -> Vec<String> {
 
 /// The `last-reloaded-from` annotation, parsed.
 pub fn last_reloaded_from(t: &PodTemplateSpec) -> Option<Value> {
-    let raw = t
-        .metadata
-        .as_ref()?
-        .annotations
-        .as_ref()?
-        .get("reloader.stakater.com/last-reloaded-from")?;
+    let raw = t.metadata.as_ref()?.annotations.as_ref()?.get("reloader.stakater.com/last-reloaded-from")?;
     serde_json::from_str(raw).ok()
 }
 
 /// The ReplicaSets kube-controller-manager made for a Deployment.
 pub async fn replica_sets(client: &Client, ns: &str, deployment: &str) -> usize {
     let rs: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
-    let list = rs
-        .list(&ListParams::default().labels(&format!("app={deployment}")))
-        .await
-        .expect("list ReplicaSets");
+    let list = rs.list(&ListParams::default().labels(&format!("app={deployment}"))).await.expect("list ReplicaSets");
     list.items
         .iter()
         .filter(|r| {
-            r.metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|o| o.kind == "Deployment" && o.name == deployment)
+            r.metadata.owner_references.iter().flatten().any(|o| o.kind == "Deployment" && o.name == deployment)
         })
         .count()
 }
 
 /// Waits until the Deployment has exactly `n` ReplicaSets.
-pub async fn wait_replica_sets(
-    client: &Client,
-    ns: &str,
-    deployment: &str,
-    n: usize,
-    timeout: Duration,
-) {
-    wait_for(
-        &format!("Deployment {ns}/{deployment} to have {n} ReplicaSet(s)"),
-        timeout,
-        || async { (replica_sets(client, ns, deployment).await == n).then_some(()) },
-    )
+pub async fn wait_replica_sets(client: &Client, ns: &str, deployment: &str, n: usize, timeout: Duration) {
+    wait_for(&format!("Deployment {ns}/{deployment} to have {n} ReplicaSet(s)"), timeout, || async {
+        (replica_sets(client, ns, deployment).await == n).then_some(())
+    })
     .await
 }
 
 pub async fn deployment_paused(client: &Client, ns: &str, name: &str) -> bool {
     let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    api.get(name)
-        .await
-        .ok()
-        .and_then(|d| d.spec?.paused)
-        .unwrap_or(false)
+    api.get(name).await.ok().and_then(|d| d.spec?.paused).unwrap_or(false)
 }
 
 /// Events on an object, as `reason: note` strings.
@@ -329,12 +268,6 @@ pub async fn events_for(client: &Client, ns: &str, name: &str) -> Vec<(String, S
     list.items
         .into_iter()
         .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .map(|e| {
-            (
-                e.type_.unwrap_or_default(),
-                e.reason.unwrap_or_default(),
-                e.note.unwrap_or_default(),
-            )
-        })
+        .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
         .collect()
 }
