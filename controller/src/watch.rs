@@ -12,6 +12,7 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PodTemplateSpec, Secret};
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource, ResourceExt};
 use pod_reloader_core::annotations::{self, IGNORE, MATCH};
@@ -19,6 +20,7 @@ use pod_reloader_core::hash::{configmap_hash, secret_hash};
 use pod_reloader_core::index::WorkloadEntry;
 use pod_reloader_core::{ResourceKey, ResourceKind, WorkloadKey, WorkloadKind};
 use serde::de::DeserializeOwned;
+use std::time::Duration;
 use tokio::sync::mpsc::Sender;
 
 use crate::messages::{Msg, PauseState, ResourceState, StreamId, Watched};
@@ -34,6 +36,38 @@ pub fn rollout_resource() -> ApiResource {
     }
 }
 
+/// Retry delays for a failing watch: 0.5 s doubling up to 5 s, reset by
+/// the next successful event. kube's default caps at 30 s; a shorter cap
+/// means reloads resume within seconds of the apiserver coming back, for a
+/// handful of cheap requests per stream during an outage.
+struct WatchBackoff {
+    next: Duration,
+}
+
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        WatchBackoff { next: BACKOFF_MIN }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        let delay = self.next;
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+        Some(delay)
+    }
+}
+
+impl Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = BACKOFF_MIN;
+    }
+}
+
 /// Drives one watcher, translating its events into messages until the
 /// receiver is gone. Errors are reported and retried with backoff.
 async fn pump<K, F, D>(api: Api<K>, config: watcher::Config, id: StreamId, tx: Sender<Msg>, on_apply: F, on_delete: D)
@@ -42,7 +76,7 @@ where
     F: Fn(K) -> Option<Msg>,
     D: Fn(K) -> Option<Msg>,
 {
-    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+    let mut stream = watcher::watcher(api, config).backoff(WatchBackoff::default()).boxed();
     while let Some(event) = stream.next().await {
         let msg = match event {
             Ok(Event::Init) => Some(Msg::ListStarted(id.clone())),
