@@ -206,7 +206,13 @@ impl State {
             }
             Msg::ListDone(id) => self.list_done(id).await,
             Msg::StreamFailed(id, error) => {
-                tracing::warn!(stream = %id, error = %error, "watch failed; retrying with backoff");
+                // One warning when a stream turns unhealthy; the retries after it are debug.
+                let was_healthy = self.streams.get(&id).is_some_and(|s| s.healthy);
+                if was_healthy {
+                    tracing::warn!(stream = %id, error = %error, "watch failed; retrying with backoff");
+                } else {
+                    tracing::debug!(stream = %id, error = %error, "watch still failing");
+                }
                 if let Some(s) = self.streams.get_mut(&id) {
                     s.healthy = false;
                 }
@@ -343,7 +349,9 @@ impl State {
                 }
             }
         }
-        if self.all_listed() {
+        // Once every stream that re-listed is done, compare every workload once.
+        let relisting = self.streams.values().any(|s| s.relist_seen.is_some());
+        if self.all_listed() && !relisting {
             self.reconcile_all().await;
         }
     }
