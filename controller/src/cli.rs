@@ -19,6 +19,14 @@ pub struct Cli {
 pub enum Command {
     /// Run the controller (the default).
     Run,
+    /// Show which ConfigMaps and Secrets a workload follows and why, their
+    /// current hash against the hash the workload runs, and what a change would do.
+    Explain {
+        /// <kind>/<name>, e.g. deployment/web
+        target: String,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
 }
 
 /// Flags of the controller. Names follow Stakater Reloader's.

@@ -4,6 +4,7 @@
 mod cli;
 mod config;
 mod events;
+mod explain;
 mod health;
 mod http;
 mod leader;
@@ -40,6 +41,23 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(cli::Command::Explain { target, namespace }) = &cli.command {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+        let result = match runtime {
+            Ok(rt) => rt.block_on(explain::run(target, namespace, &settings)),
+            Err(e) => Err(e.into()),
+        };
+        return match result {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     logging::init(&settings);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
     let runtime = match runtime {

@@ -9,6 +9,7 @@ pub mod annotations;
 pub mod decision;
 pub mod duration;
 pub mod envvar;
+pub mod explain;
 pub mod hash;
 pub mod index;
 pub mod keys;

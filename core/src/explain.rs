@@ -1,0 +1,167 @@
+//! `pod-reloader explain`: for one workload, which ConfigMaps and Secrets it
+//! follows and why, the hash each has now against the hash the workload
+//! runs, and what a change would do. Pure: the caller reads the objects.
+
+use std::fmt::Write as _;
+
+use crate::decision::{Decision, ResourceFacts, decide};
+use crate::envvar::env_var_name;
+use crate::index::WorkloadEntry;
+use crate::keys::ResourceKind;
+use crate::patch::Strategy;
+use crate::reconcile::Current;
+use crate::references::Via;
+
+/// One row of the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub kind: ResourceKind,
+    pub name: String,
+    pub used: String,
+    pub decision: Decision,
+    pub current: Option<String>,
+    pub runs: Option<String>,
+}
+
+fn short(h: &str) -> String {
+    h.chars().take(12).collect()
+}
+
+fn via_text(r: &crate::references::Reference) -> String {
+    let how = match &r.via {
+        Via::Volume { volume, projected: false } => format!("volume {volume}"),
+        Via::Volume { volume, projected: true } => format!("projected volume {volume}"),
+        Via::EnvValueFrom { env } => format!("env {env}"),
+        Via::EnvFrom => "envFrom".to_string(),
+    };
+    if r.init_only {
+        format!("{how} (init container only; marks {})", r.container)
+    } else {
+        format!("{how} in {}", r.container)
+    }
+}
+
+/// Builds the rows: every referenced resource, then every resource in the
+/// namespace that a reload list names without a reference.
+pub fn rows(
+    entry: &WorkloadEntry,
+    namespace_resources: &[(ResourceKind, String, Current)],
+    auto_reload_all: bool,
+) -> Vec<Row> {
+    let current_of = |kind: ResourceKind, name: &str| {
+        namespace_resources.iter().find(|(k, n, _)| *k == kind && n == name).map(|(_, _, c)| *c)
+    };
+    let mut out = Vec::new();
+    let mut push = |kind: ResourceKind, name: &str, used: String| {
+        let cur = current_of(kind, name);
+        let facts = ResourceFacts {
+            kind,
+            name,
+            ignored: cur.is_some_and(|c| c.ignored),
+            matched: cur.is_some_and(|c| c.matched),
+        };
+        out.push(Row {
+            kind,
+            name: name.to_string(),
+            used,
+            decision: decide(entry, &facts, auto_reload_all),
+            current: cur.map(|c| c.hash.to_hex()),
+            runs: entry.rolled_to(kind, name).map(|(h, ours)| {
+                format!("{} ({})", h.to_hex(), if ours { "record" } else { "Reloader's env var/annotation" })
+            }),
+        });
+    };
+    for ((kind, name), r) in &entry.references {
+        push(*kind, name, via_text(r));
+    }
+    for (kind, name, _) in namespace_resources {
+        if entry.references.contains_key(&(*kind, name.clone())) {
+            continue;
+        }
+        if entry.policy.for_kind(*kind).listed(name).is_some() {
+            push(*kind, name, "not referenced; named by a reload list".into());
+        }
+    }
+    out
+}
+
+/// Renders the report as plain text, kubectl-describe style.
+pub fn render(entry: &WorkloadEntry, rows: &[Row], strategy: Strategy, auto_reload_all: bool) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{}", entry.key);
+    let _ = writeln!(s, "Strategy:        {strategy} (autoReloadAll: {auto_reload_all})");
+    for (label, p) in [("ConfigMaps", &entry.policy.configmap), ("Secrets", &entry.policy.secret)] {
+        let mut parts = Vec::new();
+        if p.auto.is_true() {
+            parts.push("auto".to_string());
+        }
+        if p.typed_auto.is_true() {
+            parts.push("typed auto".to_string());
+        }
+        if p.search {
+            parts.push("search".to_string());
+        }
+        if !p.reload_list.is_empty() {
+            let pats: Vec<&str> = p.reload_list.iter().map(|e| e.pattern.as_str()).collect();
+            parts.push(format!("reload list [{}]", pats.join(", ")));
+        }
+        if !p.exclude.is_empty() {
+            parts.push(format!("exclude [{}]", p.exclude.join(", ")));
+        }
+        if parts.is_empty() {
+            parts.push("none".into());
+        }
+        let _ = writeln!(s, "{:<17}{}", format!("{label}:"), parts.join("; "));
+    }
+    if let Some(p) = entry.policy.pause_period {
+        let _ = writeln!(s, "Pause period:    {}", crate::duration::format_duration(p));
+    }
+    for p in &entry.policy.problems {
+        let _ = writeln!(s, "Problem:         {p}");
+    }
+    if rows.is_empty() {
+        let _ = writeln!(s, "\nIt uses no ConfigMap or Secret, and no reload list names one in its namespace.");
+        return s;
+    }
+    for r in rows {
+        let _ = writeln!(s, "\n{} {}/{}", r.kind, entry.key.namespace, r.name);
+        let _ = writeln!(s, "  Used by:       {}", r.used);
+        let _ = writeln!(
+            s,
+            "  Current hash:  {}",
+            r.current.as_deref().map(short).unwrap_or_else(|| "(does not exist)".into())
+        );
+        let _ = writeln!(
+            s,
+            "  Workload runs: {}",
+            r.runs
+                .as_deref()
+                .map(|h| format!("{}{}", short(h), &h[40..]))
+                .unwrap_or_else(|| "(nothing recorded)".into())
+        );
+        match &r.decision {
+            Decision::Reload { container, why } => {
+                let _ = writeln!(s, "  Followed:      yes, {why}");
+                let how = match strategy {
+                    Strategy::EnvVars => format!("sets {} on container {container}", env_var_name(r.kind, &r.name)),
+                    Strategy::Annotations => {
+                        "writes reloader.stakater.com/last-reloaded-from on the pod template".into()
+                    }
+                };
+                let _ = writeln!(s, "  On change:     rolls the workload ({how})");
+                let state = match (&r.current, &r.runs) {
+                    (Some(c), Some(h)) if h.starts_with(c.as_str()) => "in sync",
+                    (Some(_), Some(_)) => "DIFFERS: the controller rolls it at its next reconciliation",
+                    (Some(_), None) => "no record yet: the controller records a baseline without rolling",
+                    (None, _) => "the resource does not exist",
+                };
+                let _ = writeln!(s, "  State:         {state}");
+            }
+            Decision::Skip(why) => {
+                let _ = writeln!(s, "  Followed:      no, {why}");
+                let _ = writeln!(s, "  On change:     nothing");
+            }
+        }
+    }
+    s
+}
