@@ -71,6 +71,15 @@ pub struct RunFlags {
     /// Leader election on a Lease (Reloader's --enable-ha).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub enable_ha: Option<bool>,
+    /// Alert on every reload (Reloader's ALERT_ON_RELOAD).
+    #[arg(long, env = "ALERT_ON_RELOAD", num_args = 0..=1, default_missing_value = "true")]
+    pub alert_on_reload: Option<bool>,
+    /// slack, teams, gchat or webhook (Reloader's ALERT_SINK).
+    #[arg(long, env = "ALERT_SINK")]
+    pub alert_sink: Option<String>,
+    /// Prefix of every alert message (Reloader's ALERT_ADDITIONAL_INFO).
+    #[arg(long, env = "ALERT_ADDITIONAL_INFO")]
+    pub alert_additional_info: Option<String>,
     /// "" or text, or json.
     #[arg(long)]
     pub log_format: Option<String>,
@@ -99,6 +108,9 @@ impl RunFlags {
         set(&mut s.argo_rollouts, &self.is_argo_rollouts);
         set(&mut s.coalesce_window, &self.coalesce_window);
         set(&mut s.leader_election.enabled, &self.enable_ha);
+        set(&mut s.alerting.enabled, &self.alert_on_reload);
+        set(&mut s.alerting.sink, &self.alert_sink);
+        set(&mut s.alerting.additional_info, &self.alert_additional_info);
         set(&mut s.log_format, &self.log_format);
         set(&mut s.log_level, &self.log_level);
         s

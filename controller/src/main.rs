@@ -1,6 +1,7 @@
 //! pod-reloader: rolls workloads when the ConfigMaps and Secrets they use
 //! change. Wiring only; each concern lives in its own module.
 
+mod alerts;
 mod cli;
 mod config;
 mod events;
@@ -115,7 +116,11 @@ async fn run(listen_address: String, settings: ValidSettings) -> anyhow::Result<
     let (msg_tx, msg_rx) = mpsc::channel(1024);
     let (reload_tx, reload_rx) = mpsc::channel(1024);
     let (notice_tx, mut notice_rx) = mpsc::channel::<Notice>(256);
-    let reloader = Arc::new(Reloader::new(client.clone(), settings.strategy, metrics.clone()));
+    let alerter = match &settings.alerting {
+        Some((sink, alerting)) => Some(alerts::Alerter::start(*sink, alerting, metrics.clone())?),
+        None => None,
+    };
+    let reloader = Arc::new(Reloader::new(client.clone(), settings.strategy, metrics.clone(), alerter));
 
     let stream_ids = streams(&settings);
     let label_selector = settings.resource_label_selector.as_ref().map(ToString::to_string);

@@ -15,6 +15,8 @@ pub struct Metrics {
     pub reload_latency: HistogramVec,
     /// Changes that reloaded nothing, by reason (`no_data_change`, `already_current`, …).
     pub skipped: IntCounterVec,
+    /// Alerts on reload, by result (`sent`, `failed`, `dropped`).
+    pub alerts: IntCounterVec,
 }
 
 impl Metrics {
@@ -43,12 +45,14 @@ impl Metrics {
         let skipped =
             IntCounterVec::new(Opts::new("reloader_skipped_total", "Changes that reloaded nothing"), &["reason"])
                 .expect("metric definition");
-        for c in [&reload_executed, &reload_errors, &skipped] {
+        let alerts = IntCounterVec::new(Opts::new("reloader_alerts_total", "Alerts on reload, by result"), &["result"])
+            .expect("metric definition");
+        for c in [&reload_executed, &reload_errors, &skipped, &alerts] {
             registry.register(Box::new(c.clone())).expect("register metric");
         }
         registry.register(Box::new(watched.clone())).expect("register metric");
         registry.register(Box::new(reload_latency.clone())).expect("register metric");
-        Metrics { registry, reload_executed, reload_errors, watched, reload_latency, skipped }
+        Metrics { registry, reload_executed, reload_errors, watched, reload_latency, skipped, alerts }
     }
 
     pub fn render(&self) -> String {

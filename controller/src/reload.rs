@@ -22,10 +22,13 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use thiserror::Error;
 
+use crate::alerts::Alerter;
 use crate::events::{Events, reference};
 use crate::metrics::Metrics;
 use crate::scheduler::Batch;
 use crate::watch::{rollout_resource, rollout_template};
+use pod_reloader_core::ResourceKey;
+use pod_reloader_core::alert::{self, AlertFacts};
 
 pub const FIELD_MANAGER: &str = "pod-reloader";
 
@@ -68,6 +71,7 @@ enum Outcome {
     Patched {
         uid: Option<String>,
         containers: Vec<String>,
+        rolled: Vec<ResourceKey>,
     },
     /// Only the record changed (a baseline): nothing rolls.
     Recorded,
@@ -80,6 +84,22 @@ pub struct Reloader {
     strategy: Strategy,
     events: Events,
     metrics: Arc<Metrics>,
+    alerter: Option<Alerter>,
+}
+
+fn alert_facts(workload: &WorkloadKey, resource: &ResourceKey) -> AlertFacts {
+    AlertFacts {
+        resource: alert::ResourceFacts {
+            kind: resource.kind.reloader_type().into(),
+            name: resource.name.to_string(),
+            namespace: resource.namespace.to_string(),
+        },
+        workload: alert::WorkloadFacts {
+            kind: workload.kind.as_str().into(),
+            name: workload.name.to_string(),
+            namespace: workload.namespace.to_string(),
+        },
+    }
 }
 
 fn now_unix() -> i64 {
@@ -120,6 +140,10 @@ fn containers_of(items: &[ReloadItem]) -> Vec<String> {
     c.sort();
     c.dedup();
     c
+}
+
+fn rolled(items: &[ReloadItem]) -> Vec<ResourceKey> {
+    items.iter().map(|i| i.resource.clone()).collect()
 }
 
 /// Measured against the workload as it is now: the items it has not rolled
@@ -163,8 +187,8 @@ fn patch_metadata(resource_version: Option<String>, record: Option<&String>) -> 
 }
 
 impl Reloader {
-    pub fn new(client: Client, strategy: Strategy, metrics: Arc<Metrics>) -> Self {
-        Reloader { events: Events::new(client.clone()), client, strategy, metrics }
+    pub fn new(client: Client, strategy: Strategy, metrics: Arc<Metrics>, alerter: Option<Alerter>) -> Self {
+        Reloader { events: Events::new(client.clone()), client, strategy, metrics, alerter }
     }
 
     /// Reloads one workload, retrying transient failures; records the outcome
@@ -175,23 +199,29 @@ impl Reloader {
         let mut delay = Duration::from_millis(100);
         for attempt in 1.. {
             match self.try_reload(&batch).await {
-                Ok(Outcome::Patched { uid, containers }) => {
+                Ok(Outcome::Patched { uid, containers, rolled }) => {
                     let secs = batch.first_seen.elapsed().as_secs_f64();
                     self.metrics.reload_latency.with_label_values(&[key.kind.as_str()]).observe(secs);
                     self.metrics.reload_executed.with_label_values(&["true", &key.namespace, key.kind.as_str()]).inc();
+                    let rolled_text: Vec<String> = rolled.iter().map(ToString::to_string).collect();
                     tracing::info!(
                         kind = key.kind.as_str(), namespace = %key.namespace, name = %key.name,
-                        resources = %resources.join(", "), strategy = %self.strategy,
+                        resources = %rolled_text.join(", "), strategy = %self.strategy,
                         containers = %containers.join(","), latency_seconds = secs,
                         "reloaded"
                     );
                     let note = format!(
                         "Rolled because {} changed (strategy {}, container {})",
-                        resources.join(", "),
+                        rolled_text.join(", "),
                         self.strategy,
                         containers.join(",")
                     );
                     self.events.publish(&reference(key, uid), false, "Reloaded", note).await;
+                    if let Some(alerter) = &self.alerter {
+                        for r in &rolled {
+                            alerter.notify(alert_facts(key, r));
+                        }
+                    }
                     return;
                 }
                 Ok(Outcome::Recorded) => {
@@ -287,7 +317,7 @@ impl Reloader {
         };
         extra(&obj, batch, &mut body);
         api.patch(&key.name, &params(), &Patch::Strategic(body)).await?;
-        Ok(Outcome::Patched { uid: obj.meta().uid.clone(), containers: containers_of(&items) })
+        Ok(Outcome::Patched { uid: obj.meta().uid.clone(), containers: containers_of(&items), rolled: rolled(&items) })
     }
 
     /// A Job's pod template is immutable: delete it and create it again with
@@ -342,7 +372,11 @@ impl Reloader {
         for _ in 0..50 {
             match api.create(&post_params(), &new).await {
                 Ok(created) => {
-                    return Ok(Outcome::Patched { uid: created.metadata.uid, containers: containers_of(&items) });
+                    return Ok(Outcome::Patched {
+                        uid: created.metadata.uid,
+                        containers: containers_of(&items),
+                        rolled: rolled(&items),
+                    });
                 }
                 Err(kube::Error::Api(s)) if s.code == 409 => tokio::time::sleep(Duration::from_millis(100)).await,
                 Err(e) => return Err(e.into()),
@@ -375,7 +409,7 @@ impl Reloader {
         if batch.rollout_strategy == RolloutStrategy::Restart {
             let body = json!({"metadata": metadata, "spec": {"restartAt": now_rfc3339()}});
             api.patch(&key.name, &params(), &Patch::Merge(body)).await?;
-            return Ok(Outcome::Patched { uid, containers });
+            return Ok(Outcome::Patched { uid, containers, rolled: rolled(&items) });
         }
         let mut template = rollout_template(&obj).ok_or_else(|| ReloadError::Decode("no spec.template".into()))?;
         let change = plan(self.strategy, &template, &items, now);
@@ -392,7 +426,7 @@ impl Reloader {
         if change.is_empty() {
             return Ok(Outcome::Recorded);
         }
-        Ok(Outcome::Patched { uid, containers })
+        Ok(Outcome::Patched { uid, containers, rolled: rolled(&items) })
     }
 
     /// Publishes a Warning event for malformed annotations on a workload.

@@ -16,8 +16,12 @@ async fn explain_prints_the_reasons() {
     let n = ns.name.as_str();
     create(&client, n, configmap("cfg", json!({"key": "v1"}), json!({}), json!({}))).await;
     create(&client, n, configmap("listed-only", json!({"key": "v1"}), json!({}), json!({}))).await;
-    create(&client, n, configmap("frozen", json!({"key": "v1"}), json!({"reloader.stakater.com/ignore": "true"}), json!({})))
-        .await;
+    create(
+        &client,
+        n,
+        configmap("frozen", json!({"key": "v1"}), json!({"reloader.stakater.com/ignore": "true"}), json!({})),
+    )
+    .await;
     create(&client, n, secret("tls", json!({"key": "v1"}), json!({}), json!({}))).await;
     create(&client, n, secret("bootstrap", json!({"key": "v1"}), json!({}), json!({}))).await;
     let spec = json!({

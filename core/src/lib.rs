@@ -5,6 +5,7 @@
 //! without a cluster. The controller feeds watch events in and executes the
 //! patches this crate plans.
 
+pub mod alert;
 pub mod annotations;
 pub mod decision;
 pub mod duration;

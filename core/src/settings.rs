@@ -80,7 +80,8 @@ impl Default for LeaderElectionSettings {
 pub struct AlertingSettings {
     pub enabled: bool,
     pub sink: String,
-    /// A file holding the webhook URL (a mounted Secret); the URL is never in the config.
+    /// A file holding the webhook URL (a mounted Secret); the URL is never in
+    /// the config. Without it, `ALERT_WEBHOOK_URL` from the environment (Reloader's).
     pub webhook_url_file: String,
     pub additional_info: String,
     /// A handlebars template for the message; empty means the Reloader-like default.
@@ -263,9 +264,6 @@ impl Settings {
                     return Err(err("alerting.sink", other, "want slack, teams, gchat or webhook".into()));
                 }
             };
-            if self.alerting.webhook_url_file.is_empty() {
-                return Err(err("alerting.webhookUrlFile", "", "must name the file holding the webhook URL".into()));
-            }
             Some((sink, self.alerting.clone()))
         } else {
             None
