@@ -21,14 +21,17 @@ enum Answer {
     Hang,
 }
 
+/// One request as received: its head (request line and headers) and body.
+type Request = (String, Vec<u8>);
+
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<(String, Vec<u8>)>>>);
+struct Seen(Arc<Mutex<Vec<Request>>>);
 
 impl Seen {
     fn count(&self) -> usize {
         self.0.lock().unwrap().len()
     }
-    fn all(&self) -> Vec<(String, Vec<u8>)> {
+    fn all(&self) -> Vec<Request> {
         self.0.lock().unwrap().clone()
     }
 }
