@@ -37,45 +37,18 @@ true
 {{- if include "pod_reloader.is_ha" . }}2{{ else }}1{{ end -}}
 {{- end -}}
 
-{{- /* reloadStrategy normalised to the controller's spelling. */ -}}
-{{- define "pod_reloader.reload_strategy" -}}
-{{- $s := .Values.podReloader.reloadStrategy | default "env-vars" -}}
-{{- if or (eq $s "EnvVars") (eq $s "env-vars") -}}env-vars
-{{- else if or (eq $s "Annotations") (eq $s "annotations") -}}annotations
-{{- else -}}{{- fail (printf "reloadStrategy: unknown value %q" $s) -}}
-{{- end -}}
-{{- end -}}
-
-{{- /* "true" when workload kind $kind (plural, lower case) may be rolled.
-Usage: include "pod_reloader.workload_enabled" (list . "deployments") */ -}}
-{{- define "pod_reloader.workload_enabled" -}}
+{{- /* Fails unless the hooks have set every podReloader.internal value named
+(they are computed before Helm runs: RBAC rules, NetworkPolicy rules, the
+controller's config). Renders nothing. Usage:
+{{- include "pod_reloader.require_internal" (list . "rbac") }} */ -}}
+{{- define "pod_reloader.require_internal" -}}
 {{- $context := index . 0 -}}
-{{- $kind := index . 1 -}}
-{{- $ignored := $context.Values.podReloader.ignoredWorkloadTypes | default list -}}
-{{- if not (has $kind $ignored) -}}
-{{- if eq $kind "rollouts" -}}
-{{- if $context.Values.podReloader.internal.argoRolloutsEnabled }}true{{ end -}}
-{{- else -}}
-true
+{{- $internal := $context.Values.podReloader.internal | default dict -}}
+{{- range $key := rest . -}}
+{{- if not (hasKey $internal $key) -}}
+{{- fail (printf "podReloader.internal.%s is not set: the module's hooks (hooks/pod-reloader-hooks) compute it before Helm runs" $key) -}}
 {{- end -}}
 {{- end -}}
-{{- end -}}
-
-{{- /* "true" when resource kind $kind (configmaps|secrets) is watched. */ -}}
-{{- define "pod_reloader.resource_enabled" -}}
-{{- $context := index . 0 -}}
-{{- $kind := index . 1 -}}
-{{- if not (has $kind ($context.Values.podReloader.resourcesToIgnore | default list)) }}true{{ end -}}
-{{- end -}}
-
-{{- /* "true" in the cluster-wide mode (no namespace list). */ -}}
-{{- define "pod_reloader.cluster_wide" -}}
-{{- if not .Values.podReloader.namespaces }}true{{ end -}}
-{{- end -}}
-
-{{- /* "true" when the controller watches Namespace objects. */ -}}
-{{- define "pod_reloader.watch_namespaces" -}}
-{{- if and (include "pod_reloader.cluster_wide" .) .Values.podReloader.namespaceSelector }}true{{ end -}}
 {{- end -}}
 
 {{- /* "true" when alerting is on; fails when it is on without a URL. */ -}}
@@ -86,53 +59,6 @@ true
 {{- if not $url }}{{ fail "alerting.webhook.url is required when alerting.enabled is true" }}{{ end -}}
 true
 {{- end -}}
-{{- end -}}
-
-{{- /* The namespaced RBAC rules of the controller, as a YAML list. Used by the
-ClusterRole (cluster-wide mode) and by the per-namespace Roles (scoped mode). */ -}}
-{{- define "pod_reloader.namespaced_rules" -}}
-{{- $ctx := . -}}
-{{- $resources := list -}}
-{{- if include "pod_reloader.resource_enabled" (list $ctx "configmaps") }}{{ $resources = append $resources "configmaps" }}{{ end -}}
-{{- if include "pod_reloader.resource_enabled" (list $ctx "secrets") }}{{ $resources = append $resources "secrets" }}{{ end -}}
-{{- if $resources }}
-- apiGroups: [""]
-  resources: {{ $resources | toJson }}
-  verbs: ["get", "list", "watch"]
-{{- end }}
-{{- $apps := list -}}
-{{- range $kind := list "deployments" "daemonsets" "statefulsets" -}}
-{{- if include "pod_reloader.workload_enabled" (list $ctx $kind) }}{{ $apps = append $apps $kind }}{{ end -}}
-{{- end -}}
-{{- if $apps }}
-- apiGroups: ["apps"]
-  resources: {{ $apps | toJson }}
-  verbs: ["get", "list", "watch", "patch"]
-{{- end }}
-{{- /* A CronJob's job template is patched (the next scheduled run uses the new configuration). */}}
-{{- if include "pod_reloader.workload_enabled" (list $ctx "cronjobs") }}
-- apiGroups: ["batch"]
-  resources: ["cronjobs"]
-  verbs: ["get", "list", "watch", "patch"]
-{{- end }}
-{{- /* A Job's template is immutable: it is deleted and created again. */}}
-{{- if include "pod_reloader.workload_enabled" (list $ctx "jobs") }}
-- apiGroups: ["batch"]
-  resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "delete"]
-{{- end }}
-{{- /* A Rollout is updated (optimistic concurrency) or, with rollout-strategy restart, patched. */}}
-{{- if include "pod_reloader.workload_enabled" (list $ctx "rollouts") }}
-- apiGroups: ["argoproj.io"]
-  resources: ["rollouts"]
-  verbs: ["get", "list", "watch", "update", "patch"]
-{{- end }}
-- apiGroups: [""]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
 {{- end -}}
 
 {{- /* Image reference of the module image $name (camelCase directory name).

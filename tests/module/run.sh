@@ -6,7 +6,9 @@
 #   1. openapi:     every positive case of openapi/openapi-case-tests.yaml
 #                   validates, every negative one is rejected naming its field,
 #                   and both kinds cover every setting.
-#   2. render:      real Helm renders the chart for every case in values/;
+#   2. render:      the module's hooks binary runs its beforeHelm hooks on
+#                   every case in values/ (internal values: RBAC, NetworkPolicy,
+#                   the controller's config), real Helm renders the chart;
 #                   tool.py asserts what each render must contain.
 #   3. golden:      three renders are compared with golden/ (UPDATE_GOLDEN=1
 #                   rewrites them); the dashboard JSON is kept as its hash.
@@ -133,6 +135,21 @@ fi
 
 # --- 2. render the matrix -----------------------------------------------------
 section "helm template over the matrix (tests/module/values/)"
+# The hooks binary computes the internal values the chart renders (RBAC,
+# NetworkPolicy, the controller's config): tool.py runs its beforeHelm hooks
+# on every case as addon-operator does. The one `cargo test`/`cargo build`
+# built, else built here.
+hooks_target=${CARGO_TARGET_DIR:-$ROOT/target}
+[[ $hooks_target == /* ]] || hooks_target=$ROOT/$hooks_target
+POD_RELOADER_HOOKS=""
+for b in "$hooks_target/debug/pod-reloader-hooks" "$hooks_target/release/pod-reloader-hooks"; do
+  [[ -x $b ]] && { POD_RELOADER_HOOKS=$b; break; }
+done
+if [[ -z $POD_RELOADER_HOOKS ]]; then
+  echo "building pod-reloader-hooks (cargo build -p pod-reloader-hooks)" >&2
+  (cd "$ROOT" && cargo build -q -p pod-reloader-hooks) && POD_RELOADER_HOOKS=$hooks_target/debug/pod-reloader-hooks
+fi
+export POD_RELOADER_HOOKS
 mkdir -p "$WORK/render"
 CASES=()
 for file in "$HERE"/values/*.yaml; do

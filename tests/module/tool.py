@@ -5,7 +5,14 @@ Subcommands:
   values CASE.yaml           print the Helm values for a matrix case: the
                              case's settings with the openapi defaults applied
                              (as addon-operator does), validated against the
-                             schema, plus the global stub.
+                             schema, plus the global stub; then the module's
+                             hooks binary ($POD_RELOADER_HOOKS) runs every
+                             beforeHelm hook on them, as addon-operator does
+                             before Helm, and its values patches are applied
+                             (the case's `internal` values stand for the
+                             cluster: Argo Rollouts served, apiserver
+                             endpoints); the result must validate against
+                             openapi/values.yaml with x-required-for-helm.
   api-versions CASE.yaml     print the case's extra --api-versions, one a line.
   cases                      check openapi/openapi-case-tests.yaml: every
                              positive case validates, every negative case is
@@ -30,7 +37,9 @@ import copy
 import json
 import os
 import re
+import subprocess
 import sys
+import tempfile
 
 import yaml
 
@@ -153,6 +162,94 @@ def compose_values(case_path):
     stub = load_yaml(os.path.join(HERE, "global-values.yaml"))
     glob = deep_merge(stub["global"], case.get("global") or {})
     return {"global": glob, MODULE_KEY: module}
+
+
+# --------------------------------------------------------------------------
+# the module's hooks, run as addon-operator runs them before Helm
+# --------------------------------------------------------------------------
+
+def apply_json_patch(doc, ops):
+    """RFC 6902 add/replace/remove on JSON-pointer paths (what the hooks emit)."""
+    for op in ops:
+        tokens = [t.replace("~1", "/").replace("~0", "~") for t in op["path"].split("/")[1:]]
+        parent = doc
+        for t in tokens[:-1]:
+            parent = parent[int(t)] if isinstance(parent, list) else parent[t]
+        last = tokens[-1]
+        if op["op"] in ("add", "replace"):
+            if isinstance(parent, list):
+                parent.insert(len(parent) if last == "-" else int(last), copy.deepcopy(op["value"]))
+            else:
+                parent[last] = copy.deepcopy(op["value"])
+        elif op["op"] == "remove":
+            del parent[int(last) if isinstance(parent, list) else last]
+        else:
+            raise ValueError(f"unsupported patch op {op}")
+    return doc
+
+
+def cluster_snapshots(internal):
+    """Snapshots (jqFilter results) of the hooks' kubernetes bindings for a
+    cluster where what the case's `internal` values say holds."""
+    served = [{"filterResult": {"name": "rollouts.argoproj.io", "served": ["v1alpha1"]}}]
+    slices = []
+    for i, ep in enumerate(internal.get("apiserverEndpoints") or []):
+        family = "IPv6" if ":" in ep["address"] else "IPv4"
+        slices.append({"filterResult": {"name": f"kubernetes-{i}", "addressType": family,
+                                        "addresses": [ep["address"]], "ports": [ep["port"]]}})
+    return {"argo_rollouts_crd": served if internal.get("argoRolloutsEnabled") else [],
+            "apiserver_endpointslices": slices}
+
+
+def run_hooks(values):
+    """Every beforeHelm hook of `hook config`, in order, with a beforeHelm
+    binding context carrying the snapshots of its own bindings; each values
+    patch is applied before the next hook runs."""
+    binary = os.environ.get("POD_RELOADER_HOOKS")
+    if not binary:
+        raise SystemExit("POD_RELOADER_HOOKS is not set (the pod-reloader-hooks binary)")
+    env = dict(os.environ, MODULE_DIR=ROOT)
+    config = json.loads(subprocess.run([binary, "hook", "config"], check=True, capture_output=True, env=env).stdout)
+    order = sorted((h["beforeHelm"], h["metadata"]["name"], i) for i, h in enumerate(config["hooks"]) if "beforeHelm" in h)
+    snapshots = cluster_snapshots(values[MODULE_KEY].get("internal") or {})
+    with tempfile.TemporaryDirectory() as tmp:
+        for _, name, i in order:
+            bindings = [k["name"] for k in config["hooks"][i].get("kubernetes") or []]
+            files = {k: os.path.join(tmp, f"{i}-{k.lower()}") for k in (
+                "BINDING_CONTEXT_PATH", "VALUES_PATH", "CONFIG_VALUES_PATH", "VALUES_JSON_PATCH_PATH",
+                "CONFIG_VALUES_JSON_PATCH_PATH", "METRICS_PATH", "KUBERNETES_PATCH_PATH")}
+            context = [{"binding": "beforeHelm", "snapshots": {b: snapshots[b] for b in bindings}}]
+            with open(files["BINDING_CONTEXT_PATH"], "w") as f:
+                json.dump(context, f)
+            with open(files["VALUES_PATH"], "w") as f:
+                json.dump(values, f)
+            with open(files["CONFIG_VALUES_PATH"], "w") as f:
+                json.dump({}, f)
+            for k in ("VALUES_JSON_PATCH_PATH", "CONFIG_VALUES_JSON_PATCH_PATH", "METRICS_PATH", "KUBERNETES_PATCH_PATH"):
+                open(files[k], "w").close()
+            r = subprocess.run([binary, "hook", "run", str(i)], capture_output=True, text=True, env=dict(env, **files))
+            if r.returncode != 0:
+                raise SystemExit(f"hook {i} ({name}) failed: {r.stderr.strip()}")
+            with open(files["VALUES_JSON_PATCH_PATH"]) as f:
+                text = f.read().strip()
+            if text:
+                apply_json_patch(values, json.loads(text))
+    return values
+
+
+def helm_values(case_path):
+    """compose_values, then the hooks; the result validates against
+    openapi/values.yaml with internal's x-required-for-helm."""
+    values = run_hooks(compose_values(case_path))
+    schema = values_schema()
+    internal = schema["properties"]["internal"]
+    internal["required"] = list(internal.get("x-required-for-helm") or [])
+    errs = validation_errors(schema, values[MODULE_KEY])
+    if errs:
+        for e in errs:
+            print(f"{case_path}: values after the hooks: {path_of(e)}: {message_of(e)}", file=sys.stderr)
+        sys.exit(1)
+    return values
 
 
 # --------------------------------------------------------------------------
@@ -878,7 +975,7 @@ def main(argv):
         return 2
     cmd = argv[1]
     if cmd == "values":
-        yaml.safe_dump(compose_values(argv[2]), sys.stdout, sort_keys=False)
+        yaml.safe_dump(helm_values(argv[2]), sys.stdout, sort_keys=False)
         return 0
     if cmd == "api-versions":
         for a in (load_yaml(argv[2]) or {}).get("apiVersions") or []:

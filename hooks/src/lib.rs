@@ -1,0 +1,18 @@
+//! pod-reloader's Deckhouse module hooks: one binary that answers
+//! addon-operator's batch hook protocol as a module-sdk binary does (`hook
+//! list`, `hook config`, `hook run <index>`, `hook ready`, `hook check`).
+//!
+//! - [`schema`]: the settings schema (`openapi/config-values.yaml`), compiled once.
+//! - [`protocol`]: files, binding contexts, values patches, metrics.
+//! - [`settings`], [`rbac`], [`netpol`]: what the hooks compute.
+//! - [`hooks`]: the hooks, their configs, `hook check`.
+//! - [`cli`]: the commands.
+
+pub mod cli;
+pub mod error;
+pub mod hooks;
+pub mod netpol;
+pub mod protocol;
+pub mod rbac;
+pub mod schema;
+pub mod settings;

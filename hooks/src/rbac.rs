@@ -1,0 +1,151 @@
+//! The controller's RBAC, least privilege for what the settings enable:
+//!
+//! - ConfigMaps/Secrets: get/list/watch, minus the kind in `resourcesToIgnore`.
+//! - Workloads: apps deployments/daemonsets/statefulsets get/list/watch/patch,
+//!   batch cronjobs get/list/watch/patch (the job template is patched), jobs
+//!   get/list/watch/create/delete (a Job is recreated), argoproj.io rollouts
+//!   get/list/watch/update/patch only when Argo Rollouts is served; kinds in
+//!   `ignoredWorkloadTypes` are left out.
+//! - Events (core and events.k8s.io): create/patch.
+//! - Namespaces get/list/watch only with a `namespaceSelector` (cluster-wide).
+//! - Leases in the module's namespace only with leader election (HA).
+//!
+//! Cluster-wide mode: one ClusterRole. Scoped mode (`namespaces`): a Role and
+//! a RoleBinding in each listed namespace, no ClusterRole.
+
+use serde_json::{Value, json};
+
+use crate::settings::Inputs;
+
+fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> Value {
+    json!({"apiGroups": [group], "resources": resources, "verbs": verbs})
+}
+
+/// The rules every Role (scoped) or the ClusterRole (cluster-wide) holds.
+pub fn namespaced_rules(inputs: &Inputs) -> Vec<Value> {
+    let mut rules = Vec::new();
+    let resources: Vec<&str> = ["configmaps", "secrets"].into_iter().filter(|r| inputs.resource_enabled(r)).collect();
+    if !resources.is_empty() {
+        rules.push(rule("", &resources, &["get", "list", "watch"]));
+    }
+    let apps: Vec<&str> =
+        ["deployments", "daemonsets", "statefulsets"].into_iter().filter(|k| inputs.workload_enabled(k)).collect();
+    if !apps.is_empty() {
+        rules.push(rule("apps", &apps, &["get", "list", "watch", "patch"]));
+    }
+    if inputs.workload_enabled("cronjobs") {
+        rules.push(rule("batch", &["cronjobs"], &["get", "list", "watch", "patch"]));
+    }
+    if inputs.workload_enabled("jobs") {
+        rules.push(rule("batch", &["jobs"], &["get", "list", "watch", "create", "delete"]));
+    }
+    if inputs.workload_enabled("rollouts") {
+        rules.push(rule("argoproj.io", &["rollouts"], &["get", "list", "watch", "update", "patch"]));
+    }
+    rules.push(rule("", &["events"], &["create", "patch"]));
+    rules.push(rule("events.k8s.io", &["events"], &["create", "patch"]));
+    rules
+}
+
+/// `internal.rbac`: the ClusterRole's rules (empty in the scoped mode), the
+/// namespaces that get a Role with `namespacedRules`, and the rules of the
+/// leader-election Role (empty without HA).
+pub fn rbac(inputs: &Inputs) -> Value {
+    let rules = namespaced_rules(inputs);
+    let lease_rules: Vec<Value> = if inputs.high_availability() {
+        vec![rule("coordination.k8s.io", &["leases"], &["get", "create", "update", "patch"])]
+    } else {
+        Vec::new()
+    };
+    if inputs.cluster_wide() {
+        let mut cluster_rules = rules;
+        if !inputs.settings.namespace_selector.trim().is_empty() {
+            cluster_rules.push(rule("", &["namespaces"], &["get", "list", "watch"]));
+        }
+        json!({"clusterRules": cluster_rules, "namespaces": [], "namespacedRules": [], "leaderElectionRules": lease_rules})
+    } else {
+        json!({
+            "clusterRules": [],
+            "namespaces": inputs.settings.namespaces,
+            "namespacedRules": rules,
+            "leaderElectionRules": lease_rules,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs(settings: Value, argo: bool) -> Inputs {
+        let mut module = settings;
+        module["internal"] = json!({"argoRolloutsEnabled": argo});
+        Inputs::from_values(&json!({"podReloader": module})).expect("inputs")
+    }
+
+    fn resources(rules: &Value) -> Vec<String> {
+        rules
+            .as_array()
+            .expect("rules")
+            .iter()
+            .flat_map(|r| {
+                let g = r["apiGroups"][0].as_str().unwrap_or_default().to_string();
+                r["resources"]
+                    .as_array()
+                    .expect("resources")
+                    .iter()
+                    .map(move |x| format!("{g}/{}", x.as_str().unwrap_or_default()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cluster_wide_defaults() {
+        let r = rbac(&inputs(json!({}), false));
+        assert_eq!(
+            resources(&r["clusterRules"]),
+            [
+                "/configmaps",
+                "/secrets",
+                "apps/deployments",
+                "apps/daemonsets",
+                "apps/statefulsets",
+                "batch/cronjobs",
+                "batch/jobs",
+                "/events",
+                "events.k8s.io/events"
+            ]
+        );
+        assert_eq!(r["namespaces"], json!([]));
+        assert_eq!(r["leaderElectionRules"], json!([]));
+    }
+
+    #[test]
+    fn scoped_with_argo_and_ignores() {
+        let r = rbac(&inputs(
+            json!({"namespaces": ["shop"], "resourcesToIgnore": ["secrets"], "ignoredWorkloadTypes": ["jobs", "daemonsets"], "highAvailability": true}),
+            true,
+        ));
+        assert_eq!(r["clusterRules"], json!([]));
+        assert_eq!(r["namespaces"], json!(["shop"]));
+        assert_eq!(
+            resources(&r["namespacedRules"]),
+            [
+                "/configmaps",
+                "apps/deployments",
+                "apps/statefulsets",
+                "batch/cronjobs",
+                "argoproj.io/rollouts",
+                "/events",
+                "events.k8s.io/events"
+            ]
+        );
+        assert_eq!(resources(&r["leaderElectionRules"]), ["coordination.k8s.io/leases"]);
+    }
+
+    #[test]
+    fn namespace_selector_reads_namespaces() {
+        let r = rbac(&inputs(json!({"namespaceSelector": "team=a"}), false));
+        assert!(resources(&r["clusterRules"]).contains(&"/namespaces".to_string()));
+    }
+}
