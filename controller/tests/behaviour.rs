@@ -431,3 +431,29 @@ async fn reload_on_create_and_on_delete() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_mib_secret_and_a_missing_configmap_break_nothing() {
+    let client = admin_client().await;
+    let ns = TestNamespace::create(&client, "big").await;
+    let n = ns.name.as_str();
+    let c = controller_for(n, &["--coalesce-window=0"]).await;
+    // Just under the 1 MiB object limit once base64-encoded data and metadata are counted.
+    let big = "s".repeat(700 * 1024);
+    create(&client, n, secret("big", json!({"key": big}), json!({}), json!({}))).await;
+    let spec = json!({"containers": [{"name": "app", "image": "registry.invalid/a:1",
+        "envFrom": [{"secretRef": {"name": "big"}}, {"configMapRef": {"name": "does-not-exist"}}]}]});
+    create(&client, n, workload("Deployment", "web", &auto(), &json!({}), spec)).await;
+    wait_indexed(&c, "Deployment", 1).await;
+    let bigger = "t".repeat(700 * 1024);
+    set_value(&client, n, Res::Secret, "big", &bigger).await;
+    let expected = sha1_hex(format!("key={bigger}").as_bytes());
+    wait_for("the big Secret reloads", Duration::from_secs(20), || async {
+        let t = pod_template(&client, n, "Deployment", "web").await?;
+        (env_value(&t, "app", "STAKATER_BIG_SECRET")? == expected).then_some(())
+    })
+    .await;
+    let logs = c.logs();
+    assert!(!logs.contains("ttttttttttttttttttttttttttttt"), "secret data in the log");
+    assert!(c.get("/healthz").await.is_some_and(|(code, _)| code == 200));
+}
