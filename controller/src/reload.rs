@@ -250,7 +250,11 @@ impl Reloader {
                         resources = %resources.join(", "), reason = e.reason(), error = %e,
                         "reload failed"
                     );
-                    let note = format!("Reload for {} failed: {e}", resources.join(", "));
+                    let note = if resources.is_empty() {
+                        format!("Cannot record the ConfigMap/Secret hashes it runs: {e}")
+                    } else {
+                        format!("Reload for {} failed: {e}", resources.join(", "))
+                    };
                     self.events.publish(&reference(key, None), true, "ReloadFailed", note).await;
                     return;
                 }
