@@ -40,6 +40,8 @@ if [ -x tests/module/run.sh ]; then
   step "module checks (helm, kubeconform, dmt, promtool)" tests/module/run.sh
 fi
 
+step "addon-operator runs the module's hooks (tests/hooks/addon-operator.sh)" tests/hooks/addon-operator.sh
+
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED steps: ${failed[*]}"
   exit 1
