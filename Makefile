@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help deps tools testbed testbed-down test test-rust test-module lint fmt demo build
+.PHONY: help deps tools testbed testbed-down test test-rust test-module lint fmt demo build bench
 
 help:
 	@echo "make demo          start a local control plane and show a ConfigMap change rolling a Deployment"
@@ -13,6 +13,7 @@ help:
 	@echo "make testbed       start etcd + kube-apiserver + kube-controller-manager on 127.0.0.1"
 	@echo "make testbed-down  stop the test bed and remove its data"
 	@echo "make lint          cargo fmt --check, cargo clippy -D warnings"
+	@echo "make bench         pod-reloader against Stakater Reloader on a test bed of its own (QUICK=1: a tenth of the scale)"
 
 deps:            ## Debian packages the tests need (promtool, openssl)
 	@testbed/install-deps.sh
@@ -41,3 +42,6 @@ test: tools
 
 demo: tools
 	@scripts/demo.sh
+
+bench: tools     ## docs/benchmarks.md; QUICK=1 for a tenth of the scale (not part of make test)
+	@QUICK=$(QUICK) scripts/bench.sh

@@ -15,9 +15,23 @@
 # kubeconform, etcd on PATH). State lives in .testbed/: pki/, etcd/ (data),
 # logs/<name>.log, pids/<name>.pid, cmd/<name> (exact command lines),
 # ports.env, kubeconfig, env.
+#
+# Opt-in settings, read by the `up` that sets the test bed up (a running one
+# keeps the flags it was started with):
+#   TESTBED_STATE_DIR=/path/.testbed-x  keep the state there instead of .testbed/
+#                       (its name must start with .testbed), e.g. a second test
+#                       bed beside the one the tests use
+#   TESTBED_AUDIT=1     kube-apiserver writes an audit log to logs/audit.log
+#                       (JSON lines), with the policy in TESTBED_AUDIT_POLICY or,
+#                       without it, every request at level Metadata
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR
 . "$(dirname "$0")/lib.sh"
+if [ -n "${TESTBED_STATE_DIR:-}" ]; then
+  [[ $(basename "$TESTBED_STATE_DIR") == .testbed* ]] || die "TESTBED_STATE_DIR must name a directory called .testbed*"
+  mkdir -p "$(dirname "$TESTBED_STATE_DIR")"
+  TESTBED_DIR=$(cd "$(dirname "$TESTBED_STATE_DIR")" && pwd)/$(basename "$TESTBED_STATE_DIR")
+fi
 
 PKI=$TESTBED_DIR/pki
 LOGS=$TESTBED_DIR/logs
@@ -281,6 +295,18 @@ EOF
   write_kubeconfig "$TESTBED_DIR/kube-controller-manager.kubeconfig" system:kube-controller-manager \
     "$PKI/kube-controller-manager.crt" "$PKI/kube-controller-manager.key"
 
+  local apiserver_extra=()
+  if [ "${TESTBED_AUDIT:-0}" = 1 ]; then
+    local policy=$TESTBED_DIR/audit-policy.yaml
+    if [ -n "${TESTBED_AUDIT_POLICY:-}" ]; then
+      cp "$TESTBED_AUDIT_POLICY" "$policy" || die "cannot read TESTBED_AUDIT_POLICY=$TESTBED_AUDIT_POLICY"
+    else
+      printf '%s\n' 'apiVersion: audit.k8s.io/v1' 'kind: Policy' 'omitStages: [RequestReceived]' \
+        'rules:' '- level: Metadata' >"$policy"
+    fi
+    apiserver_extra+=(--audit-policy-file="$policy" --audit-log-path="$LOGS/audit.log" --audit-log-format=json)
+  fi
+
   local etcd_extra=()
   if "$BIN_DIR/etcd" --help 2>&1 | grep -- '--unsafe-no-fsync' >/dev/null; then etcd_extra+=(--unsafe-no-fsync=true); fi
   save_cmd etcd "$BIN_DIR/etcd" \
@@ -318,7 +344,8 @@ EOF
     --allow-privileged=true \
     --enable-priority-and-fairness=true \
     --profiling=false \
-    --v=1
+    --v=1 \
+    "${apiserver_extra[@]}"
 
   save_cmd kube-controller-manager "$BIN_DIR/kube-controller-manager" \
     --kubeconfig="$TESTBED_DIR/kube-controller-manager.kubeconfig" \
@@ -469,6 +496,6 @@ case ${1:-} in
   status) cmd_status ;;
   stop-apiserver) cmd_stop_apiserver ;;
   start-apiserver) cmd_start_apiserver ;;
-  -h|--help|help|"") sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' ;;
+  -h|--help|help|"") sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' ;;
   *) die "unknown command '$1' (up, down, status, stop-apiserver, start-apiserver)" ;;
 esac

@@ -1,0 +1,389 @@
+//! pod-reloader-bench: runs pod-reloader and Stakater Reloader in turn
+//! against the same local apiserver and the same objects, and writes
+//! benchmarks.md, benchmarks.json and benchmarks-rss.svg. Started by
+//! `make bench` (scripts/bench.sh), which builds both controllers and starts
+//! a test bed with an audit log. Not a test.
+
+mod audit;
+mod controller;
+mod objects;
+mod report;
+mod scenarios;
+mod tracker;
+mod util;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use kube::api::PostParams;
+use kube::config::Kubeconfig;
+use kube::{Api, Client};
+use serde_json::json;
+
+use crate::audit::AuditLog;
+use crate::controller::{Controllers, PROBE, PROBE_NS};
+use crate::report::Results;
+
+/// Namespace of the two controllers' ServiceAccounts.
+pub const SYSTEM_NS: &str = "bench-system";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pod-reloader-bench",
+    about = "pod-reloader against Stakater Reloader on the local test bed"
+)]
+struct Args {
+    /// A tenth of the scale and shorter waits.
+    #[arg(long)]
+    quick: bool,
+    /// Rounds per scenario; each round runs every controller once, the order alternating.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    #[arg(long)]
+    pod_reloader: PathBuf,
+    #[arg(long)]
+    reloader: PathBuf,
+    /// The kube-apiserver audit log (JSON lines).
+    #[arg(long)]
+    audit_log: PathBuf,
+    /// Controller logs and kubeconfigs go here.
+    #[arg(long)]
+    work_dir: PathBuf,
+    /// Where benchmarks.md, benchmarks.json and benchmarks-rss.svg are written.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, value_delimiter = ',', default_value = "S1,S2,S3,S4,S5")]
+    scenarios: Vec<String>,
+    /// Text appended to benchmarks.md (how things are measured).
+    #[arg(long)]
+    notes: Option<PathBuf>,
+    /// Facts for the page, `label=value`, repeated (versions, command).
+    #[arg(long = "fact")]
+    facts: Vec<String>,
+}
+
+/// Object counts and waits; `quick` is a tenth of the counts.
+#[derive(Debug, Clone)]
+pub struct Scale {
+    pub s1_namespaces: usize,
+    pub s1_secrets: usize,
+    pub s1_configmaps: usize,
+    pub s1_deployments: usize,
+    pub s2_updates: usize,
+    pub s3_deployments: usize,
+    pub s4_edits: usize,
+    pub s4_seconds: u64,
+    pub s4_namespaces: usize,
+    pub s5_secrets: usize,
+    /// Wait after ready before the steady-RSS window, and the window itself.
+    pub steady_wait: Duration,
+    pub steady_window: Duration,
+    /// Quiet time on the probe after a controller is ready.
+    pub settle: Duration,
+    /// Quiet time after the last change before counting patches.
+    pub quiet: Duration,
+    /// Numbers of Secrets (below the full count) for the extra chart points.
+    pub curve_steps: Vec<usize>,
+}
+
+impl Scale {
+    fn new(quick: bool) -> Scale {
+        let d = if quick { 10 } else { 1 };
+        Scale {
+            s1_namespaces: 50 / d,
+            s1_secrets: 10_000 / d,
+            s1_configmaps: 5_000 / d,
+            s1_deployments: 500 / d,
+            s2_updates: 200 / d,
+            s3_deployments: 1_000 / d,
+            s4_edits: 1_000 / d,
+            s4_seconds: 60 / d as u64,
+            s4_namespaces: 100 / d,
+            s5_secrets: 1_000 / d,
+            steady_wait: Duration::from_secs(if quick { 1 } else { 15 }),
+            steady_window: Duration::from_secs(if quick { 2 } else { 10 }),
+            settle: Duration::from_millis(if quick { 500 } else { 1500 }),
+            quiet: Duration::from_secs(if quick { 2 } else { 5 }),
+            curve_steps: if quick {
+                vec![0]
+            } else {
+                vec![0, 2_500, 5_000, 7_500]
+            },
+        }
+    }
+}
+
+pub struct Ctx {
+    pub client: Client,
+    pub tracker: Arc<tracker::Tracker>,
+    pub controllers: Controllers,
+    pub audit: AuditLog,
+    pub scale: Scale,
+    pub rounds: usize,
+    pub quick: bool,
+    /// Scenarios whose namespaces are being deleted; waited for before the
+    /// next controller starts, so their removal overlaps the next set-up.
+    pub deleting: Vec<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+pub fn log(msg: impl AsRef<str>) {
+    let t = jiff::Zoned::now().strftime("%H:%M:%S");
+    eprintln!("bench {t} {}", msg.as_ref());
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let t_all = Instant::now();
+    let started = jiff::Zoned::now();
+    std::fs::create_dir_all(args.work_dir.join("logs"))?;
+    let client = Client::try_default()
+        .await
+        .context("connect to the test bed (KUBECONFIG)")?;
+    let version = client.apiserver_version().await?;
+
+    log("identities, probe and Deployment watch");
+    let (pr_kc, rl_kc) = identities(&client, &args.work_dir).await?;
+    let tracker = tracker::Tracker::start(client.clone());
+    create_probe(&client).await?;
+    let probe_key = tracker::key(PROBE_NS, PROBE);
+    anyhow::ensure!(
+        tracker
+            .wait_present(std::slice::from_ref(&probe_key), Duration::from_secs(30))
+            .await,
+        "the Deployment watch never saw the probe Deployment"
+    );
+
+    let mut ctx = Ctx {
+        client,
+        tracker,
+        controllers: Controllers {
+            pod_reloader_bin: args.pod_reloader.clone(),
+            reloader_bin: args.reloader.clone(),
+            pod_reloader_kubeconfig: pr_kc,
+            reloader_kubeconfig: rl_kc,
+            log_dir: args.work_dir.join("logs"),
+        },
+        audit: AuditLog::new(args.audit_log.clone()),
+        scale: Scale::new(args.quick),
+        rounds: args.rounds,
+        quick: args.quick,
+        deleting: Vec::new(),
+    };
+
+    let mut res = Results::default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mem_kb: f64 = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0.0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    res.setup.push((
+        "Date".into(),
+        started.strftime("%Y-%m-%d %H:%M %Z").to_string(),
+    ));
+    res.setup.push((
+        "Machine".into(),
+        format!(
+            "{cores} cores ({cpu}), {:.1} GiB memory, Linux {}",
+            mem_kb / 1024.0 / 1024.0,
+            std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+        ),
+    ));
+    res.setup.push((
+        "Kubernetes".into(),
+        format!(
+            "{} (test bed: etcd, kube-apiserver, kube-controller-manager on 127.0.0.1; no nodes, so pods stay Pending)",
+            version.git_version
+        ),
+    ));
+    for f in &args.facts {
+        if let Some((k, v)) = f.split_once('=') {
+            res.setup.push((k.into(), v.into()));
+        }
+    }
+    let s = &ctx.scale;
+    res.setup.push((
+        "Scale".into(),
+        if ctx.quick {
+            format!(
+                "QUICK: a tenth of the full scale ({} Secrets in S1, {} updates in S2, {} Deployments in S3, {} edits in S4, {} big Secrets in S5)",
+                s.s1_secrets, s.s2_updates, s.s3_deployments, s.s4_edits, s.s5_secrets
+            )
+        } else {
+            "full (the counts in the issue)".into()
+        },
+    ));
+    res.setup.push((
+        "Rounds".into(),
+        format!(
+            "{} per scenario; each round runs every controller once, one after the other (never together), the order alternating between rounds (A B, then B A, ...); tables show medians over the rounds",
+            ctx.rounds
+        ),
+    ));
+    res.curve_caption = format!(
+        "{} ConfigMaps of 2 KiB and {} Deployments present; each point a freshly started controller",
+        s.s1_configmaps, s.s1_deployments
+    );
+    let notes = match &args.notes {
+        Some(p) => std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?,
+        None => String::new(),
+    };
+
+    let titles = scenarios::titles(&ctx.scale);
+    let want = |s: &str| args.scenarios.iter().any(|x| x.eq_ignore_ascii_case(s));
+    let write = |res: &mut Results, done: bool| -> anyhow::Result<()> {
+        let mut res2_setup = res.setup.clone();
+        res2_setup.push((
+            "Run time".into(),
+            format!(
+                "{:.1} minutes{}",
+                t_all.elapsed().as_secs_f64() / 60.0,
+                if done {
+                    ""
+                } else {
+                    " so far (run still going)"
+                }
+            ),
+        ));
+        let saved = std::mem::replace(&mut res.setup, res2_setup);
+        let targets = scenarios::targets(res);
+        let r = report::write_all(&args.out, res, &targets, &notes, &titles);
+        res.setup = saved;
+        r
+    };
+
+    if want("S1") {
+        scenarios::s1(&mut ctx, &mut res).await?;
+        write(&mut res, false)?;
+    }
+    if want("S2") {
+        scenarios::s2(&mut ctx, &mut res).await?;
+        write(&mut res, false)?;
+    }
+    if want("S3") {
+        scenarios::s3(&mut ctx, &mut res).await?;
+        write(&mut res, false)?;
+    }
+    if want("S4") {
+        scenarios::s4(&mut ctx, &mut res).await?;
+        write(&mut res, false)?;
+    }
+    if want("S5") {
+        scenarios::s5(&mut ctx, &mut res).await?;
+    }
+    // The last scenario's namespaces go with the test bed (or on their own).
+    write(&mut res, true)?;
+    log(format!(
+        "done in {:.1} min; wrote {}",
+        t_all.elapsed().as_secs_f64() / 60.0,
+        args.out.display()
+    ));
+    Ok(())
+}
+
+/// A ServiceAccount per controller, bound to cluster-admin, and a
+/// kubeconfig with its token: the audit log tells their requests apart.
+async fn identities(client: &Client, dir: &std::path::Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    objects::create_namespace(client, SYSTEM_NS, "system").await?;
+    let kc = Kubeconfig::read().context("read the admin kubeconfig")?;
+    let cluster = kc
+        .clusters
+        .first()
+        .and_then(|c| c.cluster.clone())
+        .context("no cluster in the admin kubeconfig")?;
+    let server = cluster.server.clone().context("no server")?;
+    let ca = cluster
+        .certificate_authority_data
+        .clone()
+        .context("no certificate-authority-data")?;
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), SYSTEM_NS);
+    let crbs: Api<ClusterRoleBinding> = Api::all(client.clone());
+    let mut out = Vec::new();
+    for name in ["pod-reloader", "reloader"] {
+        let sa: ServiceAccount = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": SYSTEM_NS}
+        }))?;
+        ignore_exists(sas.create(&PostParams::default(), &sa).await)?;
+        let crb: ClusterRoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": format!("bench-{name}")},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": SYSTEM_NS}]
+        }))?;
+        ignore_exists(crbs.create(&PostParams::default(), &crb).await)?;
+        let tr = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: vec![],
+                expiration_seconds: Some(48 * 3600),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let token = sas
+            .create_token_request(name, &PostParams::default(), &tr)
+            .await
+            .with_context(|| format!("token for {name}"))?
+            .status
+            .context("no token status")?
+            .token;
+        let path = dir.join(format!("{name}.kubeconfig"));
+        let body = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: bench\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {name}\n  user:\n    token: {token}\ncontexts:\n- name: {name}\n  context:\n    cluster: bench\n    user: {name}\ncurrent-context: {name}\n"
+        );
+        std::fs::write(&path, body)?;
+        out.push(path);
+    }
+    Ok((out[0].clone(), out[1].clone()))
+}
+
+fn ignore_exists<T>(r: Result<T, kube::Error>) -> anyhow::Result<()> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The readiness probe: a ConfigMap and an annotated Deployment using it,
+/// in a namespace of their own (left out of every request count).
+async fn create_probe(client: &Client) -> anyhow::Result<()> {
+    objects::create_namespace(client, PROBE_NS, "probe").await?;
+    objects::create_many(client, 1, 1, |_| {
+        Ok(objects::configmap(PROBE_NS, PROBE, "0".into()))
+    })
+    .await?;
+    objects::create_many(client, 1, 1, |_| {
+        objects::deployment(PROBE_NS, PROBE, true, PROBE, None)
+    })
+    .await
+}

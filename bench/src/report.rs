@@ -1,0 +1,456 @@
+//! Results: per-round values, medians and ratios; written as
+//! docs/benchmarks.json, docs/benchmarks.md and the RSS chart (SVG).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::util::{median, mib};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Bytes,
+    Seconds,
+    Count,
+    PerReload,
+}
+
+impl Unit {
+    fn name(self) -> &'static str {
+        match self {
+            Unit::Bytes => "bytes",
+            Unit::Seconds => "seconds",
+            Unit::Count => "count",
+            Unit::PerReload => "requests per reloaded workload",
+        }
+    }
+
+    fn show(self, v: f64) -> String {
+        if v.is_nan() {
+            return "n/a".into();
+        }
+        match self {
+            Unit::Bytes => format!("{:.1} MiB", mib(v)),
+            Unit::Seconds if v < 10.0 => format!("{v:.3} s"),
+            Unit::Seconds => format!("{v:.1} s"),
+            Unit::Count if v.fract() == 0.0 => format!("{v:.0}"),
+            Unit::Count => format!("{v:.1}"),
+            Unit::PerReload => format!("{v:.2}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub scenario: String,
+    pub metric: String,
+    pub unit: Unit,
+    pub what: String,
+    pub pod_reloader: Vec<f64>,
+    pub reloader: Vec<f64>,
+}
+
+impl Row {
+    pub fn pod_median(&self) -> f64 {
+        median(&finite(&self.pod_reloader)).unwrap_or(f64::NAN)
+    }
+    pub fn rel_median(&self) -> f64 {
+        median(&finite(&self.reloader)).unwrap_or(f64::NAN)
+    }
+    pub fn ratio(&self) -> Option<f64> {
+        let (p, r) = (self.pod_median(), self.rel_median());
+        (r.is_finite() && r != 0.0 && p.is_finite()).then(|| p / r)
+    }
+}
+
+fn finite(v: &[f64]) -> Vec<f64> {
+    v.iter().copied().filter(|x| x.is_finite()).collect()
+}
+
+/// One point of the chart: memory with `secrets` Secrets present.
+#[derive(Debug, Clone)]
+pub struct CurvePoint {
+    pub secrets: usize,
+    pub pod_steady: f64,
+    pub pod_peak: f64,
+    pub rel_steady: f64,
+    pub rel_peak: f64,
+}
+
+#[derive(Default)]
+pub struct Results {
+    pub rows: Vec<Row>,
+    pub curve: Vec<CurvePoint>,
+    pub curve_caption: String,
+    /// (scenario, controller) → request counts by "verb resource", from one run.
+    pub breakdown: BTreeMap<(String, String), BTreeMap<String, usize>>,
+    /// Facts printed at the top of the page (label, value).
+    pub setup: Vec<(String, String)>,
+    /// Per-scenario notes the harness measured on the way (object creation times, ...).
+    pub scenario_notes: BTreeMap<String, Vec<String>>,
+}
+
+impl Results {
+    /// Records one round's value. `pod` tells the side.
+    pub fn add(&mut self, scenario: &str, metric: &str, unit: Unit, what: &str, pod: bool, v: f64) {
+        let row = match self
+            .rows
+            .iter_mut()
+            .position(|r| r.scenario == scenario && r.metric == metric)
+        {
+            Some(i) => &mut self.rows[i],
+            None => {
+                self.rows.push(Row {
+                    scenario: scenario.into(),
+                    metric: metric.into(),
+                    unit,
+                    what: what.into(),
+                    pod_reloader: vec![],
+                    reloader: vec![],
+                });
+                self.rows.last_mut().unwrap()
+            }
+        };
+        if pod {
+            row.pod_reloader.push(v);
+        } else {
+            row.reloader.push(v);
+        }
+    }
+
+    pub fn note(&mut self, scenario: &str, text: String) {
+        self.scenario_notes
+            .entry(scenario.into())
+            .or_default()
+            .push(text);
+    }
+
+    pub fn find(&self, scenario: &str, metric: &str) -> Option<&Row> {
+        self.rows
+            .iter()
+            .find(|r| r.scenario == scenario && r.metric == metric)
+    }
+
+    pub fn to_json(&self) -> Value {
+        let num = |v: f64| if v.is_finite() { json!(v) } else { Value::Null };
+        let mut out: Vec<Value> = self
+            .rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "scenario": r.scenario,
+                    "metric": r.metric,
+                    "unit": r.unit.name(),
+                    "pod_reloader": num(r.pod_median()),
+                    "reloader": num(r.rel_median()),
+                    "ratio": r.ratio().map(num).unwrap_or(Value::Null),
+                    "rounds": {
+                        "pod_reloader": r.pod_reloader.iter().map(|v| num(*v)).collect::<Vec<_>>(),
+                        "reloader": r.reloader.iter().map(|v| num(*v)).collect::<Vec<_>>(),
+                    },
+                })
+            })
+            .collect();
+        for p in &self.curve {
+            for (metric, pv, rv) in [
+                ("rss_steady_bytes", p.pod_steady, p.rel_steady),
+                ("rss_peak_bytes", p.pod_peak, p.rel_peak),
+            ] {
+                out.push(json!({
+                    "scenario": "S1-chart",
+                    "metric": format!("{metric}_with_{}_secrets", p.secrets),
+                    "unit": "bytes",
+                    "pod_reloader": num(pv),
+                    "reloader": num(rv),
+                    "ratio": if rv > 0.0 { num(pv / rv) } else { Value::Null },
+                }));
+            }
+        }
+        Value::Array(out)
+    }
+}
+
+pub struct Target {
+    pub text: &'static str,
+    pub measured: String,
+    pub met: Option<bool>,
+}
+
+pub fn write_all(
+    out_dir: &Path,
+    res: &Results,
+    targets: &[Target],
+    notes: &str,
+    scenario_titles: &[(&str, String)],
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out_dir)?;
+    let json = serde_json::to_string_pretty(&res.to_json())? + "\n";
+    std::fs::write(out_dir.join("benchmarks.json"), json)?;
+    std::fs::write(
+        out_dir.join("benchmarks-rss.svg"),
+        svg(&res.curve, &res.curve_caption),
+    )?;
+    std::fs::write(
+        out_dir.join("benchmarks.md"),
+        markdown(res, targets, notes, scenario_titles),
+    )?;
+    Ok(())
+}
+
+fn markdown(
+    res: &Results,
+    targets: &[Target],
+    notes: &str,
+    scenario_titles: &[(&str, String)],
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# Benchmarks: pod-reloader and Stakater Reloader\n");
+    let _ = writeln!(
+        s,
+        "Written by `make bench` (the `pod-reloader-bench` harness in `bench/`); do not edit by hand. \
+         Every figure is measured on the machine below; the values of each round are in `benchmarks.json`.\n"
+    );
+    for (k, v) in &res.setup {
+        let _ = writeln!(s, "- **{k}**: {v}");
+    }
+    let _ = writeln!(s, "\n## Targets\n");
+    let _ = writeln!(s, "| target | measured | met |\n| --- | --- | --- |");
+    for t in targets {
+        let met = match t.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "not measured",
+        };
+        let _ = writeln!(s, "| {} | {} | {met} |", t.text, t.measured);
+    }
+    for (scenario, title) in scenario_titles {
+        let rows: Vec<&Row> = res
+            .rows
+            .iter()
+            .filter(|r| r.scenario == *scenario)
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let _ = writeln!(s, "\n## {scenario}: {title}\n");
+        let _ = writeln!(
+            s,
+            "| metric | pod-reloader (median) | Reloader (median) | ratio pod-reloader / Reloader | pod-reloader rounds | Reloader rounds |\n| --- | --- | --- | --- | --- | --- |"
+        );
+        for r in rows {
+            let rounds = |v: &[f64]| {
+                v.iter()
+                    .map(|x| r.unit.show(*x))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let ratio = r
+                .ratio()
+                .map(|x| format!("{x:.3}"))
+                .unwrap_or_else(|| "n/a".into());
+            let _ = writeln!(
+                s,
+                "| {} (`{}`) | {} | {} | {ratio} | {} | {} |",
+                r.what,
+                r.metric,
+                r.unit.show(r.pod_median()),
+                r.unit.show(r.rel_median()),
+                rounds(&r.pod_reloader),
+                rounds(&r.reloader),
+            );
+        }
+        if let Some(n) = res.scenario_notes.get(*scenario) {
+            let _ = writeln!(s);
+            for line in n {
+                let _ = writeln!(s, "- {line}");
+            }
+        }
+        let bd: Vec<_> = res
+            .breakdown
+            .iter()
+            .filter(|((sc, _), _)| sc == scenario)
+            .collect();
+        if !bd.is_empty() {
+            let when = if matches!(*scenario, "S1" | "S5") {
+                "from start to the end of the steady window"
+            } else {
+                "after the scenario's changes began"
+            };
+            let _ = writeln!(
+                s,
+                "\nRequests by kind in the last round ({when}; the probe namespace left out):\n"
+            );
+            for ((_, who), counts) in bd {
+                let list = counts
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let _ = writeln!(s, "- {who}: {list}");
+            }
+        }
+    }
+    if !res.curve.is_empty() {
+        let _ = writeln!(s, "\n## RSS against the number of Secrets\n");
+        let _ = writeln!(
+            s,
+            "![RSS of both controllers against the number of 8 KiB Secrets](benchmarks-rss.svg)\n"
+        );
+        let _ = writeln!(
+            s,
+            "| Secrets | pod-reloader steady | pod-reloader peak | Reloader steady | Reloader peak |\n| --- | --- | --- | --- | --- |"
+        );
+        for p in &res.curve {
+            let b = |v: f64| Unit::Bytes.show(v);
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} |",
+                p.secrets,
+                b(p.pod_steady),
+                b(p.pod_peak),
+                b(p.rel_steady),
+                b(p.rel_peak)
+            );
+        }
+    }
+    let _ = writeln!(s, "\n{}", notes.trim_end());
+    s
+}
+
+/// A line chart of steady and peak RSS (MiB) against the number of Secrets.
+pub fn svg(curve: &[CurvePoint], caption: &str) -> String {
+    let (w, h) = (760.0, 460.0);
+    let (left, right, top, bottom) = (80.0, 200.0, 50.0, 60.0);
+    let pw = w - left - right;
+    let ph = h - top - bottom;
+    let xmax = curve.iter().map(|p| p.secrets).max().unwrap_or(1).max(1) as f64;
+    let ymax_raw = curve
+        .iter()
+        .flat_map(|p| [p.pod_steady, p.pod_peak, p.rel_steady, p.rel_peak])
+        .filter(|v| v.is_finite())
+        .map(mib)
+        .fold(1.0, f64::max);
+    let ystep = nice_step(ymax_raw / 5.0);
+    let ymax = (ymax_raw / ystep).ceil() * ystep;
+    let xstep = nice_step(xmax / 5.0);
+    let x = |v: f64| left + pw * v / xmax;
+    let y = |v: f64| top + ph - ph * v / ymax;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="22" font-size="15" text-anchor="middle">RSS against the number of 8 KiB Secrets</text>"#,
+        w / 2.0
+    );
+    let _ = writeln!(
+        s,
+        r##"<text x="{}" y="40" font-size="11" text-anchor="middle" fill="#555">{caption}</text>"##,
+        w / 2.0
+    );
+    let mut yv = 0.0;
+    while yv <= ymax + 1e-9 {
+        let _ = writeln!(
+            s,
+            r##"<line x1="{left}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{yv:.0}</text>"##,
+            left + pw,
+            left - 6.0,
+            y(yv) + 4.0,
+            yy = y(yv)
+        );
+        yv += ystep;
+    }
+    let mut xv = 0.0;
+    while xv <= xmax + 1e-9 {
+        let _ = writeln!(
+            s,
+            r##"<line x1="{xx:.1}" x2="{xx:.1}" y1="{top}" y2="{}" stroke="#eee"/><text x="{xx:.1}" y="{}" text-anchor="middle">{xv:.0}</text>"##,
+            top + ph,
+            top + ph + 18.0,
+            xx = x(xv)
+        );
+        xv += xstep;
+    }
+    let _ = writeln!(
+        s,
+        r##"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>"##
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="middle">Secrets</text>"#,
+        left + pw / 2.0,
+        h - 18.0
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="22" y="{}" text-anchor="middle" transform="rotate(-90 22 {})">RSS (MiB)</text>"#,
+        top + ph / 2.0,
+        top + ph / 2.0
+    );
+    type Pick = fn(&CurvePoint) -> f64;
+    let series: [(&str, &str, bool, Pick); 4] = [
+        ("Reloader, peak", "#d62728", true, |p| p.rel_peak),
+        ("Reloader, steady", "#d62728", false, |p| p.rel_steady),
+        ("pod-reloader, peak", "#1f77b4", true, |p| p.pod_peak),
+        ("pod-reloader, steady", "#1f77b4", false, |p| p.pod_steady),
+    ];
+    for (i, (name, color, dashed, pick)) in series.iter().enumerate() {
+        let pts: Vec<(f64, f64)> = curve
+            .iter()
+            .filter(|p| pick(p).is_finite())
+            .map(|p| (x(p.secrets as f64), y(mib(pick(p)))))
+            .collect();
+        let dash = if *dashed {
+            r#" stroke-dasharray="6 4""#
+        } else {
+            ""
+        };
+        let path = pts
+            .iter()
+            .map(|(a, b)| format!("{a:.1},{b:.1}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let _ = writeln!(
+            s,
+            r#"<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"{dash}/>"#
+        );
+        for (a, b) in &pts {
+            let _ = writeln!(
+                s,
+                r#"<circle cx="{a:.1}" cy="{b:.1}" r="3" fill="{color}"/>"#
+            );
+        }
+        let ly = top + 20.0 + 22.0 * i as f64;
+        let lx = left + pw + 16.0;
+        let _ = writeln!(
+            s,
+            r#"<line x1="{lx}" x2="{}" y1="{ly}" y2="{ly}" stroke="{color}" stroke-width="2"{dash}/><text x="{}" y="{}">{name}</text>"#,
+            lx + 28.0,
+            lx + 34.0,
+            ly + 4.0
+        );
+    }
+    let _ = writeln!(s, "</svg>");
+    s
+}
+
+fn nice_step(raw: f64) -> f64 {
+    let raw = raw.max(1e-9);
+    let mag = 10f64.powf(raw.log10().floor());
+    let f = raw / mag;
+    let n = if f <= 1.0 {
+        1.0
+    } else if f <= 2.0 {
+        2.0
+    } else if f <= 5.0 {
+        5.0
+    } else {
+        10.0
+    };
+    n * mag
+}
