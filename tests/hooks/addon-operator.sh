@@ -2,8 +2,8 @@
 # The module under the real addon-operator: github.com/flant/addon-operator
 # (cmd/addon-operator, pinned by tests/hooks/addon-operator/go.mod and go.sum,
 # built from the Go module proxy into the cache) runs against a private test
-# bed (a copy of testbed/ in a temporary directory: its own etcd, apiserver
-# and controller-manager, so installing and uninstalling the release never
+# bed (testbed.sh with TESTBED_STATE_DIR in a temporary directory: its own
+# etcd, apiserver and controller-manager, so installing the release never
 # touches the shared one) with a modules directory holding this module and
 # the hooks binary as hooks/pod-reloader-hooks. addon-operator discovers the
 # batch hooks (`hook list`, `hook config`), runs them (kubernetes bindings,
@@ -40,8 +40,8 @@ cleanup() {
     kill "$AO_PID" 2>/dev/null || true
     wait "$AO_PID" 2>/dev/null || true
   fi
-  if [[ -n $TB && -x $TB/testbed/testbed.sh ]]; then
-    "$TB/testbed/testbed.sh" down >/dev/null 2>&1 || true
+  if [[ -n $TB ]]; then
+    TESTBED_STATE_DIR=$TB "$ROOT/testbed/testbed.sh" down >/dev/null 2>&1 || true
   fi
   rm -rf "$WORK"
 }
@@ -103,17 +103,15 @@ target=${CARGO_TARGET_DIR:-$ROOT/target}
 HOOKS_BIN=$target/debug/pod-reloader-hooks
 
 # --- 3. a private test bed -----------------------------------------------------
-TB=$WORK/testbed-root
-mkdir -p "$TB"
-cp -r "$ROOT/testbed" "$TB/testbed"
-if ! "$TB/testbed/testbed.sh" up >"$WORK/testbed.log" 2>&1; then
+TB=$WORK/.testbed-addon-operator
+if ! TESTBED_STATE_DIR=$TB "$ROOT/testbed/testbed.sh" up >"$WORK/testbed.log" 2>&1; then
   fail "private test bed up"
   tail -n 30 "$WORK/testbed.log" | sed 's/^/    /'
   finish
   exit 1
 fi
 # shellcheck disable=SC1091
-. "$TB/.testbed/env"
+. "$TB/env"
 pass "private test bed up ($(tail -n 1 "$WORK/testbed.log" | sed 's/ *(\..*//'))"
 
 # --- 4. the modules directory and the module's config ---------------------------
@@ -160,7 +158,7 @@ slice() { # slice ADDRESS...: the default/kubernetes EndpointSlice with these re
  "ports":[{"name":"https","port":$APISERVER_PORT,"protocol":"TCP"}]}
 EOF
 }
-APISERVER_PORT=$(sed -n 's/^APISERVER_PORT=//p' "$TB/.testbed/ports.env")
+APISERVER_PORT=$(sed -n 's/^APISERVER_PORT=//p' "$TB/ports.env")
 slice 192.0.2.1 | kubectl apply -f - >/dev/null
 kubectl create namespace addon-operator >/dev/null
 kubectl -n addon-operator create configmap addon-operator \
