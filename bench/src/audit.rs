@@ -71,21 +71,13 @@ pub struct Counts {
 impl Counts {
     fn add(&mut self, r: &Request) {
         self.total += 1;
-        *self
-            .by_kind
-            .entry(format!("{} {}", r.verb, r.resource))
-            .or_default() += 1;
+        *self.by_kind.entry(format!("{} {}", r.verb, r.resource)).or_default() += 1;
     }
 }
 
 impl AuditLog {
     pub fn new(path: PathBuf) -> Self {
-        AuditLog {
-            path,
-            offset: 0,
-            seen: HashSet::new(),
-            pending: Vec::new(),
-        }
+        AuditLog { path, offset: 0, seen: HashSet::new(), pending: Vec::new() }
     }
 
     /// Reads the lines written since the last call.

@@ -38,27 +38,15 @@ pub struct Variant {
 
 impl Variant {
     pub fn pod_reloader() -> Self {
-        Variant {
-            kind: Kind::PodReloader,
-            label: "pod-reloader",
-            args: vec![],
-        }
+        Variant { kind: Kind::PodReloader, label: "pod-reloader", args: vec![] }
     }
 
     pub fn pod_reloader_window0() -> Self {
-        Variant {
-            kind: Kind::PodReloader,
-            label: "pod-reloader-window0",
-            args: vec!["--coalesce-window=0".into()],
-        }
+        Variant { kind: Kind::PodReloader, label: "pod-reloader-window0", args: vec!["--coalesce-window=0".into()] }
     }
 
     pub fn reloader() -> Self {
-        Variant {
-            kind: Kind::Reloader,
-            label: "reloader",
-            args: vec![],
-        }
+        Variant { kind: Kind::Reloader, label: "reloader", args: vec![] }
     }
 }
 
@@ -134,12 +122,7 @@ pub struct Finished {
 impl Finished {
     /// Median VmRSS of the samples taken in `[from, to]`.
     pub fn rss_between(&self, from: Instant, to: Instant) -> Option<f64> {
-        let v: Vec<f64> = self
-            .samples
-            .iter()
-            .filter(|s| s.at >= from && s.at <= to)
-            .map(|s| s.rss as f64)
-            .collect();
+        let v: Vec<f64> = self.samples.iter().filter(|s| s.at >= from && s.at <= to).map(|s| s.rss as f64).collect();
         crate::util::median(&v)
     }
 }
@@ -167,9 +150,7 @@ impl Run {
             }
             Kind::Reloader => {
                 if std::net::TcpListener::bind(("0.0.0.0", RELOADER_METRICS_PORT)).is_err() {
-                    bail!(
-                        "port {RELOADER_METRICS_PORT} is taken; Stakater Reloader needs it (hard-coded)"
-                    );
+                    bail!("port {RELOADER_METRICS_PORT} is taken; Stakater Reloader needs it (hard-coded)");
                 }
                 let mut cmd = Command::new(&c.reloader_bin);
                 cmd.env("KUBECONFIG", &c.reloader_kubeconfig);
@@ -185,9 +166,7 @@ impl Run {
             .kill_on_drop(true);
         let started_wall = Timestamp::now();
         let started = Instant::now();
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("start {}", variant.label))?;
+        let child = cmd.spawn().with_context(|| format!("start {}", variant.label))?;
         let pid = child.id().context("no pid")?;
         let samples = Arc::new(Mutex::new(Vec::new()));
         let s2 = samples.clone();
@@ -198,11 +177,7 @@ impl Run {
                 let Some((rss, hwm)) = read_status(pid) else {
                     return;
                 };
-                s2.lock().unwrap().push(Sample {
-                    at: Instant::now(),
-                    rss,
-                    hwm,
-                });
+                s2.lock().unwrap().push(Sample { at: Instant::now(), rss, hwm });
             }
         });
         Ok(Run {
@@ -241,30 +216,20 @@ impl Run {
             }
             let el = self.started.elapsed();
             if el > timeout {
-                bail!(
-                    "{} not ready after {timeout:?}; see {}",
-                    self.variant.label,
-                    self.log.display()
-                );
+                bail!("{} not ready after {timeout:?}; see {}", self.variant.label, self.log.display());
             }
             let secs = el.as_secs_f64();
             match self.variant.kind {
                 Kind::PodReloader => {
-                    if self.http_s.is_none()
-                        && http_status(self.port, "/healthz").await == Some(200)
-                    {
+                    if self.http_s.is_none() && http_status(self.port, "/healthz").await == Some(200) {
                         self.http_s = Some(secs);
                     }
-                    if self.ready_s.is_none()
-                        && http_status(self.port, "/readyz").await == Some(200)
-                    {
+                    if self.ready_s.is_none() && http_status(self.port, "/readyz").await == Some(200) {
                         self.ready_s = Some(secs);
                     }
                 }
                 Kind::Reloader => {
-                    if self.http_s.is_none()
-                        && http_status(self.port, "/metrics").await == Some(200)
-                    {
+                    if self.http_s.is_none() && http_status(self.port, "/metrics").await == Some(200) {
                         self.http_s = Some(secs);
                     }
                 }
@@ -273,11 +238,7 @@ impl Run {
                 && let Some(s) = ctx.tracker.get(&probe)
                 && s.generation > g0
             {
-                self.reaction_s = Some(
-                    s.changed_at
-                        .saturating_duration_since(self.started)
-                        .as_secs_f64(),
-                );
+                self.reaction_s = Some(s.changed_at.saturating_duration_since(self.started).as_secs_f64());
                 if self.variant.kind == Kind::Reloader {
                     self.ready_s = self.reaction_s;
                 }
@@ -294,9 +255,7 @@ impl Run {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        ctx.tracker
-            .wait_quiet(ctx.scale.settle, Duration::from_secs(60))
-            .await;
+        ctx.tracker.wait_quiet(ctx.scale.settle, Duration::from_secs(60)).await;
         Ok(())
     }
 
@@ -313,10 +272,7 @@ impl Run {
         let stopped_wall = Timestamp::now();
         self.sampler.abort();
         let samples = std::mem::take(&mut *self.samples.lock().unwrap());
-        let hwm = last
-            .map(|(_, h)| h)
-            .or_else(|| samples.last().map(|s| s.hwm))
-            .unwrap_or(0);
+        let hwm = last.map(|(_, h)| h).or_else(|| samples.last().map(|s| s.hwm)).unwrap_or(0);
         Ok(Finished {
             hwm,
             started_wall: self.started_wall,

@@ -34,10 +34,7 @@ use crate::report::Results;
 pub const SYSTEM_NS: &str = "bench-system";
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "pod-reloader-bench",
-    about = "pod-reloader against Stakater Reloader on the local test bed"
-)]
+#[command(name = "pod-reloader-bench", about = "pod-reloader against Stakater Reloader on the local test bed")]
 struct Args {
     /// A tenth of the scale and shorter waits.
     #[arg(long)]
@@ -110,11 +107,7 @@ impl Scale {
             steady_window: Duration::from_secs(if quick { 2 } else { 10 }),
             settle: Duration::from_millis(if quick { 500 } else { 1500 }),
             quiet: Duration::from_secs(if quick { 2 } else { 5 }),
-            curve_steps: if quick {
-                vec![0]
-            } else {
-                vec![0, 2_500, 5_000, 7_500]
-            },
+            curve_steps: if quick { vec![0] } else { vec![0, 2_500, 5_000, 7_500] },
         }
     }
 }
@@ -134,11 +127,7 @@ pub struct Ctx {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?
-        .block_on(run(args))
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?.block_on(run(args))
 }
 
 pub fn log(msg: impl AsRef<str>) {
@@ -150,9 +139,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let t_all = Instant::now();
     let started = jiff::Zoned::now();
     std::fs::create_dir_all(args.work_dir.join("logs"))?;
-    let client = Client::try_default()
-        .await
-        .context("connect to the test bed (KUBECONFIG)")?;
+    let client = Client::try_default().await.context("connect to the test bed (KUBECONFIG)")?;
     let version = client.apiserver_version().await?;
 
     log("identities, probe and Deployment watch");
@@ -161,9 +148,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     create_probe(&client).await?;
     let probe_key = tracker::key(PROBE_NS, PROBE);
     anyhow::ensure!(
-        tracker
-            .wait_present(std::slice::from_ref(&probe_key), Duration::from_secs(30))
-            .await,
+        tracker.wait_present(std::slice::from_ref(&probe_key), Duration::from_secs(30)).await,
         "the Deployment watch never saw the probe Deployment"
     );
 
@@ -203,21 +188,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0.0);
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    res.setup.push((
-        "Date".into(),
-        started.strftime("%Y-%m-%d %H:%M %Z").to_string(),
-    ));
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    res.setup.push(("Date".into(), started.strftime("%Y-%m-%d %H:%M %Z").to_string()));
     res.setup.push((
         "Machine".into(),
         format!(
             "{cores} cores ({cpu}), {:.1} GiB memory, Linux {}",
             mem_kb / 1024.0 / 1024.0,
-            std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .unwrap_or_default()
-                .trim()
+            std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim()
         ),
     ));
     res.setup.push((
@@ -269,11 +247,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             format!(
                 "{:.1} minutes{}",
                 t_all.elapsed().as_secs_f64() / 60.0,
-                if done {
-                    ""
-                } else {
-                    " so far (run still going)"
-                }
+                if done { "" } else { " so far (run still going)" }
             ),
         ));
         let saved = std::mem::replace(&mut res.setup, res2_setup);
@@ -304,11 +278,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     // The last scenario's namespaces go with the test bed (or on their own).
     write(&mut res, true)?;
-    log(format!(
-        "done in {:.1} min; wrote {}",
-        t_all.elapsed().as_secs_f64() / 60.0,
-        args.out.display()
-    ));
+    log(format!("done in {:.1} min; wrote {}", t_all.elapsed().as_secs_f64() / 60.0, args.out.display()));
     Ok(())
 }
 
@@ -317,16 +287,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
 async fn identities(client: &Client, dir: &std::path::Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     objects::create_namespace(client, SYSTEM_NS, "system").await?;
     let kc = Kubeconfig::read().context("read the admin kubeconfig")?;
-    let cluster = kc
-        .clusters
-        .first()
-        .and_then(|c| c.cluster.clone())
-        .context("no cluster in the admin kubeconfig")?;
+    let cluster = kc.clusters.first().and_then(|c| c.cluster.clone()).context("no cluster in the admin kubeconfig")?;
     let server = cluster.server.clone().context("no server")?;
-    let ca = cluster
-        .certificate_authority_data
-        .clone()
-        .context("no certificate-authority-data")?;
+    let ca = cluster.certificate_authority_data.clone().context("no certificate-authority-data")?;
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), SYSTEM_NS);
     let crbs: Api<ClusterRoleBinding> = Api::all(client.clone());
     let mut out = Vec::new();
@@ -342,11 +305,7 @@ async fn identities(client: &Client, dir: &std::path::Path) -> anyhow::Result<(P
         }))?;
         ignore_exists(crbs.create(&PostParams::default(), &crb).await)?;
         let tr = TokenRequest {
-            spec: TokenRequestSpec {
-                audiences: vec![],
-                expiration_seconds: Some(48 * 3600),
-                ..Default::default()
-            },
+            spec: TokenRequestSpec { audiences: vec![], expiration_seconds: Some(48 * 3600), ..Default::default() },
             ..Default::default()
         };
         let token = sas
@@ -378,12 +337,6 @@ fn ignore_exists<T>(r: Result<T, kube::Error>) -> anyhow::Result<()> {
 /// in a namespace of their own (left out of every request count).
 async fn create_probe(client: &Client) -> anyhow::Result<()> {
     objects::create_namespace(client, PROBE_NS, "probe").await?;
-    objects::create_many(client, 1, 1, |_| {
-        Ok(objects::configmap(PROBE_NS, PROBE, "0".into()))
-    })
-    .await?;
-    objects::create_many(client, 1, 1, |_| {
-        objects::deployment(PROBE_NS, PROBE, true, PROBE, None)
-    })
-    .await
+    objects::create_many(client, 1, 1, |_| Ok(objects::configmap(PROBE_NS, PROBE, "0".into()))).await?;
+    objects::create_many(client, 1, 1, |_| objects::deployment(PROBE_NS, PROBE, true, PROBE, None)).await
 }

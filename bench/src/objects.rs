@@ -29,17 +29,11 @@ fn labels() -> BTreeMap<String, String> {
 }
 
 fn post() -> PostParams {
-    PostParams {
-        field_manager: Some(MANAGER.into()),
-        ..Default::default()
-    }
+    PostParams { field_manager: Some(MANAGER.into()), ..Default::default() }
 }
 
 pub fn patch_params() -> PatchParams {
-    PatchParams {
-        field_manager: Some(MANAGER.into()),
-        ..Default::default()
-    }
+    PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() }
 }
 
 /// Runs `op` again on throttling, server errors and lost connections
@@ -162,12 +156,7 @@ pub fn deployment(
 
 /// Creates objects `PARALLEL` requests at a time. `make` builds the i-th
 /// object on demand, so large payloads are not all in memory at once.
-pub async fn create_many<K, F>(
-    client: &Client,
-    count: usize,
-    parallel: usize,
-    make: F,
-) -> anyhow::Result<()>
+pub async fn create_many<K, F>(client: &Client, count: usize, parallel: usize, make: F) -> anyhow::Result<()>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -183,11 +172,7 @@ where
             async move {
                 let obj = obj?;
                 let ns = obj.meta().namespace.clone().unwrap_or_default();
-                let what = format!(
-                    "{} {ns}/{}",
-                    K::kind(&()),
-                    obj.meta().name.clone().unwrap_or_default()
-                );
+                let what = format!("{} {ns}/{}", K::kind(&()), obj.meta().name.clone().unwrap_or_default());
                 create(Api::<K>::namespaced(client, &ns), obj, what).await
             }
         })
@@ -197,36 +182,20 @@ where
 }
 
 /// Sets a ConfigMap's data (a content change).
-pub async fn set_configmap_data(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    value: &str,
-) -> anyhow::Result<()> {
+pub async fn set_configmap_data(client: &Client, ns: &str, name: &str, value: &str) -> anyhow::Result<()> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     let body = json!({"data": {"config": value}});
     let (pp, patch) = (patch_params(), Patch::Merge(&body));
-    retry(&format!("patch ConfigMap {ns}/{name}"), || {
-        api.patch(name, &pp, &patch)
-    })
-    .await?;
+    retry(&format!("patch ConfigMap {ns}/{name}"), || api.patch(name, &pp, &patch)).await?;
     Ok(())
 }
 
 /// Changes only a ConfigMap's metadata (an annotation): no reload is due.
-pub async fn touch_configmap(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    value: &str,
-) -> anyhow::Result<()> {
+pub async fn touch_configmap(client: &Client, ns: &str, name: &str, value: &str) -> anyhow::Result<()> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     let body = json!({"metadata": {"annotations": {"bench.pod-reloader.io/touched": value}}});
     let (pp, patch) = (patch_params(), Patch::Merge(&body));
-    retry(&format!("patch ConfigMap {ns}/{name}"), || {
-        api.patch(name, &pp, &patch)
-    })
-    .await?;
+    retry(&format!("patch ConfigMap {ns}/{name}"), || api.patch(name, &pp, &patch)).await?;
     Ok(())
 }
 
@@ -234,12 +203,8 @@ pub async fn touch_configmap(
 pub async fn delete_scenario(client: &Client, scenario: &str) -> anyhow::Result<()> {
     let api: Api<Namespace> = Api::all(client.clone());
     let lp = ListParams::default().labels(&format!("{SCENARIO}={scenario}"));
-    let names: Vec<String> = retry("list namespaces", || api.list(&lp))
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|n| n.metadata.name)
-        .collect();
+    let names: Vec<String> =
+        retry("list namespaces", || api.list(&lp)).await?.items.into_iter().filter_map(|n| n.metadata.name).collect();
     for n in &names {
         match api.delete(n, &DeleteParams::background()).await {
             Ok(_) => {}
@@ -256,10 +221,7 @@ pub async fn wait_scenario_gone(client: &Client, scenario: &str) -> anyhow::Resu
     let lp = ListParams::default().labels(&format!("{SCENARIO}={scenario}"));
     let deadline = Instant::now() + Duration::from_secs(900);
     loop {
-        let left = retry("list namespaces", || api.list(&lp))
-            .await?
-            .items
-            .len();
+        let left = retry("list namespaces", || api.list(&lp)).await?.items.len();
         if left == 0 {
             return Ok(());
         }

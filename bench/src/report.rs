@@ -95,11 +95,7 @@ pub struct Results {
 impl Results {
     /// Records one round's value. `pod` tells the side.
     pub fn add(&mut self, scenario: &str, metric: &str, unit: Unit, what: &str, pod: bool, v: f64) {
-        let row = match self
-            .rows
-            .iter_mut()
-            .position(|r| r.scenario == scenario && r.metric == metric)
-        {
+        let row = match self.rows.iter_mut().position(|r| r.scenario == scenario && r.metric == metric) {
             Some(i) => &mut self.rows[i],
             None => {
                 self.rows.push(Row {
@@ -121,16 +117,11 @@ impl Results {
     }
 
     pub fn note(&mut self, scenario: &str, text: String) {
-        self.scenario_notes
-            .entry(scenario.into())
-            .or_default()
-            .push(text);
+        self.scenario_notes.entry(scenario.into()).or_default().push(text);
     }
 
     pub fn find(&self, scenario: &str, metric: &str) -> Option<&Row> {
-        self.rows
-            .iter()
-            .find(|r| r.scenario == scenario && r.metric == metric)
+        self.rows.iter().find(|r| r.scenario == scenario && r.metric == metric)
     }
 
     pub fn to_json(&self) -> Value {
@@ -154,10 +145,9 @@ impl Results {
             })
             .collect();
         for p in &self.curve {
-            for (metric, pv, rv) in [
-                ("rss_steady_bytes", p.pod_steady, p.rel_steady),
-                ("rss_peak_bytes", p.pod_peak, p.rel_peak),
-            ] {
+            for (metric, pv, rv) in
+                [("rss_steady_bytes", p.pod_steady, p.rel_steady), ("rss_peak_bytes", p.pod_peak, p.rel_peak)]
+            {
                 out.push(json!({
                     "scenario": "S1-chart",
                     "metric": format!("{metric}_with_{}_secrets", p.secrets),
@@ -188,23 +178,12 @@ pub fn write_all(
     std::fs::create_dir_all(out_dir)?;
     let json = serde_json::to_string_pretty(&res.to_json())? + "\n";
     std::fs::write(out_dir.join("benchmarks.json"), json)?;
-    std::fs::write(
-        out_dir.join("benchmarks-rss.svg"),
-        svg(&res.curve, &res.curve_caption),
-    )?;
-    std::fs::write(
-        out_dir.join("benchmarks.md"),
-        markdown(res, targets, notes, scenario_titles),
-    )?;
+    std::fs::write(out_dir.join("benchmarks-rss.svg"), svg(&res.curve, &res.curve_caption))?;
+    std::fs::write(out_dir.join("benchmarks.md"), markdown(res, targets, notes, scenario_titles))?;
     Ok(())
 }
 
-fn markdown(
-    res: &Results,
-    targets: &[Target],
-    notes: &str,
-    scenario_titles: &[(&str, String)],
-) -> String {
+fn markdown(res: &Results, targets: &[Target], notes: &str, scenario_titles: &[(&str, String)]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# Benchmarks: pod-reloader and Stakater Reloader\n");
     let _ = writeln!(
@@ -226,11 +205,7 @@ fn markdown(
         let _ = writeln!(s, "| {} | {} | {met} |", t.text, t.measured);
     }
     for (scenario, title) in scenario_titles {
-        let rows: Vec<&Row> = res
-            .rows
-            .iter()
-            .filter(|r| r.scenario == *scenario)
-            .collect();
+        let rows: Vec<&Row> = res.rows.iter().filter(|r| r.scenario == *scenario).collect();
         if rows.is_empty() {
             continue;
         }
@@ -240,16 +215,8 @@ fn markdown(
             "| metric | pod-reloader (median) | Reloader (median) | ratio pod-reloader / Reloader | pod-reloader rounds | Reloader rounds |\n| --- | --- | --- | --- | --- | --- |"
         );
         for r in rows {
-            let rounds = |v: &[f64]| {
-                v.iter()
-                    .map(|x| r.unit.show(*x))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            let ratio = r
-                .ratio()
-                .map(|x| format!("{x:.3}"))
-                .unwrap_or_else(|| "n/a".into());
+            let rounds = |v: &[f64]| v.iter().map(|x| r.unit.show(*x)).collect::<Vec<_>>().join(", ");
+            let ratio = r.ratio().map(|x| format!("{x:.3}")).unwrap_or_else(|| "n/a".into());
             let _ = writeln!(
                 s,
                 "| {} (`{}`) | {} | {} | {ratio} | {} | {} |",
@@ -267,37 +234,23 @@ fn markdown(
                 let _ = writeln!(s, "- {line}");
             }
         }
-        let bd: Vec<_> = res
-            .breakdown
-            .iter()
-            .filter(|((sc, _), _)| sc == scenario)
-            .collect();
+        let bd: Vec<_> = res.breakdown.iter().filter(|((sc, _), _)| sc == scenario).collect();
         if !bd.is_empty() {
             let when = if matches!(*scenario, "S1" | "S5") {
                 "from start to the end of the steady window"
             } else {
                 "after the scenario's changes began"
             };
-            let _ = writeln!(
-                s,
-                "\nRequests by kind in the last round ({when}; the probe namespace left out):\n"
-            );
+            let _ = writeln!(s, "\nRequests by kind in the last round ({when}; the probe namespace left out):\n");
             for ((_, who), counts) in bd {
-                let list = counts
-                    .iter()
-                    .map(|(k, v)| format!("{k}: {v}"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let list = counts.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ");
                 let _ = writeln!(s, "- {who}: {list}");
             }
         }
     }
     if !res.curve.is_empty() {
         let _ = writeln!(s, "\n## RSS against the number of Secrets\n");
-        let _ = writeln!(
-            s,
-            "![RSS of both controllers against the number of 8 KiB Secrets](benchmarks-rss.svg)\n"
-        );
+        let _ = writeln!(s, "![RSS of both controllers against the number of 8 KiB Secrets](benchmarks-rss.svg)\n");
         let _ = writeln!(
             s,
             "| Secrets | pod-reloader steady | pod-reloader peak | Reloader steady | Reloader peak |\n| --- | --- | --- | --- | --- |"
@@ -376,16 +329,8 @@ pub fn svg(curve: &[CurvePoint], caption: &str) -> String {
         );
         xv += xstep;
     }
-    let _ = writeln!(
-        s,
-        r##"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>"##
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="{}" text-anchor="middle">Secrets</text>"#,
-        left + pw / 2.0,
-        h - 18.0
-    );
+    let _ = writeln!(s, r##"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>"##);
+    let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">Secrets</text>"#, left + pw / 2.0, h - 18.0);
     let _ = writeln!(
         s,
         r#"<text x="22" y="{}" text-anchor="middle" transform="rotate(-90 22 {})">RSS (MiB)</text>"#,
@@ -400,30 +345,13 @@ pub fn svg(curve: &[CurvePoint], caption: &str) -> String {
         ("pod-reloader, steady", "#1f77b4", false, |p| p.pod_steady),
     ];
     for (i, (name, color, dashed, pick)) in series.iter().enumerate() {
-        let pts: Vec<(f64, f64)> = curve
-            .iter()
-            .filter(|p| pick(p).is_finite())
-            .map(|p| (x(p.secrets as f64), y(mib(pick(p)))))
-            .collect();
-        let dash = if *dashed {
-            r#" stroke-dasharray="6 4""#
-        } else {
-            ""
-        };
-        let path = pts
-            .iter()
-            .map(|(a, b)| format!("{a:.1},{b:.1}"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let _ = writeln!(
-            s,
-            r#"<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"{dash}/>"#
-        );
+        let pts: Vec<(f64, f64)> =
+            curve.iter().filter(|p| pick(p).is_finite()).map(|p| (x(p.secrets as f64), y(mib(pick(p))))).collect();
+        let dash = if *dashed { r#" stroke-dasharray="6 4""# } else { "" };
+        let path = pts.iter().map(|(a, b)| format!("{a:.1},{b:.1}")).collect::<Vec<_>>().join(" ");
+        let _ = writeln!(s, r#"<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"{dash}/>"#);
         for (a, b) in &pts {
-            let _ = writeln!(
-                s,
-                r#"<circle cx="{a:.1}" cy="{b:.1}" r="3" fill="{color}"/>"#
-            );
+            let _ = writeln!(s, r#"<circle cx="{a:.1}" cy="{b:.1}" r="3" fill="{color}"/>"#);
         }
         let ly = top + 20.0 + 22.0 * i as f64;
         let lx = left + pw + 16.0;

@@ -26,18 +26,9 @@ pub fn titles(s: &Scale) -> Vec<(&'static str, String)> {
         ),
         (
             "S2",
-            format!(
-                "latency ({} sequential ConfigMap updates, each ConfigMap used by one Deployment)",
-                s.s2_updates
-            ),
+            format!("latency ({} sequential ConfigMap updates, each ConfigMap used by one Deployment)", s.s2_updates),
         ),
-        (
-            "S3",
-            format!(
-                "fan-out storm (one ConfigMap used by {} Deployments, changed once)",
-                s.s3_deployments
-            ),
-        ),
+        ("S3", format!("fan-out storm (one ConfigMap used by {} Deployments, changed once)", s.s3_deployments)),
         (
             "S4",
             format!(
@@ -45,10 +36,7 @@ pub fn titles(s: &Scale) -> Vec<(&'static str, String)> {
                 s.s4_edits, s.s4_seconds, s.s4_namespaces
             ),
         ),
-        (
-            "S5",
-            format!("big objects ({} Secrets of 512 KiB)", s.s5_secrets),
-        ),
+        ("S5", format!("big objects ({} Secrets of 512 KiB)", s.s5_secrets)),
     ]
 }
 
@@ -67,10 +55,7 @@ async fn start_ready(ctx: &mut Ctx, v: &Variant, tag: &str) -> anyhow::Result<Ru
         for sc in std::mem::take(&mut ctx.deleting) {
             objects::wait_scenario_gone(&ctx.client, &sc).await?;
         }
-        log(format!(
-            "waited {:.1} s for the previous scenario's namespaces to go",
-            t.elapsed().as_secs_f64()
-        ));
+        log(format!("waited {:.1} s for the previous scenario's namespaces to go", t.elapsed().as_secs_f64()));
     }
     let mut run = Run::start(ctx, v, tag)?;
     run.wait_ready(ctx, READY_TIMEOUT).await?;
@@ -89,13 +74,8 @@ async fn stop(ctx: &mut Ctx, run: Run) -> anyhow::Result<(Finished, Counts, Coun
     let kind = run.variant.kind;
     let fin = run.stop().await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (before, after) = ctx.audit.take(
-        &user_of(kind),
-        fin.started_wall,
-        fin.mark_wall,
-        fin.stopped_wall,
-        PROBE_NS,
-    )?;
+    let (before, after) =
+        ctx.audit.take(&user_of(kind), fin.started_wall, fin.mark_wall, fin.stopped_wall, PROBE_NS)?;
     Ok((fin, before, after))
 }
 
@@ -121,11 +101,7 @@ async fn passive(ctx: &mut Ctx, v: &Variant, tag: &str) -> anyhow::Result<Passiv
         crate::util::mib(fin.hwm as f64),
         requests.total
     ));
-    Ok(Passive {
-        fin,
-        steady,
-        requests,
-    })
+    Ok(Passive { fin, steady, requests })
 }
 
 fn is_pod(v: &Variant) -> bool {
@@ -172,17 +148,12 @@ pub async fn s1(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
     let t = Instant::now();
     objects::create_many(&ctx.client, sc.s1_configmaps, objects::PARALLEL, |i| {
         let mut rng = Rng::new(i as u64);
-        Ok(objects::configmap(
-            &nss[i % nn],
-            &format!("c-{:04}", i / nn),
-            rng.text(2048),
-        ))
+        Ok(objects::configmap(&nss[i % nn], &format!("c-{:04}", i / nn), rng.text(2048)))
     })
     .await?;
     res.note("S1", rate_note("ConfigMaps", sc.s1_configmaps, t.elapsed()));
-    let dep_keys: Vec<String> = (0..sc.s1_deployments)
-        .map(|i| key(&nss[i % nn], &format!("d-{:04}", i / nn)))
-        .collect();
+    let dep_keys: Vec<String> =
+        (0..sc.s1_deployments).map(|i| key(&nss[i % nn], &format!("d-{:04}", i / nn))).collect();
     objects::create_many(&ctx.client, sc.s1_deployments, objects::PARALLEL, |i| {
         objects::deployment(
             &nss[i % nn],
@@ -194,9 +165,7 @@ pub async fn s1(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
     })
     .await?;
     anyhow::ensure!(
-        ctx.tracker
-            .wait_present(&dep_keys, Duration::from_secs(120))
-            .await,
+        ctx.tracker.wait_present(&dep_keys, Duration::from_secs(120)).await,
         "S1 Deployments not seen by the watch"
     );
 
@@ -233,14 +202,7 @@ pub async fn s1(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
         for v in order(r, &both) {
             let p = passive(ctx, &v, &format!("s1-r{r}")).await?;
             let pod = is_pod(&v);
-            res.add(
-                "S1",
-                "rss_peak_bytes",
-                Unit::Bytes,
-                "peak RSS (VmHWM)",
-                pod,
-                p.fin.hwm as f64,
-            );
+            res.add("S1", "rss_peak_bytes", Unit::Bytes, "peak RSS (VmHWM)", pod, p.fin.hwm as f64);
             res.add(
                 "S1",
                 "rss_steady_bytes",
@@ -249,14 +211,7 @@ pub async fn s1(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
                 pod,
                 p.steady,
             );
-            res.add(
-                "S1",
-                "ready_seconds",
-                Unit::Seconds,
-                "start to ready",
-                pod,
-                p.fin.ready_s,
-            );
+            res.add("S1", "ready_seconds", Unit::Seconds, "start to ready", pod, p.fin.ready_s);
             res.add(
                 "S1",
                 "first_reaction_seconds",
@@ -285,13 +240,10 @@ pub async fn s1(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
         }
     }
     for (kind, c) in last_requests {
-        res.breakdown
-            .insert(("S1".into(), controller_name(kind).into()), c.by_kind);
+        res.breakdown.insert(("S1".into(), controller_name(kind).into()), c.by_kind);
     }
     let med = |m: &str, pod: bool| {
-        res.find("S1", m)
-            .map(|r| if pod { r.pod_median() } else { r.rel_median() })
-            .unwrap_or(f64::NAN)
+        res.find("S1", m).map(|r| if pod { r.pod_median() } else { r.rel_median() }).unwrap_or(f64::NAN)
     };
     let top = CurvePoint {
         secrets: sc.s1_secrets,
@@ -312,12 +264,7 @@ fn controller_name(k: Kind) -> &'static str {
 }
 
 /// Creates Secrets `from..to` (8 KiB each) spread over the namespaces.
-async fn create_secrets(
-    ctx: &Ctx,
-    nss: &[String],
-    from: usize,
-    to: usize,
-) -> anyhow::Result<Duration> {
+async fn create_secrets(ctx: &Ctx, nss: &[String], from: usize, to: usize) -> anyhow::Result<Duration> {
     if to <= from {
         return Ok(Duration::ZERO);
     }
@@ -326,11 +273,7 @@ async fn create_secrets(
     objects::create_many(&ctx.client, to - from, objects::PARALLEL, |k| {
         let i = from + k;
         let mut rng = Rng::new(1_000_000 + i as u64);
-        Ok(objects::secret(
-            &nss[i % nn],
-            &format!("s-{:05}", i / nn),
-            rng.bytes(8192),
-        ))
+        Ok(objects::secret(&nss[i % nn], &format!("s-{:05}", i / nn), rng.bytes(8192)))
     })
     .await?;
     log(format!("S1: {to} Secrets present"));
@@ -343,9 +286,7 @@ pub async fn s2(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
     let n = ctx.scale.s2_updates;
     let per_ns = 20usize;
     let nn = n.div_ceil(per_ns);
-    log(format!(
-        "S2: {n} sequential updates, {n} ConfigMaps and Deployments in {nn} namespaces"
-    ));
+    log(format!("S2: {n} sequential updates, {n} ConfigMaps and Deployments in {nn} namespaces"));
     let nss: Vec<String> = (0..nn).map(|i| format!("s2-{i:02}")).collect();
     namespaces(ctx, &nss, "s2").await?;
     let place = |i: usize| (nss[i / per_ns].clone(), format!("c-{:03}", i % per_ns));
@@ -366,17 +307,11 @@ pub async fn s2(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
         })
         .collect();
     anyhow::ensure!(
-        ctx.tracker
-            .wait_present(&keys, Duration::from_secs(120))
-            .await,
+        ctx.tracker.wait_present(&keys, Duration::from_secs(120)).await,
         "S2 Deployments not seen by the watch"
     );
 
-    let variants = [
-        Variant::pod_reloader(),
-        Variant::reloader(),
-        Variant::pod_reloader_window0(),
-    ];
+    let variants = [Variant::pod_reloader(), Variant::reloader(), Variant::pod_reloader_window0()];
     let mut last: HashMap<&'static str, Counts> = HashMap::new();
     for r in 0..ctx.rounds {
         log(format!("S2 round {}", r + 1));
@@ -394,20 +329,14 @@ pub async fn s2(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
                 let t0 = Instant::now();
                 let ok = ctx
                     .tracker
-                    .wait_until(Duration::from_secs(30), |m| {
-                        m.get(k).is_some_and(|s| s.generation > g0)
-                    })
+                    .wait_until(Duration::from_secs(30), |m| m.get(k).is_some_and(|s| s.generation > g0))
                     .await;
                 match ctx.tracker.get(k) {
-                    Some(s) if ok => {
-                        lat.push(s.changed_at.saturating_duration_since(t0).as_secs_f64())
-                    }
+                    Some(s) if ok => lat.push(s.changed_at.saturating_duration_since(t0).as_secs_f64()),
                     _ => missed += 1,
                 }
             }
-            ctx.tracker
-                .wait_quiet(ctx.scale.quiet, Duration::from_secs(60))
-                .await;
+            ctx.tracker.wait_quiet(ctx.scale.quiet, Duration::from_secs(60)).await;
             let g_end = ctx.tracker.generations(&keys);
             let (fin, _, after) = stop(ctx, run).await?;
             let patches: i64 = g_end.iter().zip(&g_start).map(|(a, b)| a - b).sum();
@@ -428,11 +357,7 @@ pub async fn s2(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
             };
             let pod = is_pod(&v);
             for sfx in suffixes {
-                let w = if sfx.is_empty() {
-                    "coalesce-window 1s, the default"
-                } else {
-                    "coalesce-window 0"
-                };
+                let w = if sfx.is_empty() { "coalesce-window 1s, the default" } else { "coalesce-window 0" };
                 res.add(
                     "S2",
                     &format!("p50_latency_seconds{sfx}"),
@@ -503,10 +428,7 @@ pub async fn s3(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
     log(format!("S3: one ConfigMap used by {n} Deployments"));
     let ns = "s3".to_string();
     namespaces(ctx, std::slice::from_ref(&ns), "s3").await?;
-    objects::create_many(&ctx.client, 1, 1, |_| {
-        Ok(objects::configmap(&ns, "shared", "initial".into()))
-    })
-    .await?;
+    objects::create_many(&ctx.client, 1, 1, |_| Ok(objects::configmap(&ns, "shared", "initial".into()))).await?;
     let t = Instant::now();
     objects::create_many(&ctx.client, n, objects::PARALLEL, |i| {
         objects::deployment(&ns, &format!("d-{i:04}"), true, "shared", None)
@@ -515,9 +437,7 @@ pub async fn s3(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
     res.note("S3", rate_note("Deployments", n, t.elapsed()));
     let keys: Vec<String> = (0..n).map(|i| key(&ns, &format!("d-{i:04}"))).collect();
     anyhow::ensure!(
-        ctx.tracker
-            .wait_present(&keys, Duration::from_secs(120))
-            .await,
+        ctx.tracker.wait_present(&keys, Duration::from_secs(120)).await,
         "S3 Deployments not seen by the watch"
     );
     let both = [Variant::pod_reloader(), Variant::reloader()];
@@ -534,9 +454,7 @@ pub async fn s3(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
             let all = ctx
                 .tracker
                 .wait_until(Duration::from_secs(1800), |m| {
-                    keys.iter()
-                        .zip(&g0)
-                        .all(|(k, g)| m.get(k).is_some_and(|s| s.generation > *g))
+                    keys.iter().zip(&g0).all(|(k, g)| m.get(k).is_some_and(|s| s.generation > *g))
                 })
                 .await;
             let t_all = if all {
@@ -548,9 +466,7 @@ pub async fn s3(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
                 f64::NAN
             };
             // Late duplicates would come within seconds.
-            ctx.tracker
-                .wait_quiet(ctx.scale.quiet, Duration::from_secs(120))
-                .await;
+            ctx.tracker.wait_quiet(ctx.scale.quiet, Duration::from_secs(120)).await;
             let g1 = ctx.tracker.generations(&keys);
             let (fin, _, after) = stop(ctx, run).await?;
             let deltas: Vec<i64> = g1.iter().zip(&g0).map(|(a, b)| a - b).collect();
@@ -564,38 +480,10 @@ pub async fn s3(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
                 v.label, after.total
             ));
             let pod = is_pod(&v);
-            res.add(
-                "S3",
-                "all_patched_seconds",
-                Unit::Seconds,
-                "update to the last Deployment patched",
-                pod,
-                t_all,
-            );
-            res.add(
-                "S3",
-                "duplicates",
-                Unit::Count,
-                "Deployments patched more than once",
-                pod,
-                duplicates as f64,
-            );
-            res.add(
-                "S3",
-                "missed",
-                Unit::Count,
-                "Deployments never patched",
-                pod,
-                missed as f64,
-            );
-            res.add(
-                "S3",
-                "patches",
-                Unit::Count,
-                "patches in all",
-                pod,
-                patches as f64,
-            );
+            res.add("S3", "all_patched_seconds", Unit::Seconds, "update to the last Deployment patched", pod, t_all);
+            res.add("S3", "duplicates", Unit::Count, "Deployments patched more than once", pod, duplicates as f64);
+            res.add("S3", "missed", Unit::Count, "Deployments never patched", pod, missed as f64);
+            res.add("S3", "patches", Unit::Count, "patches in all", pod, patches as f64);
             res.add(
                 "S3",
                 "api_requests_per_reload",
@@ -604,20 +492,12 @@ pub async fn s3(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
                 pod,
                 per_reload,
             );
-            res.add(
-                "S3",
-                "rss_peak_bytes",
-                Unit::Bytes,
-                "peak RSS",
-                pod,
-                fin.hwm as f64,
-            );
+            res.add("S3", "rss_peak_bytes", Unit::Bytes, "peak RSS", pod, fin.hwm as f64);
             last.insert(v.kind, after);
         }
     }
     for (kind, c) in last {
-        res.breakdown
-            .insert(("S3".into(), controller_name(kind).into()), c.by_kind);
+        res.breakdown.insert(("S3".into(), controller_name(kind).into()), c.by_kind);
     }
     cleanup(ctx, "s3").await
 }
@@ -628,39 +508,22 @@ pub async fn s4(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
     let sc = ctx.scale.clone();
     let nn = sc.s4_namespaces;
     const PER_NS: usize = 5; // c-0..c-3 used by annotated Deployments, c-4 by one without the annotation
-    log(format!(
-        "S4: {} edits over {} s across {nn} namespaces",
-        sc.s4_edits, sc.s4_seconds
-    ));
+    log(format!("S4: {} edits over {} s across {nn} namespaces", sc.s4_edits, sc.s4_seconds));
     let nss: Vec<String> = (0..nn).map(|i| format!("s4-{i:03}")).collect();
     namespaces(ctx, &nss, "s4").await?;
     let cms = nn * PER_NS;
     objects::create_many(&ctx.client, cms, objects::PARALLEL, |i| {
-        Ok(objects::configmap(
-            &nss[i / PER_NS],
-            &format!("c-{}", i % PER_NS),
-            "initial".into(),
-        ))
+        Ok(objects::configmap(&nss[i / PER_NS], &format!("c-{}", i % PER_NS), "initial".into()))
     })
     .await?;
     objects::create_many(&ctx.client, cms, objects::PARALLEL, |i| {
         let j = i % PER_NS;
-        objects::deployment(
-            &nss[i / PER_NS],
-            &format!("d-{j}"),
-            j < 4,
-            &format!("c-{j}"),
-            None,
-        )
+        objects::deployment(&nss[i / PER_NS], &format!("d-{j}"), j < 4, &format!("c-{j}"), None)
     })
     .await?;
-    let keys: Vec<String> = (0..cms)
-        .map(|i| key(&nss[i / PER_NS], &format!("d-{}", i % PER_NS)))
-        .collect();
+    let keys: Vec<String> = (0..cms).map(|i| key(&nss[i / PER_NS], &format!("d-{}", i % PER_NS))).collect();
     anyhow::ensure!(
-        ctx.tracker
-            .wait_present(&keys, Duration::from_secs(120))
-            .await,
+        ctx.tracker.wait_present(&keys, Duration::from_secs(120)).await,
         "S4 Deployments not seen by the watch"
     );
 
@@ -726,9 +589,7 @@ pub async fn s4(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
                 r?;
             }
             let took = t_start.elapsed().as_secs_f64();
-            ctx.tracker
-                .wait_quiet(ctx.scale.quiet, Duration::from_secs(300))
-                .await;
+            ctx.tracker.wait_quiet(ctx.scale.quiet, Duration::from_secs(300)).await;
             let g1 = ctx.tracker.generations(&keys);
             let (fin, _, after) = stop(ctx, run).await?;
             let (mut executed, mut unexpected, mut missed, mut dups) = (0i64, 0i64, 0i64, 0i64);
@@ -765,14 +626,7 @@ pub async fn s4(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
                 pod,
                 expected as f64,
             );
-            res.add(
-                "S4",
-                "missed",
-                Unit::Count,
-                "expected reloads not executed",
-                pod,
-                missed as f64,
-            );
+            res.add("S4", "missed", Unit::Count, "expected reloads not executed", pod, missed as f64);
             res.add(
                 "S4",
                 "duplicates",
@@ -789,20 +643,12 @@ pub async fn s4(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
                 pod,
                 per_reload,
             );
-            res.add(
-                "S4",
-                "rss_peak_bytes",
-                Unit::Bytes,
-                "peak RSS",
-                pod,
-                fin.hwm as f64,
-            );
+            res.add("S4", "rss_peak_bytes", Unit::Bytes, "peak RSS", pod, fin.hwm as f64);
             last.insert(v.kind, after);
         }
     }
     for (kind, c) in last {
-        res.breakdown
-            .insert(("S4".into(), controller_name(kind).into()), c.by_kind);
+        res.breakdown.insert(("S4".into(), controller_name(kind).into()), c.by_kind);
     }
     cleanup(ctx, "s4").await
 }
@@ -818,19 +664,12 @@ pub async fn s5(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
     let t = Instant::now();
     objects::create_many(&ctx.client, n, 8, |i| {
         let mut rng = Rng::new(5_000_000 + i as u64);
-        Ok(objects::secret(
-            &nss[i % nn],
-            &format!("big-{:04}", i / nn),
-            rng.bytes(512 * 1024),
-        ))
+        Ok(objects::secret(&nss[i % nn], &format!("big-{:04}", i / nn), rng.bytes(512 * 1024)))
     })
     .await?;
     res.note(
         "S5",
-        format!(
-            "{n} Secrets of 512 KiB created in {:.1} s (8 requests in flight).",
-            t.elapsed().as_secs_f64()
-        ),
+        format!("{n} Secrets of 512 KiB created in {:.1} s (8 requests in flight).", t.elapsed().as_secs_f64()),
     );
     let both = [Variant::pod_reloader(), Variant::reloader()];
     let mut last: HashMap<Kind, Counts> = HashMap::new();
@@ -840,30 +679,9 @@ pub async fn s5(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
             let p = passive(ctx, &v, &format!("s5-r{r}")).await?;
             last.insert(v.kind, p.requests.clone());
             let pod = is_pod(&v);
-            res.add(
-                "S5",
-                "rss_peak_bytes",
-                Unit::Bytes,
-                "peak RSS (VmHWM)",
-                pod,
-                p.fin.hwm as f64,
-            );
-            res.add(
-                "S5",
-                "rss_steady_bytes",
-                Unit::Bytes,
-                "steady RSS",
-                pod,
-                p.steady,
-            );
-            res.add(
-                "S5",
-                "ready_seconds",
-                Unit::Seconds,
-                "start to ready",
-                pod,
-                p.fin.ready_s,
-            );
+            res.add("S5", "rss_peak_bytes", Unit::Bytes, "peak RSS (VmHWM)", pod, p.fin.hwm as f64);
+            res.add("S5", "rss_steady_bytes", Unit::Bytes, "steady RSS", pod, p.steady);
+            res.add("S5", "ready_seconds", Unit::Seconds, "start to ready", pod, p.fin.ready_s);
             res.add(
                 "S5",
                 "api_requests",
@@ -875,8 +693,7 @@ pub async fn s5(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
         }
     }
     for (kind, c) in last {
-        res.breakdown
-            .insert(("S5".into(), controller_name(kind).into()), c.by_kind);
+        res.breakdown.insert(("S5".into(), controller_name(kind).into()), c.by_kind);
     }
     cleanup(ctx, "s5").await
 }
@@ -887,10 +704,7 @@ pub fn targets(res: &Results) -> Vec<Target> {
     let mut out = Vec::new();
     let mib = |v: f64| format!("{:.1} MiB", crate::util::mib(v));
     // S1 RSS
-    match (
-        res.find("S1", "rss_steady_bytes"),
-        res.find("S1", "rss_peak_bytes"),
-    ) {
+    match (res.find("S1", "rss_steady_bytes"), res.find("S1", "rss_peak_bytes")) {
         (Some(s), Some(p)) => {
             let (rs, rp) = (s.ratio().unwrap_or(f64::NAN), p.ratio().unwrap_or(f64::NAN));
             out.push(Target {
@@ -905,40 +719,22 @@ pub fn targets(res: &Results) -> Vec<Target> {
                 met: Some(rs <= 0.1 && rp <= 0.1),
             });
         }
-        _ => out.push(Target {
-            text: "S1: RSS at most 1/10 of Reloader's",
-            measured: "-".into(),
-            met: None,
-        }),
+        _ => out.push(Target { text: "S1: RSS at most 1/10 of Reloader's", measured: "-".into(), met: None }),
     }
     for (sfx, what) in [
-        (
-            "",
-            "S2: p99 latency at most 1/2 of Reloader's (pod-reloader default coalesce-window 1s)",
-        ),
-        (
-            "_window0",
-            "S2: p99 latency at most 1/2 of Reloader's (pod-reloader --coalesce-window=0)",
-        ),
+        ("", "S2: p99 latency at most 1/2 of Reloader's (pod-reloader default coalesce-window 1s)"),
+        ("_window0", "S2: p99 latency at most 1/2 of Reloader's (pod-reloader --coalesce-window=0)"),
     ] {
         let t = match res.find("S2", &format!("p99_latency_seconds{sfx}")) {
             Some(r) => {
                 let ratio = r.ratio().unwrap_or(f64::NAN);
                 Target {
                     text: what,
-                    measured: format!(
-                        "p99 {:.3} s vs {:.3} s (ratio {ratio:.2})",
-                        r.pod_median(),
-                        r.rel_median()
-                    ),
+                    measured: format!("p99 {:.3} s vs {:.3} s (ratio {ratio:.2})", r.pod_median(), r.rel_median()),
                     met: Some(ratio <= 0.5),
                 }
             }
-            None => Target {
-                text: what,
-                measured: "-".into(),
-                met: None,
-            },
+            None => Target { text: what, measured: "-".into(), met: None },
         };
         out.push(t);
     }
@@ -961,16 +757,9 @@ pub fn targets(res: &Results) -> Vec<Target> {
             met: None,
         }),
     }
-    match (
-        res.find("S4", "reloads_executed"),
-        res.find("S4", "reloads_expected"),
-    ) {
+    match (res.find("S4", "reloads_executed"), res.find("S4", "reloads_expected")) {
         (Some(e), Some(x)) => {
-            let all_equal = e
-                .pod_reloader
-                .iter()
-                .zip(&x.pod_reloader)
-                .all(|(a, b)| a == b);
+            let all_equal = e.pod_reloader.iter().zip(&x.pod_reloader).all(|(a, b)| a == b);
             out.push(Target {
                 text: "S4: reloads exactly equal to the content changes",
                 measured: format!(
@@ -1000,11 +789,7 @@ pub fn targets(res: &Results) -> Vec<Target> {
             ok &= r.pod_median() <= 1.5;
             parts.push(format!(
                 "{sc}{}: {:.2} (Reloader {:.2})",
-                if m.ends_with("window0") {
-                    " window 0"
-                } else {
-                    ""
-                },
+                if m.ends_with("window0") { " window 0" } else { "" },
                 r.pod_median(),
                 r.rel_median()
             ));

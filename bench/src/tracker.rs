@@ -67,10 +67,8 @@ impl Tracker {
 
     fn apply(&self, d: &Deployment) {
         let now = Instant::now();
-        let k = key(
-            d.metadata.namespace.as_deref().unwrap_or_default(),
-            d.metadata.name.as_deref().unwrap_or_default(),
-        );
+        let k =
+            key(d.metadata.namespace.as_deref().unwrap_or_default(), d.metadata.name.as_deref().unwrap_or_default());
         let generation = d.metadata.generation.unwrap_or(0);
         let mut map = self.map.lock().unwrap();
         match map.get_mut(&k) {
@@ -81,13 +79,7 @@ impl Tracker {
             }
             Some(_) => {}
             None => {
-                map.insert(
-                    k,
-                    DeployState {
-                        generation,
-                        changed_at: now,
-                    },
-                );
+                map.insert(k, DeployState { generation, changed_at: now });
             }
         }
         drop(map);
@@ -100,9 +92,7 @@ impl Tracker {
 
     pub fn generations(&self, keys: &[String]) -> Vec<i64> {
         let map = self.map.lock().unwrap();
-        keys.iter()
-            .map(|k| map.get(k).map(|s| s.generation).unwrap_or(0))
-            .collect()
+        keys.iter().map(|k| map.get(k).map(|s| s.generation).unwrap_or(0)).collect()
     }
 
     pub fn last_change(&self) -> Option<Instant> {
@@ -130,8 +120,7 @@ impl Tracker {
 
     /// Waits until the watch has seen all of `keys`.
     pub async fn wait_present(&self, keys: &[String], timeout: Duration) -> bool {
-        self.wait_until(timeout, |m| keys.iter().all(|k| m.contains_key(k)))
-            .await
+        self.wait_until(timeout, |m| keys.iter().all(|k| m.contains_key(k))).await
     }
 
     /// Waits until no generation has gone up for `quiet`, at most `timeout`.

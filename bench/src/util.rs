@@ -36,9 +36,7 @@ impl Rng {
     /// `len` printable ASCII characters.
     pub fn text(&mut self, len: usize) -> String {
         const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-        (0..len)
-            .map(|_| ALPHABET[self.below(ALPHABET.len())] as char)
-            .collect()
+        (0..len).map(|_| ALPHABET[self.below(ALPHABET.len())] as char).collect()
     }
 
     /// `len` arbitrary bytes.
@@ -71,11 +69,7 @@ pub fn median(values: &[f64]) -> Option<f64> {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
+    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
 }
 
 /// GET `path` from `127.0.0.1:port` over plain HTTP/1.0; the status code,
@@ -97,10 +91,7 @@ pub async fn http_status(port: u16, path: &str) -> Option<u16> {
         let line = std::str::from_utf8(&head[..n]).ok()?;
         line.split_whitespace().nth(1)?.parse().ok()
     };
-    tokio::time::timeout(Duration::from_secs(2), attempt)
-        .await
-        .ok()
-        .flatten()
+    tokio::time::timeout(Duration::from_secs(2), attempt).await.ok().flatten()
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released).
