@@ -45,3 +45,16 @@ demo: tools
 
 bench: tools     ## docs/benchmarks.md; QUICK=1 for a tenth of the scale (not part of make test)
 	@QUICK=$(QUICK) scripts/bench.sh
+
+# Releases (docs/RELEASES.md). No Docker engine: crane and a local registry
+# are built from the Go module proxy like the other tools.
+.PHONY: images release promote
+
+images:          ## OCI images of the controller and the hooks into target/images (REGISTRY=host/path also pushes them)
+	@scripts/images.sh $(if $(REGISTRY),--push $(REGISTRY))
+
+release:         ## make release VERSION=vX.Y.Z [REGISTRY=host/path] [CHANNEL=alpha]: images, bundle, release image
+	@scripts/release.sh release "$(VERSION)" "$(REGISTRY)" "$(CHANNEL)"
+
+promote:         ## make promote VERSION=vX.Y.Z CHANNEL=stable REGISTRY=host/path: move a channel tag, never rebuild
+	@scripts/release.sh promote "$(VERSION)" "$(CHANNEL)" "$(REGISTRY)"

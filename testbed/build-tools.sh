@@ -43,6 +43,7 @@ for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
   helm_ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$helm_cg_minor"
 done
 kubeconform_ldflags="-s -w -X main.version=$(modver kubeconform github.com/yannh/kubeconform)"
+registry_ldflags="-s -w -X github.com/distribution/distribution/v3/version.version=$(modver registry github.com/distribution/distribution/v3)"
 
 # name | module dir under testbed/tools | package | ldflags | how long a cold build takes
 TOOLS=(
@@ -52,6 +53,8 @@ TOOLS=(
   "kubectl|k8s|k8s.io/kubernetes/cmd/kubectl|$kube_ldflags|a minute or two"
   "helm|helm|helm.sh/helm/v3/cmd/helm|$helm_ldflags|a minute or two"
   "kubeconform|kubeconform|github.com/yannh/kubeconform/cmd/kubeconform|$kubeconform_ldflags|under a minute"
+  "crane|crane|github.com/google/go-containerregistry/cmd/crane|-s -w|under a minute"
+  "registry|registry|github.com/distribution/distribution/v3/cmd/registry|$registry_ldflags|a minute or two"
 )
 
 mkdir -p "$BIN_DIR/.stamps"
