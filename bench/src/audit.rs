@@ -125,6 +125,23 @@ impl AuditLog {
         Ok(())
     }
 
+    /// The latest time `user` sent a request (watches aside: they start
+    /// once and stay open) outside `exclude_ns`, after `since`.
+    pub fn last_request(
+        &mut self,
+        user: &str,
+        since: Timestamp,
+        exclude_ns: &str,
+    ) -> anyhow::Result<Option<Timestamp>> {
+        self.read_new()?;
+        Ok(self
+            .pending
+            .iter()
+            .filter(|r| r.user == user && r.received >= since && r.namespace != exclude_ns && r.verb != "watch")
+            .map(|r| r.received)
+            .max())
+    }
+
     /// Takes the requests `user` made in `[from, to]`, leaving out those in
     /// `exclude_ns` (the readiness probe's namespace), split at `split`:
     /// (before, after).

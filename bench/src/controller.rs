@@ -259,6 +259,28 @@ impl Run {
         Ok(())
     }
 
+    /// Waits until the controller has sent no request (outside the probe
+    /// namespace) for `quiet`, by the audit log. pod-reloader reconciles
+    /// every workload against its record on start (after Reloader ran, it
+    /// re-records the hashes Reloader rolled to); that work must be over
+    /// before a scenario starts changing things and counting requests.
+    /// Returns how long it waited.
+    pub async fn wait_idle(&self, ctx: &mut Ctx, quiet: Duration, timeout: Duration) -> anyhow::Result<Duration> {
+        let t0 = Instant::now();
+        let user = user_of(self.variant.kind);
+        loop {
+            let last = ctx.audit.last_request(&user, self.started_wall, PROBE_NS)?;
+            let since = match last {
+                Some(t) => Timestamp::now().duration_since(t).unsigned_abs(),
+                None => self.started.elapsed(),
+            };
+            if since >= quiet || t0.elapsed() >= timeout {
+                return Ok(t0.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// From now on, requests count as reactions to the scenario's changes.
     pub fn mark(&mut self) {
         self.mark_wall = Some(Timestamp::now());

@@ -59,11 +59,13 @@ async fn start_ready(ctx: &mut Ctx, v: &Variant, tag: &str) -> anyhow::Result<Ru
     }
     let mut run = Run::start(ctx, v, tag)?;
     run.wait_ready(ctx, READY_TIMEOUT).await?;
+    let idle = run.wait_idle(ctx, ctx.scale.settle.max(Duration::from_secs(1)), Duration::from_secs(300)).await?;
     log(format!(
-        "  {tag} {}: ready after {:.2} s (first reaction {:.2} s)",
+        "  {tag} {}: ready after {:.2} s (first reaction {:.2} s), idle {:.1} s later",
         v.label,
         run.ready_s.unwrap_or(f64::NAN),
-        run.reaction_s.unwrap_or(f64::NAN)
+        run.reaction_s.unwrap_or(f64::NAN),
+        idle.as_secs_f64()
     ));
     Ok(run)
 }
