@@ -34,14 +34,18 @@ impl fmt::Display for Origin {
 }
 
 /// The module directory: `MODULE_DIR` when set, else the parent of the
-/// directory holding the binary (`<module>/hooks/pod-reloader-hooks`), if it
-/// has `openapi/config-values.yaml`.
+/// directory holding the binary (`<module>/hooks/pod-reloader-hooks`); only
+/// one that has `openapi/config-values.yaml` (else the embedded copy is used,
+/// as in addon-operator's chroot without /proc).
 pub fn module_dir(env_module_dir: Option<&str>, exe: Option<&Path>) -> Option<PathBuf> {
-    if let Some(dir) = env_module_dir.filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(dir));
+    let has_schema = |dir: &Path| dir.join("openapi").join("config-values.yaml").is_file();
+    if let Some(dir) = env_module_dir.filter(|d| !d.is_empty()).map(PathBuf::from)
+        && has_schema(&dir)
+    {
+        return Some(dir);
     }
     let dir = exe?.parent()?.parent()?;
-    dir.join("openapi").join("config-values.yaml").is_file().then(|| dir.to_path_buf())
+    has_schema(dir).then(|| dir.to_path_buf())
 }
 
 /// A violation of the settings: where (a JSON path such as
@@ -327,8 +331,9 @@ mod tests {
 
     #[test]
     fn module_dir_from_env_or_binary_location() {
-        assert_eq!(module_dir(Some("/m"), None), Some(PathBuf::from("/m")));
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+        assert_eq!(module_dir(root.to_str(), None), Some(root.to_path_buf()));
+        assert_eq!(module_dir(Some("/nonexistent"), None), None);
         let exe = root.join("hooks").join("pod-reloader-hooks");
         assert_eq!(module_dir(None, Some(&exe)), Some(root.to_path_buf()));
         assert_eq!(module_dir(None, Some(Path::new("/nonexistent/bin/x"))), None);
