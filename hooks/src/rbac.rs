@@ -37,7 +37,7 @@ pub fn namespaced_rules(inputs: &Inputs) -> Vec<Value> {
         rules.push(rule("batch", &["cronjobs"], &["get", "list", "watch", "patch"]));
     }
     if inputs.workload_enabled("jobs") {
-        rules.push(rule("batch", &["jobs"], &["get", "list", "watch", "create", "delete"]));
+        rules.push(rule("batch", &["jobs"], &["get", "list", "watch", "create", "delete", "patch"]));
     }
     if inputs.workload_enabled("rollouts") {
         rules.push(rule("argoproj.io", &["rollouts"], &["get", "list", "watch", "update", "patch"]));

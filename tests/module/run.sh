@@ -521,10 +521,10 @@ if ((CLUSTER)); then
     bash -c "$(declare -f can); SA_USER=$SA_USER; can list configmaps -A && can watch configmaps -A && can list secrets -A && can watch secrets -A && can get secrets -n shop"
   check "defaults: may get/list/watch/patch Deployments, DaemonSets, StatefulSets" \
     bash -c "$(declare -f can); SA_USER=$SA_USER; for r in deployments daemonsets statefulsets; do for v in get list watch patch; do can \$v \$r.apps -n shop || exit 1; done; done"
-  check "defaults: may read/patch CronJobs, recreate Jobs, create Events" \
-    bash -c "$(declare -f can); SA_USER=$SA_USER; can list cronjobs.batch -A && can patch cronjobs.batch -n shop && can get jobs.batch -n shop && can create jobs.batch -n shop && can delete jobs.batch -n shop && can create events -n shop && can patch events.events.k8s.io -n shop"
+  check "defaults: may read/patch CronJobs, recreate and record on Jobs, create Events" \
+    bash -c "$(declare -f can); SA_USER=$SA_USER; can list cronjobs.batch -A && can patch cronjobs.batch -n shop && can get jobs.batch -n shop && can create jobs.batch -n shop && can delete jobs.batch -n shop && can patch jobs.batch -n shop && can create events -n shop && can patch events.events.k8s.io -n shop"
   check "defaults: may not delete/update/create Deployments, write Secrets, read Pods, Namespaces, Leases or Rollouts" \
-    bash -c "$(declare -f cannot); SA_USER=$SA_USER; cannot delete deployments.apps -n shop && cannot update deployments.apps -n shop && cannot create deployments.apps -n shop && cannot create secrets -n shop && cannot update configmaps -n shop && cannot get pods -n shop && cannot list namespaces && cannot get leases.coordination.k8s.io -n d8-pod-reloader && cannot patch rollouts.argoproj.io -n shop && cannot delete cronjobs.batch -n shop && cannot create cronjobs.batch -n shop && cannot patch jobs.batch -n shop"
+    bash -c "$(declare -f cannot); SA_USER=$SA_USER; cannot delete deployments.apps -n shop && cannot update deployments.apps -n shop && cannot create deployments.apps -n shop && cannot create secrets -n shop && cannot update configmaps -n shop && cannot get pods -n shop && cannot list namespaces && cannot get leases.coordination.k8s.io -n d8-pod-reloader && cannot patch rollouts.argoproj.io -n shop && cannot delete cronjobs.batch -n shop && cannot create cronjobs.batch -n shop && cannot update jobs.batch -n shop"
   # Real requests under the controller's identity: a patch is allowed, a
   # delete answers 403 Forbidden.
   for ns in pod-reloader-rbac shop; do

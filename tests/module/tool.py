@@ -607,7 +607,7 @@ class Checker:
         if "cronjobs" not in ignored:
             want[("batch", "cronjobs")] = {"get", "list", "watch", "patch"}
         if "jobs" not in ignored:
-            want[("batch", "jobs")] = {"get", "list", "watch", "create", "delete"}
+            want[("batch", "jobs")] = {"get", "list", "watch", "create", "delete", "patch"}
         if argo and "rollouts" not in ignored:
             want[("argoproj.io", "rollouts")] = {"get", "list", "watch", "update", "patch"}
         want[("", "events")] = {"create", "patch"}
