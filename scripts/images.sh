@@ -157,7 +157,7 @@ image_size() {
 
 build_image() {
   local dir=$1 spec name rootfs layer base ref i n add to
-  spec=$(scripts/release-tool.py image-spec "$dir")
+  spec=$(release_tool image-spec "$dir")
   name=$(jq -r .name <<<"$spec")
   rootfs=$WORK/rootfs-$dir
   layer=$WORK/layer-$dir.tar.gz
@@ -254,7 +254,7 @@ main() {
   local dir
   while read -r dir; do
     build_image "$dir"
-  done < <(scripts/release-tool.py image-dirs)
+  done < <(release_tool image-dirs)
 
   jq -R -s -S 'split("\n") | map(select(length > 0) | split("\t")) | map({(.[0]): .[2]}) | add' \
     "$OUT/images.tsv" >"$OUT/images_digests.json"

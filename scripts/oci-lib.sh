@@ -9,6 +9,7 @@
 #   registry_stop         stop the registry started by registry_start
 #   crane ARGS...         run crane quietly (its warnings go to stderr only on
 #                         failure)
+#   release_tool ARGS...  scripts/release-tool.py under a Python that has PyYAML
 #   git_meta              set GIT_COMMIT, GIT_DIRTY (0/1), SOURCE_DATE_EPOCH and
 #                         CREATED (commit time, RFC 3339 UTC)
 #
@@ -101,4 +102,18 @@ git_meta() {
     GIT_DIRTY=1
   fi
   export SOURCE_DATE_EPOCH
+}
+
+release_tool() {
+  if [ -z "${RELEASE_PY:-}" ]; then
+    local py
+    for py in python3 /usr/bin/python3; do
+      if "$py" -c 'import yaml' >/dev/null 2>&1; then
+        RELEASE_PY=$py
+        break
+      fi
+    done
+    [ -n "${RELEASE_PY:-}" ] || die "no python3 with PyYAML (apt-get install python3-yaml)"
+  fi
+  "$RELEASE_PY" "$REPO_ROOT/scripts/release-tool.py" "$@"
 }

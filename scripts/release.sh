@@ -134,7 +134,7 @@ build_release_image() {
   local rootfs=$WORK/release
   mkdir -p "$rootfs"
   printf '{"version":"%s"}\n' "$VERSION" >"$rootfs/version.json"
-  scripts/release-tool.py changelog "$VERSION" >"$rootfs/changelog.yaml"
+  release_tool changelog "$VERSION" >"$rootfs/changelog.yaml"
   cp module.yaml "$rootfs/module.yaml"
   normalize_modes "$rootfs"
   push_files "$rootfs" "$BUILD_ADDR/$MODULE_NAME/release:$VERSION" "pod-reloader module release" \
@@ -168,9 +168,9 @@ cmd_release() {
   repo=${repo%/}
   [ -z "$chan" ] || chan=$(channel "$chan")
   [ -z "$chan" ] || [ -n "$repo" ] || die "CHANNEL needs REGISTRY"
-  scripts/release-tool.py changelog "$VERSION" >/dev/null
+  release_tool changelog "$VERSION" >/dev/null
   local declared
-  declared=$(scripts/release-tool.py release-version)
+  declared=$(release_tool release-version)
   if [ "$declared" != "$VERSION" ]; then
     log "warning: release.yaml declares version $declared, releasing $VERSION"
   fi

@@ -41,6 +41,7 @@ if [ -x tests/module/run.sh ]; then
 fi
 
 step "addon-operator runs the module's hooks (tests/hooks/addon-operator.sh)" tests/hooks/addon-operator.sh
+step "release: images without Docker, module source, channels (tests/release/run.sh)" tests/release/run.sh
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED steps: ${failed[*]}"
