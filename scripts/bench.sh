@@ -60,7 +60,7 @@ testbed/testbed.sh up
 
 work=$target/bench/$(date +%Y%m%d-%H%M%S)
 mkdir -p "$work"
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+commit=$(git log -1 --format=%h -- controller core 2>/dev/null || echo unknown)
 git diff --quiet HEAD -- controller core 2>/dev/null || commit="$commit, with uncommitted changes"
 args=(
   --rounds "${BENCH_ROUNDS:-$rounds}"
@@ -74,7 +74,7 @@ args=(
 )
 [ "$quick" = 1 ] && args+=(--quick)
 facts=(
-  --fact "pod-reloader=$("$pod_reloader_bin" --version | awk '{print $2}') (commit $commit), release build; default settings (cluster-wide, env-vars strategy, coalesce-window 1s) plus --listen-address=127.0.0.1:PORT --log-format=json"
+  --fact "pod-reloader=$("$pod_reloader_bin" --version | awk '{print $2}') (source as of commit $commit, the last to touch controller/ and core/), release build; default settings (cluster-wide, env-vars strategy, coalesce-window 1s) plus --listen-address=127.0.0.1:PORT --log-format=json"
   --fact "Stakater Reloader=$(basename "$reloader_bin" | sed 's/^reloader-//') (github.com/stakater/Reloader from the Go module proxy, built by bench/reloader/build.sh); default settings (cluster-wide, env-vars strategy), no GOMEMLIMIT"
   --fact "Toolchains=$(go version | awk '{print $3}'), $(rustc --version | awk '{print $1, $2}')"
   --fact "Command=\`$make_cmd\` (scripts/bench.sh), which runs \`pod-reloader-bench ${args[*]}\`"

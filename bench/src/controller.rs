@@ -20,7 +20,10 @@ use crate::util::{free_port, http_status};
 /// Stakater Reloader serves /metrics on this port on every interface; it has no flag for it.
 pub const RELOADER_METRICS_PORT: u16 = 9090;
 pub const PROBE_NS: &str = "bench-probe";
+/// The probe ConfigMap, the probe Secret and the Deployment using the ConfigMap.
 pub const PROBE: &str = "probe";
+/// The Deployment using the probe Secret.
+pub const PROBE_SECRET: &str = "probe-secret";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -99,9 +102,9 @@ pub struct Run {
     /// Seconds from start until its HTTP endpoint answered (/healthz, or Reloader's /metrics).
     pub http_s: Option<f64>,
     /// Seconds from start until ready: pod-reloader's /readyz; for Reloader,
-    /// which has no readiness for its caches, the first probe reaction.
+    /// which has no readiness for its caches, the probe reaction.
     pub ready_s: Option<f64>,
-    /// Seconds from start until it first rolled the probe Deployment.
+    /// Seconds from start until it had rolled both probe Deployments.
     pub reaction_s: Option<f64>,
     /// When the scenario started changing things (requests after it are reactions).
     pub mark_wall: Option<Timestamp>,
@@ -197,12 +200,14 @@ impl Run {
         })
     }
 
-    /// Waits until the controller is ready and has rolled the probe
-    /// Deployment once (the probe ConfigMap is changed every 200 ms until it
-    /// does), then until the probe has been quiet for a moment.
+    /// Waits until the controller is ready and has rolled both probe
+    /// Deployments once (the probe ConfigMap and Secret are changed every
+    /// 200 ms until their Deployment is rolled), then until the probes have
+    /// been quiet for a moment.
     pub async fn wait_ready(&mut self, ctx: &Ctx, timeout: Duration) -> anyhow::Result<()> {
-        let probe = key(PROBE_NS, PROBE);
-        let g0 = ctx.tracker.get(&probe).map(|s| s.generation).unwrap_or(0);
+        let keys = [key(PROBE_NS, PROBE), key(PROBE_NS, PROBE_SECRET)];
+        let g0: Vec<i64> = ctx.tracker.generations(&keys);
+        let mut reacted: [Option<f64>; 2] = [None, None];
         let mut n = 0u64;
         let mut next_probe = Instant::now();
         loop {
@@ -234,11 +239,16 @@ impl Run {
                     }
                 }
             }
-            if self.reaction_s.is_none()
-                && let Some(s) = ctx.tracker.get(&probe)
-                && s.generation > g0
-            {
-                self.reaction_s = Some(s.changed_at.saturating_duration_since(self.started).as_secs_f64());
+            for (i, k) in keys.iter().enumerate() {
+                if reacted[i].is_none()
+                    && let Some(s) = ctx.tracker.get(k)
+                    && s.generation > g0[i]
+                {
+                    reacted[i] = Some(s.changed_at.saturating_duration_since(self.started).as_secs_f64());
+                }
+            }
+            if let [Some(a), Some(b)] = reacted {
+                self.reaction_s = Some(a.max(b));
                 if self.variant.kind == Kind::Reloader {
                     self.ready_s = self.reaction_s;
                 }
@@ -246,11 +256,15 @@ impl Run {
             if self.reaction_s.is_none() && Instant::now() >= next_probe {
                 n += 1;
                 let v = format!("{}-{n}", self.started_wall.as_millisecond());
-                objects::set_configmap_data(&ctx.client, PROBE_NS, PROBE, &v).await?;
+                if reacted[0].is_none() {
+                    objects::set_configmap_data(&ctx.client, PROBE_NS, PROBE, &v).await?;
+                }
+                if reacted[1].is_none() {
+                    objects::set_secret_data(&ctx.client, PROBE_NS, PROBE, &v).await?;
+                }
                 next_probe = Instant::now() + Duration::from_millis(200);
             }
-            let http_ok = self.http_s.is_some();
-            if self.ready_s.is_some() && self.reaction_s.is_some() && http_ok {
+            if self.ready_s.is_some() && self.reaction_s.is_some() && self.http_s.is_some() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

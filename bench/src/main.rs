@@ -27,7 +27,7 @@ use kube::{Api, Client};
 use serde_json::json;
 
 use crate::audit::AuditLog;
-use crate::controller::{Controllers, PROBE, PROBE_NS};
+use crate::controller::{Controllers, PROBE, PROBE_NS, PROBE_SECRET};
 use crate::report::Results;
 
 /// Namespace of the two controllers' ServiceAccounts.
@@ -146,10 +146,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let (pr_kc, rl_kc) = identities(&client, &args.work_dir).await?;
     let tracker = tracker::Tracker::start(client.clone());
     create_probe(&client).await?;
-    let probe_key = tracker::key(PROBE_NS, PROBE);
+    let probe_keys = [tracker::key(PROBE_NS, PROBE), tracker::key(PROBE_NS, PROBE_SECRET)];
     anyhow::ensure!(
-        tracker.wait_present(std::slice::from_ref(&probe_key), Duration::from_secs(30)).await,
-        "the Deployment watch never saw the probe Deployment"
+        tracker.wait_present(&probe_keys, Duration::from_secs(30)).await,
+        "the Deployment watch never saw the probe Deployments"
     );
 
     let mut ctx = Ctx {
@@ -233,15 +233,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "{} ConfigMaps of 2 KiB and {} Deployments present; each point a freshly started controller",
         s.s1_configmaps, s.s1_deployments
     );
-    let notes = match &args.notes {
-        Some(p) => std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?,
-        None => String::new(),
-    };
-
+    let load_start = loadavg();
     let titles = scenarios::titles(&ctx.scale);
     let want = |s: &str| args.scenarios.iter().any(|x| x.eq_ignore_ascii_case(s));
     let write = |res: &mut Results, done: bool| -> anyhow::Result<()> {
         let mut res2_setup = res.setup.clone();
+        res2_setup.push((
+            "Load average (1 min)".into(),
+            format!(
+                "{load_start} at the start, {} at the end (the machine is shared; everything else running on it counts too)",
+                loadavg()
+            ),
+        ));
         res2_setup.push((
             "Run time".into(),
             format!(
@@ -252,6 +255,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ));
         let saved = std::mem::replace(&mut res.setup, res2_setup);
         let targets = scenarios::targets(res);
+        // Read at each write, so the page carries the notes as they are when it is written.
+        let notes = match &args.notes {
+            Some(p) => std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?,
+            None => String::new(),
+        };
         let r = report::write_all(&args.out, res, &targets, &notes, &titles);
         res.setup = saved;
         r
@@ -280,6 +288,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     write(&mut res, true)?;
     log(format!("done in {:.1} min; wrote {}", t_all.elapsed().as_secs_f64() / 60.0, args.out.display()));
     Ok(())
+}
+
+/// The 1-minute load average.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
 }
 
 /// A ServiceAccount per controller, bound to cluster-admin, and a
@@ -333,10 +349,14 @@ fn ignore_exists<T>(r: Result<T, kube::Error>) -> anyhow::Result<()> {
     }
 }
 
-/// The readiness probe: a ConfigMap and an annotated Deployment using it,
-/// in a namespace of their own (left out of every request count).
+/// The readiness probes, in a namespace of their own (left out of every
+/// request count): a ConfigMap and a Secret, each used by an annotated
+/// Deployment of its own. Reloader syncs ConfigMaps and Secrets in separate
+/// informers, so one probe would tell only about one of them.
 async fn create_probe(client: &Client) -> anyhow::Result<()> {
     objects::create_namespace(client, PROBE_NS, "probe").await?;
     objects::create_many(client, 1, 1, |_| Ok(objects::configmap(PROBE_NS, PROBE, "0".into()))).await?;
-    objects::create_many(client, 1, 1, |_| objects::deployment(PROBE_NS, PROBE, true, PROBE, None)).await
+    objects::create_many(client, 1, 1, |_| Ok(objects::secret(PROBE_NS, PROBE, b"0".to_vec()))).await?;
+    objects::create_many(client, 1, 1, |_| objects::deployment(PROBE_NS, PROBE, true, Some(PROBE), None)).await?;
+    objects::create_many(client, 1, 1, |_| objects::deployment(PROBE_NS, PROBE_SECRET, true, None, Some(PROBE))).await
 }

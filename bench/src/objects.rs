@@ -105,13 +105,13 @@ pub fn secret(ns: &str, name: &str, value: Vec<u8>) -> Secret {
 
 /// A Deployment with no replicas (the test bed has no nodes; kube-controller-
 /// manager still makes a ReplicaSet per template) using one ConfigMap
-/// through `envFrom` and optionally one Secret as a volume. Annotated with
+/// through `envFrom` (if any) and optionally one Secret as a volume. Annotated with
 /// `reloader.stakater.com/auto: "true"` when `annotated`.
 pub fn deployment(
     ns: &str,
     name: &str,
     annotated: bool,
-    configmap: &str,
+    configmap: Option<&str>,
     secret: Option<&str>,
 ) -> anyhow::Result<Deployment> {
     let mut annotations = serde_json::Map::new();
@@ -124,6 +124,10 @@ pub fn deployment(
             json!([{"name": "secret", "mountPath": "/etc/secret", "readOnly": true}]),
         ),
         None => (json!([]), json!([])),
+    };
+    let env_from = match configmap {
+        Some(c) => json!([{"configMapRef": {"name": c}}]),
+        None => json!([]),
     };
     let d = json!({
         "apiVersion": "apps/v1",
@@ -143,7 +147,7 @@ pub fn deployment(
                     "containers": [{
                         "name": "app",
                         "image": "registry.invalid/bench:1",
-                        "envFrom": [{"configMapRef": {"name": configmap}}],
+                        "envFrom": env_from,
                         "volumeMounts": mounts,
                     }],
                     "volumes": volumes,
@@ -187,6 +191,15 @@ pub async fn set_configmap_data(client: &Client, ns: &str, name: &str, value: &s
     let body = json!({"data": {"config": value}});
     let (pp, patch) = (patch_params(), Patch::Merge(&body));
     retry(&format!("patch ConfigMap {ns}/{name}"), || api.patch(name, &pp, &patch)).await?;
+    Ok(())
+}
+
+/// Sets a Secret's data (a content change).
+pub async fn set_secret_data(client: &Client, ns: &str, name: &str, value: &str) -> anyhow::Result<()> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let body = json!({"stringData": {"v": value}});
+    let (pp, patch) = (patch_params(), Patch::Merge(&body));
+    retry(&format!("patch Secret {ns}/{name}"), || api.patch(name, &pp, &patch)).await?;
     Ok(())
 }
 

@@ -161,7 +161,7 @@ pub async fn s1(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
             &nss[i % nn],
             &format!("d-{:04}", i / nn),
             true,
-            &format!("c-{:04}", i / nn),
+            Some(&format!("c-{:04}", i / nn)),
             Some(&format!("s-{:05}", i / nn)),
         )
     })
@@ -218,7 +218,7 @@ pub async fn s1(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
                 "S1",
                 "first_reaction_seconds",
                 Unit::Seconds,
-                "start to first reload of the probe",
+                "start to both probes rolled",
                 pod,
                 p.fin.reaction_s,
             );
@@ -299,7 +299,7 @@ pub async fn s2(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
     .await?;
     objects::create_many(&ctx.client, n, objects::PARALLEL, |i| {
         let (ns, name) = place(i);
-        objects::deployment(&ns, &name, true, &name, None)
+        objects::deployment(&ns, &name, true, Some(&name), None)
     })
     .await?;
     let keys: Vec<String> = (0..n)
@@ -433,7 +433,7 @@ pub async fn s3(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
     objects::create_many(&ctx.client, 1, 1, |_| Ok(objects::configmap(&ns, "shared", "initial".into()))).await?;
     let t = Instant::now();
     objects::create_many(&ctx.client, n, objects::PARALLEL, |i| {
-        objects::deployment(&ns, &format!("d-{i:04}"), true, "shared", None)
+        objects::deployment(&ns, &format!("d-{i:04}"), true, Some("shared"), None)
     })
     .await?;
     res.note("S3", rate_note("Deployments", n, t.elapsed()));
@@ -520,7 +520,7 @@ pub async fn s4(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
     .await?;
     objects::create_many(&ctx.client, cms, objects::PARALLEL, |i| {
         let j = i % PER_NS;
-        objects::deployment(&nss[i / PER_NS], &format!("d-{j}"), j < 4, &format!("c-{j}"), None)
+        objects::deployment(&nss[i / PER_NS], &format!("d-{j}"), j < 4, Some(&format!("c-{j}")), None)
     })
     .await?;
     let keys: Vec<String> = (0..cms).map(|i| key(&nss[i / PER_NS], &format!("d-{}", i % PER_NS))).collect();
