@@ -22,7 +22,7 @@ tools: deps      ## Go-built binaries, cached outside the repo
 	@testbed/build-tools.sh
 
 testbed: tools
-	@testbed/testbed.sh up
+	@NODE=$(NODE) testbed/testbed.sh up
 
 testbed-down:
 	@testbed/testbed.sh down

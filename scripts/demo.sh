@@ -3,6 +3,12 @@
 # Starts the test bed, runs pod-reloader against it, applies a sample
 # Deployment that uses a ConfigMap (reloader.stakater.com/auto: "true"),
 # edits the ConfigMap and shows the rollout it caused.
+#
+# NODE=1 (make demo NODE=1): on the test bed's real node (containerd, runc,
+# kubelet; testbed/node/node.sh) the Deployment's pod runs the sample app
+# (images/sample-app), which prints GREETING; the demo shows the old pod
+# terminating, the new pod Running and its log line with the new value,
+# with the seconds each step took after the edit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . testbed/lib.sh
@@ -24,16 +30,25 @@ now_ms() { date +%s%3N; }
 
 step "Building pod-reloader"
 cargo build -q -p pod-reloader
-step "Starting the local control plane (etcd, kube-apiserver, kube-controller-manager)"
+if [ "${NODE:-0}" = 1 ]; then
+  step "Starting the local control plane and a node (containerd, runc, kubelet, kube-scheduler)"
+else
+  step "Starting the local control plane (etcd, kube-apiserver, kube-controller-manager)"
+fi
 testbed/testbed.sh up
 . .testbed/env
 kubectl version 2>/dev/null | sed 's/^/  /'
 
+if [ "${NODE:-0}" = 1 ]; then
+  . testbed/node/demo-steps.sh
+  demo_node_apply
+else
 step "Applying the sample workload (demo/sample.yaml)"
 kubectl delete namespace pod-reloader-demo --ignore-not-found --wait=true >/dev/null
 kubectl apply -f demo/sample.yaml
 kubectl -n pod-reloader-demo rollout status deployment/web --timeout=5s >/dev/null 2>&1 || true
 until [ "$(kubectl -n pod-reloader-demo get rs -l app=web -o name | wc -l)" -ge 1 ]; do sleep 0.2; done
+fi
 
 step "Starting pod-reloader (log: .testbed/logs/demo-controller.log)"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -47,6 +62,11 @@ echo "  ready: it holds $(curl -s "http://127.0.0.1:$port/metrics" | awk '/^relo
 
 step "Before: ReplicaSets of deployment/web"
 kubectl -n pod-reloader-demo get rs -l app=web
+
+if [ "${NODE:-0}" = 1 ]; then
+  demo_node_edit
+  exit 0
+fi
 
 step "Editing the ConfigMap: GREETING hello -> bonjour"
 t0=$(now_ms)

@@ -42,6 +42,7 @@ fi
 
 step "addon-operator runs the module's hooks (tests/hooks/addon-operator.sh)" tests/hooks/addon-operator.sh
 step "release: images without Docker, module source, channels (tests/release/run.sh)" tests/release/run.sh
+step "node end-to-end (containerd, kubelet; the chart in-cluster)" tests/node/run.sh
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED steps: ${failed[*]}"

@@ -7,6 +7,8 @@
 #   testbed/build-tools.sh            build what is missing
 #   testbed/build-tools.sh --force    rebuild everything
 #   testbed/build-tools.sh NAME...    build only these tools (if missing)
+#   NODE=1 testbed/build-tools.sh     also the node's kubelet and kube-scheduler
+#                                     (testbed/tools/k8s-node, same k8s release)
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR
 . "$(dirname "$0")/lib.sh"
@@ -16,7 +18,7 @@ want=()
 for a in "$@"; do
   case $a in
     --force|-f) force=1 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) want+=("$a") ;;
   esac
 done
@@ -55,7 +57,11 @@ TOOLS=(
   "kubeconform|kubeconform|github.com/yannh/kubeconform/cmd/kubeconform|$kubeconform_ldflags|under a minute"
   "crane|crane|github.com/google/go-containerregistry/cmd/crane|-s -w|under a minute"
   "registry|registry|github.com/distribution/distribution/v3/cmd/registry|$registry_ldflags|a minute or two"
+  "kube-scheduler|k8s-node|k8s.io/kubernetes/cmd/kube-scheduler|$kube_ldflags|a few minutes"
+  "kubelet|k8s-node|k8s.io/kubernetes/cmd/kubelet|$kube_ldflags|a few minutes"
 )
+# The node's tools (module testbed/tools/k8s-node) only with NODE=1 or by name.
+NODE_TOOLS=" kube-scheduler kubelet "
 
 mkdir -p "$BIN_DIR/.stamps"
 export GOWORK=off GOFLAGS=-mod=readonly CGO_ENABLED=0
@@ -65,6 +71,7 @@ t_all=$SECONDS
 for entry in "${TOOLS[@]}"; do
   IFS='|' read -r name dir pkg ldflags eta <<<"$entry"
   if [ "${#want[@]}" -gt 0 ] && [[ " ${want[*]} " != *" $name "* ]]; then continue; fi
+  if [ "${#want[@]}" -eq 0 ] && [ "${NODE:-0}" != 1 ] && [[ $NODE_TOOLS == *" $name "* ]]; then continue; fi
   moddir=$TOOLS_DIR/$dir
   stamp=$( { cat "$moddir/go.mod" "$moddir/go.sum"; echo "$pkg $ldflags"; } | sha256sum | cut -c1-16)
   if [ "$force" = 0 ] && [ -x "$BIN_DIR/$name" ] && [ "$(cat "$BIN_DIR/.stamps/$name" 2>/dev/null)" = "$stamp" ]; then

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Local Kubernetes control plane for pod-reloader's tests: etcd,
 # kube-apiserver and kube-controller-manager as plain processes on 127.0.0.1,
-# built from source by testbed/build-tools.sh. No nodes, no kubelet: pods stay
+# built from source by testbed/build-tools.sh. Without a node pods stay
 # Pending, but Deployments, ReplicaSets, RBAC, service accounts, tokens,
-# garbage collection and CRDs all work.
+# garbage collection and CRDs all work. With NODE=1, `up` also starts a real
+# node (containerd, runc, kubelet, kube-scheduler; testbed/node/node.sh).
 #
 #   testbed/testbed.sh up               start (idempotent), wait until ready
-#   testbed/testbed.sh down             stop everything and delete .testbed/
+#   NODE=1 testbed/testbed.sh up        the same plus the node, until it is Ready
+#   testbed/testbed.sh down             stop everything (the node too) and delete .testbed/
 #   testbed/testbed.sh status           show processes and the apiserver URL
 #   testbed/testbed.sh stop-apiserver   stop only kube-apiserver
 #   testbed/testbed.sh start-apiserver  start it again (same port, certs, flags)
@@ -43,6 +45,8 @@ READY_TIMEOUT=${TESTBED_READY_TIMEOUT:-60}
 SERVICE_CIDR=10.0.0.0/24
 
 now_ms() { date +%s%3N; }
+# The node of this test bed (testbed/node/node.sh), told which state directory that is.
+node_sh() { NODE_TESTBED_DIR=$TESTBED_DIR "$TESTBED_LIB_DIR/node/node.sh" "$@"; }
 elapsed() { local ms=$(( $(now_ms) - $1 )); printf '%d.%01d s' $((ms / 1000)) $((ms % 1000 / 100)); }
 
 # ---------------------------------------------------------------- processes
@@ -231,6 +235,8 @@ gen_pki() {
       "DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:::1,IP:10.0.0.1"
     issue admin "/O=system:masters/CN=admin" clientAuth
     issue kube-controller-manager "/CN=system:kube-controller-manager" clientAuth
+    # The apiserver's identity towards kubelets (logs, exec) when a node runs.
+    issue apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" clientAuth
     # Service-account token signing key pair (RSA, as kubeadm uses).
     "${ossl[@]}" genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key 2>/dev/null
     "${ossl[@]}" pkey -in sa.key -pubout -out sa.pub 2>/dev/null
@@ -342,6 +348,9 @@ EOF
     --service-account-signing-key-file="$PKI/sa.key" \
     --service-cluster-ip-range="$SERVICE_CIDR" \
     --allow-privileged=true \
+    --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" \
+    --kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
+    --kubelet-preferred-address-types=InternalIP \
     --enable-priority-and-fairness=true \
     --profiling=false \
     --v=1 \
@@ -400,6 +409,7 @@ cmd_up() {
   local t0; t0=$(now_ms)
   if all_healthy; then
     echo "test bed already running: $(api_url) (. $TESTBED_DIR/env)"
+    if [ "${NODE:-0}" = 1 ]; then node_sh up; fi
     return 0
   fi
   local c
@@ -441,9 +451,15 @@ cmd_up() {
     kube-controller-manager default_sa_exists
   apply_crds
   echo "test bed ready in $(elapsed "$t0"): $(api_url)  (. $TESTBED_DIR/env)"
+  if [ "${NODE:-0}" = 1 ]; then
+    node_sh up
+  fi
 }
 
 cmd_down() {
+  # The node first (a no-op when there is none): it must leave no process,
+  # mount, network namespace or veth behind before .testbed/ is deleted.
+  node_sh down || die "stopping the node failed; .testbed/ is kept (see above)"
   REAP_WAIT=1 stop_components kube-controller-manager kube-apiserver etcd
   if [ -d "$TESTBED_DIR" ]; then
     # Refuse to delete anything that is not our state directory.
@@ -486,6 +502,7 @@ cmd_status() {
   api_ready && ready=yes
   echo "apiserver: $(api_url)  ready: $ready"
   echo "kubeconfig: $KUBECONFIG_FILE  (. $TESTBED_DIR/env)"
+  if [ -d "$TESTBED_DIR/node" ]; then node_sh status || rc=1; fi
   [ "$ready" = yes ] || rc=1
   return "$rc"
 }
@@ -496,6 +513,6 @@ case ${1:-} in
   status) cmd_status ;;
   stop-apiserver) cmd_stop_apiserver ;;
   start-apiserver) cmd_start_apiserver ;;
-  -h|--help|help|"") sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' ;;
+  -h|--help|help|"") sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//' ;;
   *) die "unknown command '$1' (up, down, status, stop-apiserver, start-apiserver)" ;;
 esac

@@ -1,0 +1,4 @@
+// The sample application of the test bed's node tests and `make demo`.
+module pod-reloader/images/sample-app
+
+go 1.26
