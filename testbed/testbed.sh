@@ -45,9 +45,9 @@ READY_TIMEOUT=${TESTBED_READY_TIMEOUT:-60}
 SERVICE_CIDR=10.0.0.0/24
 
 now_ms() { date +%s%3N; }
+elapsed() { local ms=$(( $(now_ms) - $1 )); printf '%d.%01d s' $((ms / 1000)) $((ms % 1000 / 100)); }
 # The node of this test bed (testbed/node/node.sh), told which state directory that is.
 node_sh() { NODE_TESTBED_DIR=$TESTBED_DIR "$TESTBED_LIB_DIR/node/node.sh" "$@"; }
-elapsed() { local ms=$(( $(now_ms) - $1 )); printf '%d.%01d s' $((ms / 1000)) $((ms % 1000 / 100)); }
 
 # ---------------------------------------------------------------- processes
 
@@ -459,8 +459,10 @@ cmd_up() {
 cmd_down() {
   # The node first (a no-op when there is none): it must leave no process,
   # mount, network namespace or veth behind before .testbed/ is deleted.
-  node_sh down || die "stopping the node failed; .testbed/ is kept (see above)"
+  local node_ok=1
+  node_sh down || node_ok=0
   REAP_WAIT=1 stop_components kube-controller-manager kube-apiserver etcd
+  [ "$node_ok" = 1 ] || die "stopping the node failed (see above); $TESTBED_DIR is kept"
   if [ -d "$TESTBED_DIR" ]; then
     # Refuse to delete anything that is not our state directory.
     [[ $(basename "$TESTBED_DIR") == .testbed* ]] || die "refusing to delete $TESTBED_DIR"

@@ -373,8 +373,10 @@ build_helpers() {
     die "building the pause image failed"
   "$REPO_ROOT/images/sample-app/build.sh" "$HELPERS" >/dev/null || die "building the sample-app image failed"
   touch "$HELPERS/.complete"
-  # Keep only this version.
-  find "$HELPERS_DIR" -mindepth 1 -maxdepth 1 -type d ! -name "$hash" -exec rm -rf {} + 2>/dev/null || true
+}
+
+prune_helpers() { # older builds of the helpers (only when no node runs from them)
+  find "$HELPERS_DIR" -mindepth 1 -maxdepth 1 -type d ! -name "$(basename "$HELPERS")" -exec rm -rf {} + 2>/dev/null || true
 }
 
 issue_cert() { # issue_cert <name> <subject> <extendedKeyUsage> [subjectAltName]
@@ -718,6 +720,7 @@ cmd_up() {
   echo "$TESTBED_DIR" >"$RUN_DIR/owner"
   [ -e /run/containerd ] || touch "$RUN_DIR/made-run-containerd"
   build_helpers
+  prune_helpers
   configure
   setup_network
   setup_cgroups

@@ -1,12 +1,11 @@
 #!/usr/bin/env python3
 """Writes a single-layer OCI image archive (an OCI image layout in a tar)
 that `ctr images import` reads, from files on disk. Nothing is pulled: the
-test bed's node gets its pause, sample-app and controller images this way.
+test bed's node gets its pause and sample-app images this way (the
+controller's comes from `make images`).
 
-  oci-image.py --name REF --out FILE.tar
-               [--file SRC:DEST[:MODE]]... [--dir DEST[:MODE]]... [--empty-file DEST[:MODE]]...
-               [--entrypoint JSON] [--cmd JSON] [--user U] [--workdir D]
-               [--env K=V]... [--expose PORT/PROTO]... [--label K=V]...
+  oci-image.py --name REF --out FILE.tar [--file SRC:DEST[:MODE]]...
+               [--entrypoint JSON] [--cmd JSON] [--user U] [--workdir D] [--env K=V]...
 
 Prints the manifest digest (sha256:...), which is the digest a registry
 would serve the image under. Entries are owned by root, dated 1970 and
@@ -27,7 +26,7 @@ def parse_mode(spec, default):
     return parts[0] if len(parts) == 1 else ":".join(parts[:-1]), mode
 
 
-def layer_tar(files, dirs, empty_files):
+def layer_tar(files):
     entries = {}  # path in image -> (kind, mode, data)
     def add_parents(path):
         parts = path.strip("/").split("/")[:-1]
@@ -42,14 +41,6 @@ def layer_tar(files, dirs, empty_files):
             mode = os.stat(src).st_mode & 0o7777
         add_parents(dest)
         entries[dest.strip("/")] = ("file", mode, data)
-    for spec in empty_files:
-        dest, mode = parse_mode(spec, 0o444)
-        add_parents(dest)
-        entries[dest.strip("/")] = ("file", mode, b"")
-    for spec in dirs:
-        dest, mode = parse_mode(spec, 0o755)
-        add_parents(dest + "/x")
-        entries[dest.strip("/")] = ("dir", mode, None)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path in sorted(entries):
@@ -73,15 +64,11 @@ def main():
     p.add_argument("--name", required=True, help="image reference, e.g. testbed.local/pause:1")
     p.add_argument("--out", required=True)
     p.add_argument("--file", action="append", default=[])
-    p.add_argument("--dir", action="append", default=[])
-    p.add_argument("--empty-file", action="append", default=[])
     p.add_argument("--entrypoint")
     p.add_argument("--cmd")
     p.add_argument("--user")
     p.add_argument("--workdir", default="/")
     p.add_argument("--env", action="append", default=[])
-    p.add_argument("--expose", action="append", default=[])
-    p.add_argument("--label", action="append", default=[])
     a = p.parse_args()
 
     blobs = {}
@@ -90,7 +77,7 @@ def main():
         blobs[d] = data
         return d
 
-    layer = layer_tar(a.file, a.dir, a.empty_file)
+    layer = layer_tar(a.file)
     layer_digest = blob(layer)
     config = {"Env": a.env or ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
               "WorkingDir": a.workdir}
@@ -100,10 +87,6 @@ def main():
         config["Cmd"] = json.loads(a.cmd)
     if a.user:
         config["User"] = a.user
-    if a.expose:
-        config["ExposedPorts"] = {e: {} for e in a.expose}
-    if a.label:
-        config["Labels"] = dict(l.split("=", 1) for l in a.label)
     image_config = {
         "created": "1970-01-01T00:00:00Z",
         "architecture": "amd64",
