@@ -118,6 +118,8 @@ pass "preflight: $(tail -n 1 "$WORK/check.log")"
 
 # ------------------------------------------------------------------ 1. node
 section "node"
+veths() { ip -o link show type veth 2>/dev/null | awk -F': ' '{print $2}' | sed 's/@.*//' | sort; }
+veths >"$WORK/veths-before"
 if "$NODE_SH" status >/dev/null 2>&1; then
   pass "node $NODE_NAME already running and Ready (reused)"
 else
@@ -501,6 +503,58 @@ fi
 if [[ -n $CONTROLLER_PID ]]; then
   kill "$CONTROLLER_PID" 2>/dev/null
   wait "$CONTROLLER_PID" 2>/dev/null
+fi
+
+# ------------------------------------------------------------------ 5. teardown
+# What `make testbed-down` runs first (testbed.sh down -> node.sh down), on
+# the node this script started: afterwards nothing of the node may be left on
+# the machine. Checked from the outside (/proc, mountinfo, ip link, cgroupfs),
+# not from what node.sh believes it stopped.
+leftovers() {
+  local node_dir=$TESTBED_DIR/node run_dir=/run/pod-reloader-node pid cmd
+  for pid in /proc/[0-9]*; do
+    cmd=$(tr '\0' ' ' <"$pid/cmdline" 2>/dev/null) || continue
+    case $cmd in
+      *"$node_dir"* | *"$run_dir"* | "$BIN_DIR/kubelet "* | "$BIN_DIR/kube-scheduler "*)
+        echo "process ${pid#/proc/}: ${cmd:0:160}" ;;
+    esac
+  done
+  # mountinfo: the mount point is field 5, the type follows the " - " separator.
+  awk -v a="$node_dir" -v b="$run_dir" '{ split($0, tail, " - "); split(tail[2], t, " ") }
+    index($5, a) == 1 || index($5, b) == 1 { print "mount: " $5 " (" t[1] ")" }
+    t[1] == "nsfs" && $5 ~ /pod-reloader-node|\/netns\/cni-/ { print "namespace mount: " $5 }' /proc/self/mountinfo
+  comm -13 "$WORK/veths-before" <(veths) | sed 's/^/veth: /'
+  ip -o link show 2>/dev/null | awk -F': ' '$2 ~ /^prnode/ {print "link: " $2}'
+  for d in /sys/fs/cgroup/*/pod-reloader-node; do [[ -d $d ]] && echo "cgroup: $d"; done
+  [[ -e $run_dir ]] && echo "directory: $run_dir"
+  [[ -e $node_dir ]] && echo "directory: $node_dir"
+  return 0
+}
+if ((STARTED_NODE)) && [[ ${NODE_E2E_KEEP:-} != 1 ]]; then
+  section "teardown (node.sh down, as make testbed-down runs it)"
+  k delete namespace "$NS" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+  if ((RENDER_APPLIED)); then
+    k delete -f "$WORK/render.yaml" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+  fi
+  k wait --for=delete namespace "$NS" "$MODULE_NS" --timeout=30s >/dev/null 2>&1 || true
+  RENDER_APPLIED=0
+  t0=$(now_ms)
+  if timeout 120 "$NODE_SH" down >"$WORK/node-down.log" 2>&1; then
+    pass "node stopped in $(secs "$t0") s: $(tail -n 1 "$WORK/node-down.log")"
+  else
+    fail "node.sh down"
+    indent <"$WORK/node-down.log"
+  fi
+  STARTED_NODE=0
+  leftovers >"$WORK/leftovers"
+  if [[ -s $WORK/leftovers ]]; then
+    fail "nothing of the node left behind"
+    indent <"$WORK/leftovers"
+  else
+    pass "nothing of the node left behind (no process, mount, network namespace, veth, bridge, cgroup or state directory)"
+  fi
+elif [[ ${NODE_E2E_KEEP:-} != 1 ]]; then
+  skip "teardown check: the node was already running before this script (make testbed-down stops it)"
 fi
 
 summary
