@@ -4,11 +4,13 @@
 # Deployment that uses a ConfigMap (reloader.stakater.com/auto: "true"),
 # edits the ConfigMap and shows the rollout it caused.
 #
-# NODE=1 (make demo NODE=1): on the test bed's real node (containerd, runc,
-# kubelet; testbed/node/node.sh) the Deployment's pod runs the sample app
-# (images/sample-app), which prints GREETING; the demo shows the old pod
-# terminating, the new pod Running and its log line with the new value,
-# with the seconds each step took after the edit.
+# On the test bed's real node (containerd, runc, kubelet; testbed/node/node.sh)
+# the Deployment's pod runs the sample app (images/sample-app), which prints
+# GREETING; the demo shows the old pod terminating, the new pod Running and
+# its log line with the new value, with the seconds each step took after the
+# edit. NODE=auto (the default) uses the node when `node.sh check` says one
+# can run on this machine and says why not otherwise; NODE=1 insists on it,
+# NODE=0 shows the rollout as ReplicaSets on the control plane alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . testbed/lib.sh
@@ -30,7 +32,22 @@ now_ms() { date +%s%3N; }
 
 step "Building pod-reloader"
 cargo build -q -p pod-reloader
-if [ "${NODE:-0}" = 1 ]; then
+NODE=${NODE:-auto}
+if [ "$NODE" = auto ]; then
+  # kubelet and kube-scheduler are built on first use (a few minutes, cached).
+  node_check=$(mktemp)
+  if testbed/build-tools.sh kube-scheduler kubelet >"$node_check" 2>&1 &&
+    timeout 300 testbed/node/node.sh check >"$node_check" 2>&1; then
+    NODE=1
+  else
+    NODE=0
+    echo "  no node on this machine, the rollout shows as ReplicaSets only: $(tail -n 1 "$node_check")"
+  fi
+  rm -f "$node_check"
+fi
+if [ "$NODE" = 1 ]; then testbed/build-tools.sh kube-scheduler kubelet; fi
+export NODE
+if [ "$NODE" = 1 ]; then
   step "Starting the local control plane and a node (containerd, runc, kubelet, kube-scheduler)"
 else
   step "Starting the local control plane (etcd, kube-apiserver, kube-controller-manager)"
@@ -39,7 +56,7 @@ testbed/testbed.sh up
 . .testbed/env
 kubectl version 2>/dev/null | sed 's/^/  /'
 
-if [ "${NODE:-0}" = 1 ]; then
+if [ "$NODE" = 1 ]; then
   . testbed/node/demo-steps.sh
   demo_node_apply
 else
@@ -63,7 +80,7 @@ echo "  ready: it holds $(curl -s "http://127.0.0.1:$port/metrics" | awk '/^relo
 step "Before: ReplicaSets of deployment/web"
 kubectl -n pod-reloader-demo get rs -l app=web
 
-if [ "${NODE:-0}" = 1 ]; then
+if [ "$NODE" = 1 ]; then
   demo_node_edit
   exit 0
 fi
