@@ -140,6 +140,16 @@ impl State {
                     matched: s.matched,
                 })
             },
+            // Only for workloads with a reload list. A scan of the hash table
+            // (no per-namespace name index is kept: it would cost memory for
+            // every object to serve the rare list holder at start-up).
+            |kind| {
+                resources
+                    .keys()
+                    .filter(|k| k.kind == kind && *k.namespace == *ns)
+                    .map(|k| k.name.clone())
+                    .collect::<Vec<_>>()
+            },
             self.settings.auto_reload_all,
         );
         if plan.is_empty() {

@@ -66,6 +66,51 @@ async fn change_while_down_rolls_once_and_a_clean_restart_rolls_nothing() {
     assert_eq!(replica_sets(&client, n, "web").await, 2, "a clean restart rolls nothing");
 }
 
+/// A reload list names resources by regex, without a reference: they are
+/// found among the ConfigMaps the controller knows, recorded on first sight,
+/// and a change to one while the controller is down rolls the workload once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_list_names_changed_while_down_roll_once() {
+    let client = admin_client().await;
+    let ns = TestNamespace::create(&client, "listdown").await;
+    let n = ns.name.as_str();
+    let args = [format!("--namespaces={n}"), "--coalesce-window=0".to_string()];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    for name in ["base", "feature-a", "feature-b", "other"] {
+        create(&client, n, configmap(name, json!({"key": "v1"}), json!({}), json!({}))).await;
+    }
+    // Uses only "base" (not followed: no auto), names feature-* in its list.
+    let list = json!({"configmap.reloader.stakater.com/reload": "feature-.*"});
+    create(
+        &client,
+        n,
+        workload("Deployment", "web", &list, &json!({}), pod_spec(Res::ConfigMap, "base", Use::EnvFrom)),
+    )
+    .await;
+    wait_replica_sets(&client, n, "web", 1, Duration::from_secs(30)).await;
+
+    let mut c = ControllerProcess::start(BIN, &args).await;
+    wait_record(&client, n, "web", "ConfigMap/feature-b", &sha1_hex(b"key=v1")).await;
+    c.stop();
+    let record = record_of(&client, n, "web").await.expect("a record");
+    assert_eq!(record["ConfigMap/feature-a"], sha1_hex(b"key=v1"), "{record}");
+    assert!(record.get("ConfigMap/other").is_none() && record.get("ConfigMap/base").is_none(), "{record}");
+    assert_eq!(replica_sets(&client, n, "web").await, 1, "a baseline never rolls");
+
+    set_value(&client, n, Res::ConfigMap, "feature-b", "v2").await;
+    set_value(&client, n, Res::ConfigMap, "other", "v2").await;
+    let mut c = ControllerProcess::start(BIN, &args).await;
+    wait_replica_sets(&client, n, "web", 2, Duration::from_secs(30)).await;
+    wait_record(&client, n, "web", "ConfigMap/feature-b", &sha1_hex(b"key=v2")).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(replica_sets(&client, n, "web").await, 2, "exactly one rollout");
+    c.stop();
+
+    let _c = ControllerProcess::start(BIN, &args).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(replica_sets(&client, n, "web").await, 2, "a clean restart rolls nothing");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migration_from_reloader_values() {
     let client = admin_client().await;
