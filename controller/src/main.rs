@@ -10,6 +10,7 @@ mod health;
 mod http;
 mod leader;
 mod logging;
+mod memory;
 mod messages;
 mod metrics;
 mod reload;

@@ -306,6 +306,7 @@ impl State {
         status.healthy = true;
         let first = relist.is_none();
         self.update_health();
+        crate::memory::release_free_heap();
         if first {
             if self.all_listed() {
                 self.reconcile_all().await;
