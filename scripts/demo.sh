@@ -28,7 +28,6 @@ cleanup() {
 trap cleanup EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-now_ms() { date +%s%3N; }
 
 step "Building pod-reloader"
 cargo build -q -p pod-reloader

@@ -20,3 +20,17 @@ export DEBIAN_FRONTEND=noninteractive
 
 log()  { printf '%s\n' "$*" >&2; }
 die()  { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Shared by testbed.sh and node/node.sh: clocks, process liveness, logs.
+now_ms() { date +%s%3N; }
+elapsed() { local ms=$(( $(now_ms) - $1 )); printf '%d.%01d s' $((ms / 1000)) $((ms % 1000 / 100)); }
+# A zombie counts as gone: it no longer runs, only waits to be reaped.
+alive() { [ -d "/proc/$1" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+show_logs() { # show_logs <component...>: the last lines of each one's log in $LOGS
+  local name
+  for name in "$@"; do
+    [ -f "$LOGS/$name.log" ] || continue
+    log "---- last lines of $LOGS/$name.log"
+    tail -n 30 "$LOGS/$name.log" >&2
+  done
+}

@@ -44,8 +44,6 @@ COMPONENTS=(etcd kube-apiserver kube-controller-manager)
 READY_TIMEOUT=${TESTBED_READY_TIMEOUT:-60}
 SERVICE_CIDR=10.0.0.0/24
 
-now_ms() { date +%s%3N; }
-elapsed() { local ms=$(( $(now_ms) - $1 )); printf '%d.%01d s' $((ms / 1000)) $((ms % 1000 / 100)); }
 # The node of this test bed (testbed/node/node.sh), told which state directory that is.
 node_sh() { NODE_TESTBED_DIR=$TESTBED_DIR "$TESTBED_LIB_DIR/node/node.sh" "$@"; }
 
@@ -80,7 +78,6 @@ start_component() {
   echo $! >"$PIDS/$name.pid"
 }
 
-alive() { [ -d "/proc/$1" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
 
 stop_components() { # stop_components <name...>: TERM, then KILL after a grace period
   local name pid i t
@@ -122,15 +119,6 @@ stop_components() { # stop_components <name...>: TERM, then KILL after a grace p
     for (( i = 0; i < 30; i++ )); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
   done
   for name in "$@"; do rm -f "$PIDS/$name.pid"; done
-}
-
-show_logs() {
-  local name
-  for name in "$@"; do
-    [ -f "$LOGS/$name.log" ] || continue
-    log "---- last lines of $LOGS/$name.log"
-    tail -n 30 "$LOGS/$name.log" >&2
-  done
 }
 
 fail() { # fail <message> <component logs to show...>

@@ -53,17 +53,29 @@ async fn change_while_down_rolls_once_and_a_clean_restart_rolls_nothing() {
 
     // Edited while nobody watches: the next start rolls it, once.
     set_value(&client, n, Res::ConfigMap, "cfg", "v2").await;
-    let mut c = ControllerProcess::start(BIN, &args).await;
-    wait_replica_sets(&client, n, "web", 2, Duration::from_secs(30)).await;
-    wait_record(&client, n, "web", "ConfigMap/cfg", &sha1_hex(b"key=v2")).await;
+    rolls_once_and_a_clean_restart_rolls_nothing(&client, n, &args, "ConfigMap/cfg", &sha1_hex(b"key=v2")).await;
+}
+
+/// Starts the controller on `n`, where Deployment `web` was rolled once
+/// (one ReplicaSet) and `resource` changed since: the start rolls `web`
+/// exactly once and records `hash`; a restart without an edit rolls nothing.
+async fn rolls_once_and_a_clean_restart_rolls_nothing(
+    client: &kube::Client,
+    n: &str,
+    args: &[&str],
+    resource: &str,
+    hash: &str,
+) {
+    let mut c = ControllerProcess::start(BIN, args).await;
+    wait_replica_sets(client, n, "web", 2, Duration::from_secs(30)).await;
+    wait_record(client, n, "web", resource, hash).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(replica_sets(&client, n, "web").await, 2, "exactly one rollout");
+    assert_eq!(replica_sets(client, n, "web").await, 2, "exactly one rollout");
     c.stop();
 
-    // Restart without an edit: nothing rolls.
-    let _c = ControllerProcess::start(BIN, &args).await;
+    let _c = ControllerProcess::start(BIN, args).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(replica_sets(&client, n, "web").await, 2, "a clean restart rolls nothing");
+    assert_eq!(replica_sets(client, n, "web").await, 2, "a clean restart rolls nothing");
 }
 
 /// A reload list names resources by regex, without a reference: they are
@@ -99,16 +111,7 @@ async fn reload_list_names_changed_while_down_roll_once() {
 
     set_value(&client, n, Res::ConfigMap, "feature-b", "v2").await;
     set_value(&client, n, Res::ConfigMap, "other", "v2").await;
-    let mut c = ControllerProcess::start(BIN, &args).await;
-    wait_replica_sets(&client, n, "web", 2, Duration::from_secs(30)).await;
-    wait_record(&client, n, "web", "ConfigMap/feature-b", &sha1_hex(b"key=v2")).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(replica_sets(&client, n, "web").await, 2, "exactly one rollout");
-    c.stop();
-
-    let _c = ControllerProcess::start(BIN, &args).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(replica_sets(&client, n, "web").await, 2, "a clean restart rolls nothing");
+    rolls_once_and_a_clean_restart_rolls_nothing(&client, n, &args, "ConfigMap/feature-b", &sha1_hex(b"key=v2")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

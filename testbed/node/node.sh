@@ -72,14 +72,11 @@ NPKI=$NODE_DIR/pki
 COMPONENTS=(containerd apiproxy kube-scheduler kubelet)
 HELPERS_DIR=$CACHE_DIR/node
 
-now_ms() { date +%s%3N; }
-elapsed() { local ms=$(( $(now_ms) - $1 )); printf '%d.%01d s' $((ms / 1000)) $((ms % 1000 / 100)); }
 
 # ---------------------------------------------------------------- processes
 # Pid files hold "<pid> <start time>", so a reused pid is never mistaken for ours.
 
 starttime() { awk '{print $22}' "/proc/$1/stat" 2>/dev/null; }
-alive() { [ -d "/proc/$1" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
 
 pid_in() { # pid_in <pid file>: the pid if that process still runs
   local pid st
@@ -136,15 +133,6 @@ stop_component() { # stop_component <name> [grace tenths]
   local pid
   if pid=$(pid_of "$1"); then stop_pids "${2:-50}" "$pid" || return 1; fi
   rm -f "$PIDS/$1.pid"
-}
-
-show_logs() {
-  local name
-  for name in "$@"; do
-    [ -f "$LOGS/$name.log" ] || continue
-    log "---- last lines of $LOGS/$name.log"
-    tail -n 25 "$LOGS/$name.log" >&2
-  done
 }
 
 fail() { # fail <message> <component logs to show...>

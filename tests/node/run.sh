@@ -51,7 +51,6 @@ WORK=$(mktemp -d)
 STARTED_NODE=0
 RENDER_APPLIED=0
 
-now_ms() { date +%s%3N; }
 secs() { local ms=$(( $(now_ms) - $1 )); printf '%d.%01d' $((ms / 1000)) $((ms % 1000 / 100)); }
 pass() { PASSED=$((PASSED + 1)); printf 'PASS %s\n' "$*"; }
 fail() { FAILED=$((FAILED + 1)); printf 'FAIL %s\n' "$*"; }
