@@ -27,8 +27,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/pod-reloader
-PASSED=0
-FAILED=0
+# shellcheck source-path=SCRIPTDIR/..
+. "$ROOT/tests/lib.sh"
 WORK=$(mktemp -d)
 AO_PID=""
 TB=""
@@ -47,30 +47,19 @@ cleanup() {
 }
 trap cleanup EXIT
 
-pass() { PASSED=$((PASSED + 1)); printf 'PASS %s\n' "$*"; }
-fail() { FAILED=$((FAILED + 1)); printf 'FAIL %s\n' "$*"; }
-skip() {
-  printf 'SKIP addon-operator: %s\n' "$*"
-  printf '\n%d passed, %d failed, 1 skipped\n' "$PASSED" "$FAILED"
+# skip_all REASON: addon-operator cannot run here; say so and stop (exit 0).
+skip_all() {
+  skip "addon-operator: $*"
+  summary
   exit 0
 }
 finish() {
-  printf '\n%d passed, %d failed\n' "$PASSED" "$FAILED"
+  summary
   ((FAILED == 0))
-}
-# check NAME CMD...: run CMD, print its output on failure.
-check() {
-  local name=$1
-  shift
-  local log=$WORK/check.$((PASSED + FAILED)).log
-  if "$@" >"$log" 2>&1; then pass "$name"; else
-    fail "$name"
-    sed 's/^/    /' "$log" | tail -n 40
-  fi
 }
 
 # --- 1. addon-operator, built from the Go module proxy -----------------------
-command -v go >/dev/null 2>&1 || skip "no Go toolchain (go) to build github.com/flant/addon-operator"
+command -v go >/dev/null 2>&1 || skip_all "no Go toolchain (go) to build github.com/flant/addon-operator"
 MODDIR=$HERE/addon-operator
 stamp=$(cat "$MODDIR/go.mod" "$MODDIR/go.sum" | sha256sum | cut -c1-16)
 AO=$CACHE/addon-operator-$stamp
@@ -78,7 +67,7 @@ export GOWORK=off GOFLAGS=-mod=readonly CGO_ENABLED=0
 if [[ ! -x $AO ]]; then
   mkdir -p "$CACHE"
   if ! (cd "$MODDIR" && go mod download) >"$WORK/download.log" 2>&1; then
-    skip "its modules cannot be downloaded from the Go module proxy: $(tail -n 3 "$WORK/download.log" | tr '\n' ' ')"
+    skip_all "its modules cannot be downloaded from the Go module proxy: $(tail -n 3 "$WORK/download.log" | tr '\n' ' ')"
   fi
   echo "building addon-operator ($(sed -n 's/^require github.com\/flant\/addon-operator //p' "$MODDIR/go.mod"), a few minutes the first time)…" >&2
   if ! (cd "$MODDIR" && go build -p 2 -trimpath -ldflags '-s -w' -o "$AO.tmp.$$" github.com/flant/addon-operator/cmd/addon-operator) >"$WORK/build.log" 2>&1; then

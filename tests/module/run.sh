@@ -42,9 +42,9 @@ FIELD_MANAGER=pod-reloader-module-tests
 SA_USER=system:serviceaccount:d8-pod-reloader:pod-reloader
 GOLDEN_CASES=(defaults full namespaces)
 
-PASSED=0
-FAILED=0
-SKIPPED=0
+# shellcheck source-path=SCRIPTDIR/..
+. "$ROOT/tests/lib.sh"
+CHECK_TAIL=60
 WORK=$(mktemp -d)
 RBAC_APPLIED=()
 
@@ -59,40 +59,6 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-
-pass() { PASSED=$((PASSED + 1)); printf 'PASS %s\n' "$*"; }
-fail() { FAILED=$((FAILED + 1)); printf 'FAIL %s\n' "$*"; }
-
-# check NAME CMD...: run CMD with its output in a log; print the log on failure.
-check() {
-  local name=$1
-  shift
-  local log=$WORK/log.$((PASSED + FAILED))
-  if "$@" >"$log" 2>&1; then
-    pass "$name"
-  else
-    fail "$name"
-    sed 's/^/    /' "$log" | tail -n 60
-  fi
-}
-
-# expect_fail NAME PATTERN CMD...: CMD must fail and print PATTERN.
-expect_fail() {
-  local name=$1 pattern=$2
-  shift 2
-  local log=$WORK/log.$((PASSED + FAILED))
-  if "$@" >"$log" 2>&1; then
-    fail "$name (succeeded, expected a refusal)"
-    sed 's/^/    /' "$log" | tail -n 20
-  elif grep -q -- "$pattern" "$log"; then
-    pass "$name"
-  else
-    fail "$name (failed without \"$pattern\")"
-    sed 's/^/    /' "$log" | tail -n 20
-  fi
-}
-
-section() { printf '\n== %s\n' "$*"; }
 
 # --- tools --------------------------------------------------------------------
 missing=()
@@ -605,15 +571,10 @@ section "dmt lint"
 if command -v dmt >/dev/null 2>&1; then
   check "dmt lint (no errors)" bash -c "cd '$ROOT' && dmt lint ."
 else
-  SKIPPED=$((SKIPPED + 1))
-  echo "SKIP dmt lint: dmt is not installed (github.com/deckhouse/dmt is not available from the Go module proxy)"
+  skip "dmt lint: dmt is not installed (github.com/deckhouse/dmt is not available from the Go module proxy)"
 fi
 check "dmt rule subset (tool.py lint) on the defaults and full renders" \
   "${TOOL[@]}" lint "$WORK/render/defaults.yaml" "$WORK/render/full.yaml"
 
-if ((SKIPPED)); then
-  printf '\n%d passed, %d failed, %d skipped\n' "$PASSED" "$FAILED" "$SKIPPED"
-else
-  printf '\n%d passed, %d failed\n' "$PASSED" "$FAILED"
-fi
+summary
 ((FAILED == 0))

@@ -44,28 +44,14 @@ MODULE_NS=d8-pod-reloader
 NODE_NAME=testbed-node
 ROLLOUT_LIMIT=30
 
-PASSED=0
-FAILED=0
-SKIPPED=0
+# shellcheck source-path=SCRIPTDIR/..
+. "$ROOT/tests/lib.sh"
 WORK=$(mktemp -d)
 STARTED_NODE=0
 RENDER_APPLIED=0
 
 secs() { local ms=$(( $(now_ms) - $1 )); printf '%d.%01d' $((ms / 1000)) $((ms % 1000 / 100)); }
-pass() { PASSED=$((PASSED + 1)); printf 'PASS %s\n' "$*"; }
-fail() { FAILED=$((FAILED + 1)); printf 'FAIL %s\n' "$*"; }
-skip() { SKIPPED=$((SKIPPED + 1)); printf 'SKIP %s\n' "$*"; }
-section() { printf '\n== %s\n' "$*"; }
-indent() { sed 's/^/    /'; }
 k() { timeout 150 kubectl --request-timeout=20s "$@"; }
-
-summary() {
-  if ((SKIPPED)); then
-    printf '\n%d passed, %d failed, %d skipped\n' "$PASSED" "$FAILED" "$SKIPPED"
-  else
-    printf '\n%d passed, %d failed\n' "$PASSED" "$FAILED"
-  fi
-}
 
 cleanup() {
   local rc=$?

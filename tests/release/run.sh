@@ -54,9 +54,9 @@ FIELD_MANAGER=pod-reloader-release-tests
 VERSION=v0.1.0
 MAX_CONTROLLER_BYTES=$((15 * 1024 * 1024))
 
-PASSED=0
-FAILED=0
-SKIPPED=0
+# shellcheck source-path=SCRIPTDIR/..
+. "$ROOT/tests/lib.sh"
+EXPECT_FAIL_IGNORE_CASE=1
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pod-reloader-release-tests.XXXXXX")
 cleanup() {
   registry_stop
@@ -64,45 +64,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-pass() { PASSED=$((PASSED + 1)); printf 'PASS %s\n' "$*"; }
-fail() { FAILED=$((FAILED + 1)); printf 'FAIL %s\n' "$*"; }
-skip() { SKIPPED=$((SKIPPED + 1)); printf 'SKIP %s\n' "$*"; }
-section() { printf '\n== %s\n' "$*"; }
-
-# check NAME CMD...: run CMD with its output in a log; print the log on failure.
-check() {
-  local name=$1
-  shift
-  local log=$WORK/log.$((PASSED + FAILED + SKIPPED))
-  if "$@" >"$log" 2>&1; then
-    pass "$name"
-  else
-    fail "$name"
-    sed 's/^/    /' "$log" | tail -n 40
-  fi
-}
-
-# expect_fail NAME PATTERN CMD...: CMD must fail and print PATTERN.
-expect_fail() {
-  local name=$1 pattern=$2
-  shift 2
-  local log=$WORK/log.$((PASSED + FAILED + SKIPPED))
-  if "$@" >"$log" 2>&1; then
-    fail "$name (succeeded, expected a refusal)"
-    sed 's/^/    /' "$log" | tail -n 20
-  elif grep -qi -- "$pattern" "$log"; then
-    pass "$name"
-  else
-    fail "$name (failed without \"$pattern\")"
-    sed 's/^/    /' "$log" | tail -n 20
-  fi
-}
-
 finish() {
-  local line="$PASSED passed, $FAILED failed"
-  [ "$SKIPPED" = 0 ] || line+=", $SKIPPED skipped"
-  echo
-  echo "$line"
+  summary
   if [ "$FAILED" = 0 ]; then exit 0; else exit 1; fi
 }
 
