@@ -760,7 +760,11 @@ def dmt_report(log_path, rc):
         return 1
     critical = int(totals["Critical"].group(1)) if totals["Critical"] else 0
     errors, warnings = int(totals["Errors"].group(1)), int(totals["Warnings"].group(1))
-    print(f"{critical + errors} errors, {warnings} warnings (dmt {version.group(1) if version else 'version unknown'}, exit code {rc})")
+    def count(n, what):
+        return f"{n} {what}" + ("" if n == 1 else "s")
+
+    print(f"{count(critical + errors, 'error')}, {count(warnings, 'warning')} "
+          f"(dmt {version.group(1) if version else 'version unknown'}, exit code {rc})")
     for x in sorted(findings, key=lambda x: (x["level"] != "error", x["rule"], x["FilePath"], int(x["LineNumber"] or 0))):
         # With no error in the totals, every finding is a warning.
         level = x["level"] or ("warning" if critical + errors == 0 else "finding")
