@@ -5,7 +5,7 @@
 # edits the ConfigMap and shows the rollout it caused.
 #
 # On the test bed's real node (containerd, runc, kubelet; testbed/node/node.sh)
-# the Deployment's pod runs the sample app (images/sample-app), which prints
+# the Deployment's pod runs the sample app (testbed/sample-app), which prints
 # GREETING; the demo shows the old pod terminating, the new pod Running and
 # its log line with the new value, with the seconds each step took after the
 # edit. NODE=auto (the default) uses the node when `node.sh check` says one

@@ -25,7 +25,7 @@ demo_log_line() { # demo_log_line POD: the sample app's GREETING line
 
 demo_node_apply() {
   step "Node: $(kubectl get node testbed-node -o jsonpath='{.metadata.name}: Ready={.status.conditions[?(@.type=="Ready")].status}, {.status.nodeInfo.containerRuntimeVersion}, kubelet {.status.nodeInfo.kubeletVersion}, InternalIP {.status.addresses[0].address}')"
-  step "Applying the sample workload (demo/sample.yaml, its pod running images/sample-app, which prints GREETING)"
+  step "Applying the sample workload (demo/sample.yaml, its pod running testbed/sample-app, which prints GREETING)"
   kubectl delete namespace "$DEMO_NS" --ignore-not-found --wait=true >/dev/null
   local t0; t0=$(now_ms)
   sed -e 's|^\( *\)image: registry.invalid/sample-app:1$|\1image: testbed.local/sample-app:1\n\1args: [GREETING]|' demo/sample.yaml |

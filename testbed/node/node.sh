@@ -17,7 +17,7 @@
 #   testbed/node/node.sh ctr ARGS...     run ctr against the node's containerd (k8s.io)
 #
 # Nothing is pulled: the pause image (testbed/node/cmd/pause) and the
-# sample-app image (images/sample-app) are built here and imported;
+# sample-app image (testbed/sample-app) are built here and imported;
 # testbed/node/controller-image.sh builds and imports the controller's.
 #
 # One node per machine: the pod network, the `kubernetes` Service address
@@ -62,7 +62,7 @@ NODE_IP=10.88.0.1
 SERVICE_IP=10.0.0.1
 CGROUP_ROOT=pod-reloader-node
 PAUSE_IMAGE=testbed.local/pause:1
-SAMPLE_IMAGE=testbed.local/sample-app:1 # built by images/sample-app/build.sh
+SAMPLE_IMAGE=testbed.local/sample-app:1 # built by testbed/sample-app/build.sh
 READY_TIMEOUT=${NODE_READY_TIMEOUT:-60}
 LOGS=$TESTBED_DIR/logs
 PIDS=$NODE_DIR/pids
@@ -345,7 +345,7 @@ check_prereqs_machine() {
 build_helpers() {
   local hash
   hash=$( { cat "$NODE_LIB/go.mod" "$NODE_LIB"/cmd/*/main.go "$NODE_LIB/oci-image.py" \
-      "$REPO_ROOT"/images/sample-app/{go.mod,main.go,build.sh}; go version; } | sha256sum | cut -c1-16)
+      "$REPO_ROOT"/testbed/sample-app/{go.mod,main.go,build.sh}; go version; } | sha256sum | cut -c1-16)
   HELPERS=$HELPERS_DIR/$hash
   [ -f "$HELPERS/.complete" ] && return 0
   log "building pause, apiproxy and sample-app (static Go binaries) and their images…"
@@ -359,7 +359,7 @@ build_helpers() {
   python3 "$NODE_LIB/oci-image.py" --name "$PAUSE_IMAGE" --out "$HELPERS/pause.tar" \
     --file "$HELPERS/pause:/pause:0755" --entrypoint '["/pause"]' --user 65535:65535 >/dev/null ||
     die "building the pause image failed"
-  "$REPO_ROOT/images/sample-app/build.sh" "$HELPERS" >/dev/null || die "building the sample-app image failed"
+  "$REPO_ROOT/testbed/sample-app/build.sh" "$HELPERS" >/dev/null || die "building the sample-app image failed"
   touch "$HELPERS/.complete"
 }
 

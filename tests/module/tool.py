@@ -27,10 +27,10 @@ Subcommands:
                              replaced by its size and hash).
   positive-cases DIR         write every positive configValues case of the
                              openapi case file as a case file into DIR.
-  lint RENDER.yaml...        a local subset of dmt's lint rules (for machines
-                             without dmt): module.yaml, openapi enums and RU
-                             descriptions, container/pod security, VPA, PDB,
-                             RBAC names, monitoring, dashboards, docs.
+  dmt-report LOG RC          read the output of Deckhouse's `dmt lint` (LOG, its
+                             exit code RC): print "N errors, N warnings" and
+                             one line per finding; exit 1 if dmt found an
+                             error, exited non-zero or printed no summary.
 """
 
 import copy
@@ -711,262 +711,66 @@ class Checker:
         return 0 if not self.failures else 1
 
 
-
 # --------------------------------------------------------------------------
-# a local subset of dmt's rules, for machines without dmt
+# the report of Deckhouse's dmt
 # --------------------------------------------------------------------------
 
-CYRILLIC = re.compile("[\u0400-\u04FF]")
-ALLOWED_PRIORITY_CLASSES = {"system-node-critical", "system-cluster-critical", "cluster-critical", "cluster-medium",
-                            "cluster-low", "production-high", "production-medium", "production-low", "staging",
-                            "develop", "standby"}
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# A finding opens with "<emoji> [rule (#linter)]"; its fields are indented
+# "Name: value" lines, a long message continues on further indented lines.
+DMT_FINDING = re.compile(r"^\S*\s*\[(?P<rule>[^\]]+)\]\s*$")
+DMT_FIELD = re.compile(r"^\s+(?P<name>Message|Module|Object|FilePath|LineNumber|Value):\s*(?P<value>.*)$")
 
 
-def _walk_keys(node, path, out):
-    """(dotted path, value) of every mapping entry, lists as [i], like dmt's openapi parser."""
-    if isinstance(node, dict):
-        for k, v in node.items():
-            p = f"{path}.{k}" if path else str(k)
-            out.append((p, v))
-            _walk_keys(v, p, out)
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            _walk_keys(v, f"{path}[{i}]", out)
+def dmt_report(log_path, rc):
+    """Findings and totals of a `dmt lint` run (its text output, colours on).
 
+    dmt marks a finding's level only by colour: the message is red (31) for
+    an error, yellow (93) for a warning. The verdict rests on the totals
+    dmt prints, not on the colours."""
+    raw = open(log_path, encoding="utf-8", errors="replace").read()
+    findings, cur, field = [], None, None
+    for line in raw.split("\n"):
+        plain = ANSI.sub("", line)
+        m = DMT_FINDING.match(plain)
+        if m:
+            cur = {"rule": m.group("rule"), "level": "", "Message": "", "FilePath": "", "LineNumber": ""}
+            findings.append(cur)
+            field = None
+            continue
+        if cur is None:
+            continue
+        f = DMT_FIELD.match(plain)
+        if f:
+            field = f.group("name")
+            cur[field] = f.group("value").strip()
+            if field == "Message":
+                cur["level"] = "error" if "\x1b[31m" in line else "warning" if "\x1b[93m" in line else ""
+        elif plain.strip() and plain.startswith(" ") and field == "Message":
+            cur["Message"] += " " + plain.strip()
+        elif not plain.strip() or not plain.startswith(" "):
+            cur, field = None, None
+    plain = ANSI.sub("", raw)
+    totals = {k: re.search(rf"^\W*{k}:\s+(\d+)\s*$", plain, re.M) for k in ("Critical", "Errors", "Warnings")}
+    version = re.search(r"msg='DMT version'.*version='([^']+)'", plain)
+    if totals["Errors"] is None or totals["Warnings"] is None:
+        print(f"dmt printed no summary (exit code {rc}); its output:")
+        for line in plain.strip().split("\n")[-30:]:
+            print(f"    {line}")
+        return 1
+    critical = int(totals["Critical"].group(1)) if totals["Critical"] else 0
+    errors, warnings = int(totals["Errors"].group(1)), int(totals["Warnings"].group(1))
+    def count(n, what):
+        return f"{n} {what}" + ("" if n == 1 else "s")
 
-def _semver_min(constraint):
-    found = [tuple(int(x) for x in m.group(2).split(".")) for m in re.finditer(r"(>=|>|=)\s*v?(\d+(?:\.\d+){0,2})", constraint or "")]
-    return min(found) if found else None
-
-
-class Lint:
-    def __init__(self, renders):
-        self.errors = []
-        self.warnings = []
-        self.checked = 0
-        self.objs = []
-        for r in renders:
-            self.objs.extend(load_render(r))
-        cfg_path = os.path.join(ROOT, ".dmtlint.yaml")
-        self.cfg = (load_yaml(cfg_path) or {}).get("linters-settings", {}) if os.path.exists(cfg_path) else {}
-
-    def rule(self, name, ok, msg, warn=False):
-        self.checked += 1
-        if not ok:
-            (self.warnings if warn else self.errors).append(f"[{name}] {msg}")
-
-    def module(self):
-        m = load_yaml(os.path.join(ROOT, "module.yaml")) or {}
-        self.rule("definition-file", m.get("name") == "pod-reloader", "module.yaml: name must be pod-reloader")
-        self.rule("definition-file", str(m.get("namespace", "")).startswith("d8-"), "module.yaml: namespace must start with d8-")
-        self.rule("definition-file", bool((m.get("descriptions") or {}).get("en")), "module.yaml: descriptions.en is required")
-        self.rule("definition-file", m.get("stage") in ("Experimental", "Preview", "General Availability", "Deprecated"),
-                  f"module.yaml: unknown stage {m.get('stage')!r}")
-        dmin = _semver_min((m.get("requirements") or {}).get("deckhouse"))
-        self.rule("requirements", "stage" not in m or (dmin is not None and dmin >= (1, 68)),
-                  "module.yaml: stage needs requirements.deckhouse >= 1.68")
-        if dmin is not None and dmin < (1, 72):
-            self.rule("definition-file", isinstance(m.get("weight"), int) and 900 <= m["weight"] <= 999,
-                      "module.yaml: weight must be 900-999 for Deckhouse < 1.72")
-        hi = os.path.join(ROOT, ".helmignore")
-        self.rule("helmignore", os.path.exists(hi), ".helmignore is missing")
-        if os.path.exists(hi):
-            lines = {l.strip().rstrip("/") for l in open(hi, encoding="utf-8") if l.strip() and not l.startswith("#")}
-            self.rule("helmignore", not ({"templates", "Chart.yaml"} & lines), ".helmignore excludes templates/ or Chart.yaml")
-            import fnmatch
-            material = {"templates", "charts", "monitoring", "Chart.yaml", "values.yaml", "images_digests.json", ".helmignore"}
-            for entry in sorted(os.listdir(ROOT)):
-                if entry not in material:
-                    self.rule("helmignore-coverage", any(fnmatch.fnmatch(entry, p) for p in lines),
-                              f"{entry} is not listed in .helmignore (it would be packed into the chart)", warn=True)
-        impact = ((self.cfg.get("module") or {}).get("legacy-release-file") or {}).get("impact", "error")
-        self.rule("legacy-release-file", not os.path.exists(os.path.join(ROOT, "release.yaml")),
-                  "release.yaml exists (Deckhouse reads version.json from the release image)", warn=impact != "error")
-
-    def openapi(self):
-        excludes = {e + ".enum" for e in ((self.cfg.get("openapi") or {}).get("exclude-rules") or {}).get("enum", [])}
-        for name in ("config-values.yaml", "values.yaml"):
-            doc = load_yaml(os.path.join(ROOT, "openapi", name))
-            keys = []
-            _walk_keys(doc, "", keys)
-            for path, value in keys:
-                if not path.endswith(".enum") or path in excludes or re.sub(r"\[\d+\]", "[*]", path) in excludes:
-                    continue
-                for v in value:
-                    if not isinstance(v, str) or not v:
-                        continue
-                    ok = not (v[0].isalpha() and not v[0].isupper()) and re.fullmatch(r"[A-Za-z0-9]+(\.[0-9]+)?[A-Za-z0-9]*", v)
-                    self.rule("enum", bool(ok), f"openapi/{name}: {path}: value {v!r} must be CamelCase")
-            self.rule("high-availability", "default" not in ((doc.get("properties") or {}).get("highAvailability") or {}),
-                      f"openapi/{name}: properties.highAvailability must have no default")
-        en = load_yaml(os.path.join(ROOT, "openapi", "config-values.yaml"))
-        ru = load_yaml(os.path.join(ROOT, "openapi", "doc-ru-config-values.yaml"))
-
-        def walk(e, r, path):
-            if not isinstance(e, dict):
-                return
-            if "description" in e:
-                self.rule("bilingual", isinstance(r, dict) and bool(r.get("description")),
-                          f"doc-ru-config-values.yaml: no Russian description for {path or '<root>'}")
-            for k, sub in (e.get("properties") or {}).items():
-                walk(sub, ((r or {}).get("properties") or {}).get(k) if isinstance(r, dict) else None, f"{path}.{k}" if path else k)
-        walk(en, ru, "")
-
-    def containers(self):
-        for o in self.objs:
-            labels = o["metadata"].get("labels", {})
-            ident = f"{o['kind']}/{o['metadata'].get('namespace', '')}/{o['metadata']['name']}"
-            self.rule("recommended-labels", "module" in labels and "heritage" in labels, f"{ident}: module/heritage labels")
-            if o["kind"] == "Namespace" and o["metadata"]["name"].startswith("d8-"):
-                self.rule("namespace-labels", labels.get("prometheus.deckhouse.io/rules-watcher-enabled") == "true",
-                          f"{ident}: prometheus.deckhouse.io/rules-watcher-enabled label")
-                self.rule("kube-rbac-proxy", any(x["kind"] == "ConfigMap" and x["metadata"]["name"] == "kube-rbac-proxy-ca.crt"
-                                                 and x["metadata"].get("namespace") == o["metadata"]["name"] for x in self.objs),
-                          f"{ident}: kube-rbac-proxy-ca.crt ConfigMap")
-            if o["kind"] not in ("Deployment", "DaemonSet", "StatefulSet"):
-                continue
-            spec = o["spec"]["template"]["spec"]
-            if o["kind"] == "Deployment":
-                self.rule("revision-history-limit", o["spec"].get("revisionHistoryLimit", 10) <= 2, f"{ident}: revisionHistoryLimit <= 2")
-            self.rule("priority-class", spec.get("priorityClassName") in ALLOWED_PRIORITY_CLASSES, f"{ident}: priority class")
-            psc = spec.get("securityContext") or {}
-            uid_gid = (psc.get("runAsUser"), psc.get("runAsGroup"))
-            self.rule("controller-security-context", psc.get("runAsNonRoot") is True and uid_gid in ((65534, 65534), (64535, 64535)),
-                      f"{ident}: pod securityContext runAsNonRoot with 65534 or 64535")
-            for c in spec.get("containers", []) + spec.get("initContainers", []):
-                cid = f"{ident}; container = {c['name']}"
-                sc = c.get("securityContext")
-                self.rule("security-context", sc is not None, f"{cid}: securityContext")
-                sc = sc or {}
-                self.rule("read-only-root-filesystem", sc.get("readOnlyRootFilesystem") is True, f"{cid}: readOnlyRootFilesystem")
-                self.rule("no-new-privileges", sc.get("allowPrivilegeEscalation") is False, f"{cid}: allowPrivilegeEscalation false")
-                self.rule("seccomp-profile", (sc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type") in ("RuntimeDefault", "Localhost"),
-                          f"{cid}: seccompProfile")
-                self.rule("resources", bool(((c.get("resources") or {}).get("requests") or {}).get("ephemeral-storage")),
-                          f"{cid}: ephemeral-storage request")
-                image = c.get("image", "")
-                repo = image.split("@")[0]
-                self.rule("image-digest", "@sha256:" in image and repo.startswith("registry.example.com/"),
-                          f"{cid}: image {image} not from the module registry by digest")
-                self.rule("image-pull-policy", c.get("imagePullPolicy") in (None, "IfNotPresent"), f"{cid}: imagePullPolicy")
-                for port in c.get("ports", []):
-                    self.rule("ports", port["containerPort"] > 1024, f"{cid}: port {port['containerPort']} <= 1024")
-                if c in spec.get("containers", []):
-                    for probe in ("livenessProbe", "readinessProbe"):
-                        handlers = [h for h in ("exec", "httpGet", "tcpSocket", "grpc") if h in (c.get(probe) or {})]
-                        self.rule(probe, len(handlers) == 1, f"{cid}: {probe} with one handler")
-            # VPA and PDB of the controller
-            vpas = [v for v in self.objs if v["kind"] == "VerticalPodAutoscaler" and v["spec"]["targetRef"]["name"] == o["metadata"]["name"]
-                    and v["metadata"].get("namespace") == o["metadata"].get("namespace")]
-            if any(v["kind"] == "VerticalPodAutoscaler" for v in self.objs):
-                self.rule("vpa", bool(vpas), f"{ident}: no VPA")
-                for v in vpas:
-                    mode = v["spec"].get("updatePolicy", {}).get("updateMode")
-                    self.rule("vpa", mode != "Auto", f"{ident}: VPA updateMode Auto")
-                    pols = {p["containerName"]: p for p in v["spec"].get("resourcePolicy", {}).get("containerPolicies", [])}
-                    for c in spec.get("containers", []):
-                        p = pols.get(c["name"])
-                        self.rule("vpa", p is not None, f"{ident}: VPA policy for container {c['name']}")
-                        if p:
-                            for res in ("cpu", "memory"):
-                                lo, hi = (p.get("minAllowed") or {}).get(res), (p.get("maxAllowed") or {}).get(res)
-                                self.rule("vpa", lo is not None and hi is not None and _quantity(lo) < _quantity(hi),
-                                          f"{ident}: VPA {res} minAllowed < maxAllowed")
-            if o["kind"] != "DaemonSet":
-                podlabels = o["spec"]["template"]["metadata"].get("labels", {})
-                pdbs = [p for p in self.objs if p["kind"] == "PodDisruptionBudget" and p["metadata"].get("namespace") == o["metadata"].get("namespace")
-                        and all(podlabels.get(k) == v for k, v in p["spec"]["selector"].get("matchLabels", {}).items())]
-                self.rule("pdb", bool(pdbs), f"{ident}: no PodDisruptionBudget matches the pods")
-
-    def rbac(self):
-        for o in self.objs:
-            kind, name = o["kind"], o["metadata"]["name"]
-            if kind in ("ClusterRole", "ClusterRoleBinding"):
-                self.rule("placement", name.startswith("d8:pod-reloader"), f"{kind}/{name}: name must start with d8:pod-reloader")
-            if kind == "ServiceAccount":
-                self.rule("placement", name == "pod-reloader" and o["metadata"].get("namespace") == "d8-pod-reloader",
-                          f"ServiceAccount {name}: must be d8-pod-reloader/pod-reloader")
-            for r in o.get("rules", []) if kind in ("ClusterRole", "Role") else []:
-                self.rule("wildcards", not any("*" in r.get(k, []) for k in ("apiGroups", "resources", "verbs")), f"{kind}/{name}: wildcard")
-
-    def templates(self):
-        mon = open(os.path.join(ROOT, "templates", "monitoring.yaml"), encoding="utf-8").read().replace(" ", "")
-        self.rule("prometheus-rules", 'include"helm_lib_prometheus_rules"' in mon, "templates/monitoring.yaml must include helm_lib_prometheus_rules")
-        self.rule("grafana-dashboards", 'include"helm_lib_grafana_dashboard_definitions"' in mon,
-                  "templates/monitoring.yaml must include helm_lib_grafana_dashboard_definitions")
-        for dirpath, _, files in os.walk(os.path.join(ROOT, "templates")):
-            for f in files:
-                text = open(os.path.join(dirpath, f), encoding="utf-8").read()
-                self.rule("cluster-domain", "cluster.local" not in text, f"templates/{f}: hardcoded cluster.local")
-                if f == "registry-secret.yaml" and "global.modulesImages.registry.dockercfg" in text.replace('"', "").replace(" ", ""):
-                    self.rule("registry", "podReloader.registry.dockercfg" in text or '"registry" "dockercfg"' in text,
-                              "registry-secret.yaml: module registry dockercfg")
-        for dirpath, _, files in os.walk(os.path.join(ROOT, "monitoring", "grafana-dashboards")):
-            for f in files:
-                if not f.endswith(".json"):
-                    continue
-                d = json.load(open(os.path.join(dirpath, f), encoding="utf-8"))
-                panels = []
-                for p in d.get("panels", []):
-                    panels.extend(p.get("panels", []) if p.get("type") == "row" else [p])
-                for p in panels:
-                    t = p.get("title", "unnamed")
-                    self.rule("grafana-dashboards", p.get("type") not in ("graph", "flant-statusmap-panel"), f"{f}: panel {t}: deprecated type")
-                    self.rule("grafana-dashboards", "alert" not in p, f"{f}: panel {t}: legacy alert")
-                    for tg in p.get("targets", []):
-                        ds = tg.get("datasource")
-                        if ds is None:
-                            continue
-                        uid = ds.get("uid", "") if isinstance(ds, dict) else ""
-                        self.rule("grafana-dashboards", isinstance(ds, dict) and uid in ("$ds_prometheus", "${ds_prometheus}"),
-                                  f"{f}: panel {t}: datasource must be ${{ds_prometheus}}")
-                        for iv in ("interval_rv", "interval_sx3", "interval_sx4"):
-                            self.rule("grafana-dashboards", iv not in tg.get("expr", ""), f"{f}: panel {t}: deprecated {iv}")
-                tv = (d.get("templating") or {}).get("list", [])
-                self.rule("grafana-dashboards", any(v.get("type") == "datasource" and v.get("query") == "prometheus" and v.get("name") == "ds_prometheus" for v in tv),
-                          f"{f}: no ds_prometheus datasource variable")
-
-    def docs(self):
-        d = os.path.join(ROOT, "docs")
-        readme = os.path.join(d, "README.md")
-        self.rule("readme", os.path.exists(readme) and os.path.getsize(readme) > 0, "docs/README.md missing or empty")
-        for f in sorted(os.listdir(d)):
-            if not f.endswith(".md") or f.endswith(".ru.md") or f.upper().endswith("_RU.MD"):
-                continue
-            base = f[:-3]
-            self.rule("bilingual", os.path.exists(os.path.join(d, base + ".ru.md")) or os.path.exists(os.path.join(d, base + "_RU.md")),
-                      f"docs/{f}: no Russian counterpart")
-            for n, line in enumerate(open(os.path.join(d, f), encoding="utf-8"), 1):
-                self.rule("cyrillic-in-english", not CYRILLIC.search(line), f"docs/{f}:{n}: cyrillic letters")
-
-    def no_cyrillic(self):
-        for top in ("openapi", "templates", "monitoring", "images", "crds", "tests/module"):
-            for dirpath, _, files in os.walk(os.path.join(ROOT, top)):
-                for f in files:
-                    if not f.endswith((".yaml", ".yml", ".json", ".go")) or f.startswith("doc-ru-") or ".ru." in f:
-                        continue
-                    rel = os.path.relpath(os.path.join(dirpath, f), ROOT)
-                    if rel.startswith("openapi/conversions/"):
-                        continue
-                    text = open(os.path.join(dirpath, f), encoding="utf-8").read()
-                    self.rule("no-cyrillic", not CYRILLIC.search(text), f"{rel}: cyrillic letters")
-
-    def run(self):
-        for step in (self.module, self.openapi, self.containers, self.rbac, self.templates, self.docs, self.no_cyrillic):
-            step()
-        for w in self.warnings:
-            print(f"warning {w}")
-        for e in self.errors:
-            print(f"error   {e}")
-        print(f"dmt rule subset: {self.checked} checks, {len(self.errors)} errors, {len(self.warnings)} warnings")
-        return 0 if not self.errors else 1
-
-
-def _quantity(q):
-    q = str(q)
-    units = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-    m = re.fullmatch(r"([0-9.]+)([a-zA-Z]*)", q)
-    return float(m.group(1)) * units.get(m.group(2), 1) if m else float("nan")
+    print(f"{count(critical + errors, 'error')}, {count(warnings, 'warning')} "
+          f"(dmt {version.group(1) if version else 'version unknown'}, exit code {rc})")
+    for x in sorted(findings, key=lambda x: (x["level"] != "error", x["rule"], x["FilePath"], int(x["LineNumber"] or 0))):
+        # With no error in the totals, every finding is a warning.
+        level = x["level"] or ("warning" if critical + errors == 0 else "finding")
+        where = x["FilePath"] + (f":{x['LineNumber']}" if x["LineNumber"] else "")
+        print(f"    {level} [{x['rule']}] {where}: {x['Message']}")
+    return 0 if critical + errors == 0 and rc == 0 else 1
 
 
 def main(argv):
@@ -1020,8 +824,8 @@ def main(argv):
             with open(os.path.join(argv[2], f"openapi-positive-{i:02d}.yaml"), "w", encoding="utf-8") as f:
                 yaml.safe_dump({"settings": case}, f, sort_keys=False)
         return 0
-    if cmd == "lint":
-        return Lint(argv[2:]).run()
+    if cmd == "dmt-report":
+        return dmt_report(argv[2], int(argv[3]))
     if cmd == "split":
         split_render(argv[2], argv[3])
         return 0

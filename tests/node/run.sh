@@ -18,7 +18,7 @@
 #                  restarts; /healthz, /readyz and /metrics answer on the
 #                  pod IP.
 #   3. reloads:    against the in-cluster controller, workloads running the
-#                  sample app (images/sample-app): a ConfigMap edit (envFrom,
+#                  sample app (testbed/sample-app): a ConfigMap edit (envFrom,
 #                  auto annotation) and a Secret edit (env, named annotation)
 #                  each give a new Deployment pod Running whose log and
 #                  environment (kubectl exec) hold the new value within 30 s;

@@ -1,4 +1,4 @@
 // The sample application of the test bed's node tests and `make demo`.
-module pod-reloader/images/sample-app
+module pod-reloader/testbed/sample-app
 
 go 1.26
