@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 )
 
 // Bounds of one extraction: a module image is a few MiB; anything far larger
@@ -36,30 +35,78 @@ type extracted struct {
 	root map[string][]byte
 }
 
-// extractImage flattens img's layers and walks the result under Deckhouse's
-// extraction rules: an entry name containing ".." aborts the extraction;
-// only directories, regular files, symlinks and hard links are written; modes
-// are masked with 0700. Content is kept for the root files named in want
-// (lower case). Rule violations are reported on r as found in what.
+// Whiteout markers of the OCI layer format.
+const (
+	whiteoutPrefix = ".wh."
+	opaqueMarker   = ".wh..wh..opq"
+)
+
+// extractImage flattens img's layers (an upper layer's entry hides a lower
+// one's; whiteouts and opaque directories are honoured) and walks the result
+// under Deckhouse's extraction rules: an entry name containing ".." aborts
+// the extraction; only directories, regular files, symlinks and hard links
+// are written; modes are masked with 0700. Content is kept for the root
+// files named in want (lower case). Rule violations are reported on r as
+// found in what.
+//
+// The layers are read here rather than through go-containerregistry's
+// mutate.Extract: that one cleans names and drops escaping links before a
+// reader could see them, and a read error after its last entry reaches the
+// reader as a clean end of archive.
 func extractImage(r *report, what string, img v1.Image, want ...string) (*extracted, error) {
-	rc := mutate.Extract(img)
-	defer rc.Close()
-	tr := tar.NewReader(io.LimitReader(rc, maxImageBytes+1))
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("%s: layers: %w", what, err)
+	}
 	out := &extracted{entries: map[string]entry{}, root: map[string][]byte{}}
 	wanted := map[string]bool{}
 	for _, w := range want {
 		wanted[w] = true
 	}
+	seen := map[string]bool{}     // names an upper layer decided
+	whiteout := map[string]bool{} // names deleted by an upper layer
+	opaque := map[string]bool{}   // directories emptied by an upper layer
 	var total int64
-	for n := 0; ; n++ {
+	entries := 0
+	for i := len(layers) - 1; i >= 0; i-- {
+		layerOpaque, err := extractLayer(r, what, layers[i], i, out, wanted, seen, whiteout, opaque, &total, &entries)
+		if err != nil {
+			return nil, err
+		}
+		for d := range layerOpaque {
+			opaque[d] = true
+		}
+	}
+	return out, nil
+}
+
+// hiddenBy: name or one of its parents is in set.
+func hiddenBy(set map[string]bool, name string) bool {
+	for p := name; p != "." && p != "/" && p != ""; p = path.Dir(p) {
+		if set[p] {
+			return true
+		}
+	}
+	return false
+}
+
+func extractLayer(r *report, what string, layer v1.Layer, index int, out *extracted, wanted, seen, whiteout, opaque map[string]bool, total *int64, entries *int) (map[string]bool, error) {
+	rc, err := layer.Uncompressed()
+	if err != nil {
+		return nil, fmt.Errorf("%s: layer %d: %w", what, index, err)
+	}
+	defer rc.Close()
+	tr := tar.NewReader(io.LimitReader(rc, maxImageBytes+1))
+	layerOpaque := map[string]bool{}
+	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: reading the flattened layers: %w", what, err)
+		if err != nil && !(errors.Is(err, tar.ErrInsecurePath) && hdr != nil) {
+			return nil, fmt.Errorf("%s: layer %d: %w", what, index, err)
 		}
-		if n >= maxEntries {
+		if *entries++; *entries > maxEntries {
 			return nil, fmt.Errorf("%s: more than %d entries", what, maxEntries)
 		}
 		if strings.Contains(hdr.Name, "..") {
@@ -70,6 +117,19 @@ func extractImage(r *report, what string, img v1.Image, want ...string) (*extrac
 		if name == "" {
 			continue
 		}
+		base, dir := path.Base(name), path.Dir(name)
+		if base == opaqueMarker {
+			layerOpaque[dir] = true
+			continue
+		}
+		if strings.HasPrefix(base, whiteoutPrefix) {
+			whiteout[path.Join(dir, strings.TrimPrefix(base, whiteoutPrefix))] = true
+			continue
+		}
+		if seen[name] || hiddenBy(whiteout, name) || hiddenBy(opaque, dir) {
+			continue
+		}
+		seen[name] = true
 		switch hdr.Typeflag {
 		case tar.TypeDir, tar.TypeReg, tar.TypeSymlink, tar.TypeLink:
 		default:
@@ -88,8 +148,7 @@ func extractImage(r *report, what string, img v1.Image, want ...string) (*extrac
 			r.fail("%s: file %q has mode %04o after Deckhouse's 0700 mask: not readable", what, name, e.mode)
 		}
 		out.entries[name] = e
-		total += hdr.Size
-		if total > maxImageBytes {
+		if *total += hdr.Size; *total > maxImageBytes {
 			return nil, fmt.Errorf("%s: more than %d bytes of files", what, maxImageBytes)
 		}
 		lower := strings.ToLower(name)
@@ -108,5 +167,5 @@ func extractImage(r *report, what string, img v1.Image, want ...string) (*extrac
 			out.root[lower] = data
 		}
 	}
-	return out, nil
+	return layerOpaque, nil
 }

@@ -80,19 +80,22 @@ func (s *source) tags(repo string) ([]string, error) {
 	return remote.List(r, remote.WithContext(ctx))
 }
 
-func (s *source) image(ref string) (v1.Image, v1.Hash, error) {
+// image fetches ref lazily: its layers are read through ctx later, so the
+// caller cancels ctx (done) once it has read them.
+func (s *source) image(ref string) (img v1.Image, digest v1.Hash, done func(), err error) {
+	done = func() {}
 	r, err := name.ParseReference(ref, s.nameOpts...)
 	if err != nil {
-		return nil, v1.Hash{}, err
+		return nil, v1.Hash{}, done, err
 	}
 	ctx, cancel := s.call()
-	defer cancel()
-	img, err := remote.Image(r, remote.WithContext(ctx))
+	img, err = remote.Image(r, remote.WithContext(ctx))
 	if err != nil {
-		return nil, v1.Hash{}, err
+		cancel()
+		return nil, v1.Hash{}, done, err
 	}
-	d, err := img.Digest()
-	return img, d, err
+	digest, err = img.Digest()
+	return img, digest, cancel, err
 }
 
 func (s *source) check(r *report, channels []string, walkFrom string) {
@@ -150,7 +153,7 @@ func (s *source) check(r *report, channels []string, walkFrom string) {
 	if walkFrom == "" {
 		return
 	}
-	from, err := semver.StrictNewVersion(strings.TrimPrefix(walkFrom, "v"))
+	from, err := semver.NewVersion(walkFrom)
 	if err != nil || !releaseTag.MatchString(walkFrom) {
 		r.fail("-walk-from %q is not vX.Y.Z", walkFrom)
 		return
@@ -160,8 +163,8 @@ func (s *source) check(r *report, channels []string, walkFrom string) {
 	}
 	for _, c := range channels {
 		to := channelVersion[c]
-		if to == nil {
-			continue
+		if to == nil || !releaseTag.MatchString(to.Original()) {
+			continue // reported above: the walk cannot reach it
 		}
 		s.checkWalk(r, releaseRepo, moduleRepo, c, from, to, walkable)
 	}
@@ -225,7 +228,8 @@ func semverTags(r *report, repo string, tags []string) []*semver.Version {
 // version.json, changelog.yaml and module.yaml at its root.
 func (s *source) checkRelease(r *report, releaseRepo, tag, what string) *semver.Version {
 	ref := releaseRepo + ":" + tag
-	img, digest, err := s.image(ref)
+	img, digest, done, err := s.image(ref)
+	defer done()
 	if err != nil {
 		r.fail("%s: %s: %v", what, ref, err)
 		return nil
@@ -281,7 +285,9 @@ func (s *source) checkRelease(r *report, releaseRepo, tag, what string) *semver.
 	}
 	// The walk reads release:<version>: it must be this very image.
 	if !releaseTag.MatchString(tag) {
-		if _, vd, err := s.image(releaseRepo + ":" + vj.Version); err != nil {
+		_, vd, vdone, err := s.image(releaseRepo + ":" + vj.Version)
+		vdone()
+		if err != nil {
 			r.fail("%s: release:%s (what the walk reads) is missing: %v", ref, vj.Version, err)
 		} else if vd != digest {
 			r.fail("%s is %s but release:%s is %s", ref, digest, vj.Version, vd)
@@ -304,7 +310,8 @@ func (s *source) checkBundle(r *report, moduleRepo, version string) {
 		return
 	}
 	s.bundles[ref] = true
-	img, digest, err := s.image(ref)
+	img, digest, done, err := s.image(ref)
+	defer done()
 	if err != nil {
 		r.fail("bundle %s: %v", ref, err)
 		return
