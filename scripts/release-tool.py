@@ -13,6 +13,11 @@
   changelog VERSION         changelog.yaml of VERSION from release.yaml
                             (fails when release.yaml has no entry for it)
   release-version           the `version` of release.yaml
+  channels                  the channels of release.yaml as the tags Deckhouse
+                            reads (alpha … lts), one a line, in release.yaml's
+                            order; fails unless each is one of Deckhouse's six
+                            (ModuleUpdatePolicy spelling or tag) and the order
+                            is Deckhouse's
   camel NAME                camelCase of an image directory name
 
 Run from the repository root.
@@ -85,6 +90,34 @@ def release_yaml():
         return yaml.safe_load(f)
 
 
+# Deckhouse's release channels from the least to the most stable:
+# ModuleUpdatePolicy's spelling -> the tag of the release repository.
+DECKHOUSE_CHANNELS = {
+    "Alpha": "alpha",
+    "Beta": "beta",
+    "EarlyAccess": "early-access",
+    "Stable": "stable",
+    "RockSolid": "rock-solid",
+    "Lts": "lts",
+}
+
+
+def channels():
+    listed = release_yaml().get("channels") or []
+    order = list(DECKHOUSE_CHANNELS.values())
+    tags = []
+    for c in listed:
+        tag = DECKHOUSE_CHANNELS.get(c, c if c in order else None)
+        if tag is None:
+            sys.exit(f"release.yaml: channel {c!r} is none of {', '.join(DECKHOUSE_CHANNELS)}")
+        tags.append(tag)
+    if not tags:
+        sys.exit("release.yaml lists no channels")
+    if tags != sorted(tags, key=order.index) or len(set(tags)) != len(tags):
+        sys.exit(f"release.yaml: channels {listed} are not in Deckhouse's order {', '.join(DECKHOUSE_CHANNELS)}")
+    return tags
+
+
 def changelog(version):
     entries = release_yaml().get("changelog") or {}
     if version not in entries:
@@ -105,6 +138,9 @@ def main(argv):
                 print(d)
     elif cmd == "changelog" and len(args) == 1:
         sys.stdout.write(changelog(args[0]))
+    elif cmd == "channels" and not args:
+        for tag in channels():
+            print(tag)
     elif cmd == "release-version" and not args:
         print(release_yaml().get("version", ""))
     elif cmd == "camel" and len(args) == 1:

@@ -2,11 +2,19 @@
 # Releases of the pod-reloader module, the way Deckhouse reads them from a
 # ModuleSource repository REPO (docs/RELEASES.md):
 #
+#   REPO:pod-reloader                   the discovery tag: Deckhouse lists
+#                                       the tags of REPO itself and takes each
+#                                       as a module name (an empty image)
 #   REPO/pod-reloader@sha256:…          the images (controller, hooks), by digest
 #   REPO/pod-reloader:<version>         the module bundle
 #   REPO/pod-reloader/release:<version> the release image; the channel tags
 #   REPO/pod-reloader/release:<channel> (alpha, beta, early-access, stable,
-#                                        rock-solid) point at one of these
+#                                        rock-solid, lts: release.yaml's
+#                                        `channels`) point at one of these
+#
+# VERSION is vX.Y.Z. Prereleases (vX.Y.Z-rc.1) are refused everywhere:
+# Deckhouse's update walk keeps only the module repository's tags matching
+# ^v\d+\.\d+\.\d+$, so a cluster could never step through one.
 #
 #   scripts/release.sh release VERSION [REPO [CHANNEL]]   (make release)
 #   scripts/release.sh promote VERSION CHANNEL REPO       (make promote)
@@ -24,16 +32,21 @@
 #   layers stamped with the commit time: the same commit and VERSION give the
 #   same digests, so releasing a published version again changes nothing,
 #   and a different build under a published version is refused (FORCE=1
-#   overrides). With CHANNEL, the new release is then promoted to it.
+#   overrides). Last, REPO:pod-reloader (the discovery tag) is pushed if
+#   missing. With CHANNEL, the new release is then promoted to it.
+#   IMAGES_FROM=DIR reuses the images of an earlier `scripts/images.sh --out
+#   DIR` instead of building them, when they were built from a commit that
+#   differs from HEAD in release.yaml only (a new version of the same code).
 #   Without REPO it is a dry run: everything is built and checked, nothing is
 #   pushed; the bundle and release image are kept as an OCI layout in
 #   target/release/VERSION/.
 #   Publishing from a work tree with uncommitted changes needs ALLOW_DIRTY=1.
 # promote: points REPO/pod-reloader/release:CHANNEL at the digest of
 #   REPO/pod-reloader/release:VERSION after checking that the release, its
-#   bundle and every image of the bundle's images_digests.json are in REPO.
-#   Nothing is built. Channels may be written alpha|beta|early-access|stable|
-#   rock-solid or as in ModuleUpdatePolicy (Alpha, EarlyAccess, …).
+#   bundle and every image of the bundle's images_digests.json are in REPO,
+#   and pushes the discovery tag if missing. Nothing is built. Channels may be
+#   written alpha|beta|early-access|stable|rock-solid|lts or as in
+#   ModuleUpdatePolicy (Alpha, EarlyAccess, RockSolid, Lts, …).
 #
 # crane reads registry credentials from ~/.docker/config.json (`crane auth
 # login REGISTRY -u USER -p TOKEN`); 127.0.0.1/localhost registries are
@@ -46,18 +59,28 @@ umask 022
 . "$(dirname "$0")/oci-lib.sh"
 cd "$REPO_ROOT"
 
-CHANNELS=(alpha beta early-access stable rock-solid)
+# The channel tags of release.yaml's `channels`, in Deckhouse's order.
+CHANNELS=()
+load_channels() {
+  local out
+  out=$(release_tool channels) || die "release.yaml: bad channels"
+  mapfile -t CHANNELS <<<"$out"
+}
 # Entries of the repository root that make up the module directory.
 BUNDLE_ENTRIES=(.helmignore Chart.yaml module.yaml charts crds docs enabled monitoring openapi templates)
 
-usage() { sed -n '2,44p' "$0"; exit 2; }
+usage() { sed -n '2,59p' "$0"; exit 2; }
 
+RELEASE_RE='^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$'
 check_version() {
-  [[ $1 =~ ^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?$ ]] ||
-    die "VERSION must look like vX.Y.Z (got '${1}')"
+  if [[ $1 =~ ^v[0-9]+\.[0-9]+\.[0-9]+[-+] ]]; then
+    die "VERSION $1 is a prerelease or carries build metadata: Deckhouse's update walk keeps only the module repository's tags matching ^v\\d+\\.\\d+\\.\\d+\$, so no cluster could step through it; only vX.Y.Z is released (try a build on a test cluster with a ModulePullOverride instead)"
+  fi
+  [[ $1 =~ $RELEASE_RE ]] || die "VERSION must look like vX.Y.Z (got '${1}')"
 }
 
-# channel NAME: the channel tag for NAME (alpha … rock-solid), or fail.
+# channel NAME: the channel tag for NAME (alpha … lts, or ModuleUpdatePolicy's
+# Alpha … Lts), or fail when release.yaml does not list it.
 channel() {
   local c
   c=$(sed -E 's/([a-z])([A-Z])/\1-\2/g' <<<"$1" | tr '[:upper:]' '[:lower:]')
@@ -141,6 +164,48 @@ build_release_image() {
     "Release metadata of the Deckhouse module pod-reloader $VERSION: version.json, changelog.yaml, module.yaml"
 }
 
+# discovery_tag REPO: Deckhouse finds the modules of a ModuleSource by listing
+# the tags of REPO itself (GET /v2/<repo>/tags/list, never _catalog) and takes
+# each tag as a module name. Deckhouse's publishing action makes that tag an
+# empty OCI image (crane append --oci-empty-base --new_layer ""), the same
+# digest every time; its content is never read.
+discovery_tag() {
+  local ref=$1:$MODULE_NAME d
+  if d=$(crane digest "$ref" 2>/dev/null); then
+    log "  $ref: discovery tag already there ($d)"
+    return 0
+  fi
+  crane append --oci-empty-base --new_layer "" --new_tag "$ref" >/dev/null
+  log "  pushed $ref (discovery tag, $(crane digest "$ref"))"
+}
+
+# reuse_images DIR: load the images of `scripts/images.sh --out DIR` into the
+# build registry instead of building them, and set IMAGES_OUT=DIR. Refused
+# unless they were built from a commit whose tree differs from HEAD in
+# release.yaml only.
+reuse_images() {
+  local dir=$1 f
+  for f in images.tsv images_digests.json artifact/pod-reloader-hooks oci/index.json; do
+    [ -e "$dir/$f" ] || die "IMAGES_FROM=$dir: no $f (the output of scripts/images.sh --out DIR, with its OCI layout)"
+  done
+  crane push --index "$dir/oci" "$BUILD_ADDR/$MODULE_NAME:reused" >/dev/null
+  local name digest rev=""
+  while IFS=$'\t' read -r name _ digest _; do
+    crane manifest "$BUILD_ADDR/$MODULE_NAME@$digest" >/dev/null || die "IMAGES_FROM=$dir: image $name $digest is not in its layout"
+    rev=$(crane config "$BUILD_ADDR/$MODULE_NAME@$digest" | jq -r '.config.Labels["org.opencontainers.image.revision"] // ""')
+  done <"$dir/images.tsv"
+  local base=${rev%-dirty}
+  git cat-file -e "$base^{commit}" 2>/dev/null || die "IMAGES_FROM=$dir: built from '$rev', not a commit of this repository"
+  local changed
+  changed=$(git diff --name-only "$base" HEAD -- . ':(exclude)release.yaml')
+  [ -z "$changed" ] || die "IMAGES_FROM=$dir: built from $rev; since then changed: $(tr '\n' ' ' <<<"$changed")"
+  if [ "$rev" != "$base" ] && [ "${ALLOW_DIRTY:-0}" != 1 ]; then
+    die "IMAGES_FROM=$dir: built from a work tree with uncommitted changes ($rev; ALLOW_DIRTY=1 to use them)"
+  fi
+  log "reusing the images of $dir (built from $rev; HEAD differs in release.yaml only)"
+  IMAGES_OUT=$dir
+}
+
 # publish SRC DST: copy SRC (in the build registry) to DST unless DST already
 # holds the same digest; refuse to replace a different one unless FORCE=1.
 publish() {
@@ -165,6 +230,7 @@ cmd_release() {
   local repo=${2:-} chan=${3:-}
   [ -n "$VERSION" ] || die "VERSION is required: make release VERSION=vX.Y.Z [REGISTRY=host/path] [CHANNEL=alpha]"
   check_version "$VERSION"
+  load_channels
   repo=${repo%/}
   [ -z "$chan" ] || chan=$(channel "$chan")
   [ -z "$chan" ] || [ -n "$repo" ] || die "CHANNEL needs REGISTRY"
@@ -192,8 +258,12 @@ cmd_release() {
   registry_start "$WORK/registry"
   BUILD_ADDR=$REGISTRY_ADDR
 
-  IMAGES_OUT=$WORK/images
-  scripts/images.sh --out "$IMAGES_OUT" --build-registry "$BUILD_ADDR" --no-layout >/dev/null
+  if [ -n "${IMAGES_FROM:-}" ]; then
+    reuse_images "$IMAGES_FROM"
+  else
+    IMAGES_OUT=$WORK/images
+    scripts/images.sh --out "$IMAGES_OUT" --build-registry "$BUILD_ADDR" --no-layout >/dev/null
+  fi
   build_bundle
   build_release_image
 
@@ -217,6 +287,8 @@ cmd_release() {
     done <"$IMAGES_OUT/images.tsv"
     publish "$BUILD_ADDR/$MODULE_NAME:$VERSION" "$repo/$MODULE_NAME:$VERSION"
     publish "$BUILD_ADDR/$MODULE_NAME/release:$VERSION" "$repo/$MODULE_NAME/release:$VERSION"
+    # Last: a module Deckhouse discovers must already have its release.
+    discovery_tag "$repo"
   fi
   printf 'version\t%s\nbundle\t%s\nrelease\t%s\n' "$VERSION" "$bundle_digest" "$release_digest"
   sed 's/^\([^\t]*\)\t[^\t]*\t\([^\t]*\)\t.*/image:\1\t\2/' "$IMAGES_OUT/images.tsv"
@@ -234,9 +306,10 @@ release_version() {
 cmd_promote() {
   local version=${1:-} chan=${2:-} repo=${3:-}
   if [ -z "$version" ] || [ -z "$chan" ] || [ -z "$repo" ]; then
-    die "usage: make promote VERSION=vX.Y.Z CHANNEL=alpha|beta|early-access|stable|rock-solid REGISTRY=host/path"
+    die "usage: make promote VERSION=vX.Y.Z CHANNEL=alpha|beta|early-access|stable|rock-solid|lts REGISTRY=host/path"
   fi
   check_version "$version"
+  load_channels
   chan=$(channel "$chan")
   repo=${repo%/}
   [ -n "${CRANE:-}" ] || oci_tools
@@ -267,6 +340,7 @@ cmd_promote() {
   done
   crane tag "$rel@$digest" "$chan" >/dev/null
   log "$rel:$chan: $before -> $version ($digest)"
+  discovery_tag "$repo"
 }
 
 case ${1:-} in

@@ -57,6 +57,7 @@ TOOLS=(
   "kubeconform|kubeconform|github.com/yannh/kubeconform/cmd/kubeconform|$kubeconform_ldflags|under a minute"
   "crane|crane|github.com/google/go-containerregistry/cmd/crane|-s -w|under a minute"
   "registry|registry|github.com/distribution/distribution/v3/cmd/registry|$registry_ldflags|a minute or two"
+  "dhcheck|dhcheck|.|-s -w|under a minute"
   "kube-scheduler|k8s-node|k8s.io/kubernetes/cmd/kube-scheduler|$kube_ldflags|a few minutes"
   "kubelet|k8s-node|k8s.io/kubernetes/cmd/kubelet|$kube_ldflags|a few minutes"
 )
@@ -73,7 +74,9 @@ for entry in "${TOOLS[@]}"; do
   if [ "${#want[@]}" -gt 0 ] && [[ " ${want[*]} " != *" $name "* ]]; then continue; fi
   if [ "${#want[@]}" -eq 0 ] && [ "${NODE:-0}" != 1 ] && [[ $NODE_TOOLS == *" $name "* ]]; then continue; fi
   moddir=$TOOLS_DIR/$dir
-  stamp=$( { cat "$moddir/go.mod" "$moddir/go.sum"; echo "$pkg $ldflags"; } | sha256sum | cut -c1-16)
+  # A module with its own Go source (dhcheck) is rebuilt when that changes too.
+  stamp=$( { cat "$moddir/go.mod" "$moddir/go.sum"; echo "$pkg $ldflags"
+    find "$moddir" -maxdepth 1 -name '*.go' -print0 | sort -z | xargs -0r cat; } | sha256sum | cut -c1-16)
   if [ "$force" = 0 ] && [ -x "$BIN_DIR/$name" ] && [ "$(cat "$BIN_DIR/.stamps/$name" 2>/dev/null)" = "$stamp" ]; then
     continue
   fi

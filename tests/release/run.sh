@@ -9,6 +9,10 @@
 # runs alone too (`tests/release/run.sh`), then the Kubernetes part needs
 # KUBECONFIG.
 #
+#   0. module.yaml: `dhcheck module-yaml` (testbed/tools/dhcheck, written from
+#                Deckhouse's reading rules) strict-decodes module.yaml into
+#                Deckhouse's field types; variants with `bootstrapped: true`,
+#                enabledInBundles, an unknown field or a bad range are refused.
 #   1. images:   `scripts/images.sh` builds both images with `docker`, `podman`,
 #                `buildah`, `werf` and friends replaced by stubs that fail and
 #                log (none may be called); a second build gives the same
@@ -29,6 +33,18 @@
 #                the module directory and hooks/pod-reloader-hooks (0755) and no
 #                source; releasing again changes nothing; bad channels and
 #                unknown versions are refused; the dry run (no REGISTRY) works.
+#                Then: tags/list of the source repository names pod-reloader
+#                (the discovery tag); promotion to the four other channels, in
+#                both spellings (beta, EarlyAccess, rock-solid, Lts);
+#                prereleases refused by release (with and without CHANNEL) and
+#                promote; `dhcheck source` on all six channels. Upgrade path:
+#                v0.2.0 and v0.2.1 released from a temporary commit in a clone
+#                (release.yaml with their changelog) reusing the images of 1
+#                (IMAGES_FROM, cargo stubbed out), dhcheck's walk v0.1.0 ->
+#                v0.2.0 -> v0.2.1; IMAGES_FROM refused after a source change.
+#                Last, dhcheck fails on a crafted broken source (prerelease on a
+#                channel, missing minor, fifo and ../ in a bundle, missing
+#                images, no discovery tag).
 #   3. examples: the CRD fixtures of tests/release/crds/ are applied for real
 #                and Established; the ModuleSource, ModuleUpdatePolicy and
 #                ModuleConfig examples extracted from docs/RELEASES.md and
@@ -85,12 +101,37 @@ if ! oci_tools >"$WORK/tools.log" 2>&1; then
   finish
 fi
 pass "crane and registry ready ($CRANE, $REGISTRY_BIN)"
+if testbed/build-tools.sh dhcheck >"$WORK/dhcheck-build.log" 2>&1 && [ -x "$BIN_DIR/dhcheck" ]; then
+  DHCHECK=$BIN_DIR/dhcheck
+  pass "dhcheck ready (testbed/tools/dhcheck: Deckhouse's reading rules)"
+else
+  indent <"$WORK/dhcheck-build.log"
+  fail "dhcheck build (testbed/build-tools.sh dhcheck)"
+  finish
+fi
 CRATE_VERSION=$(awk -F'"' '/^\[workspace.package\]/{p=1} p && $1 ~ /^version *= */{print $2; exit}' Cargo.toml)
 
 registry_start "$WORK/source"
 SRC=$REGISTRY_ADDR
 pass "module source registry on $SRC (data in a temp dir)"
 REPO=$SRC/deckhouse/modules
+
+# --- 0. module.yaml as Deckhouse decodes it -----------------------------------------
+section "module.yaml as Deckhouse decodes it (dhcheck module-yaml)"
+check "module.yaml strict-decodes into Deckhouse's field types, enabled by ModuleConfig only" \
+  "$DHCHECK" module-yaml -explicit-enable module.yaml
+variant() { # variant NAME PYTHON: module.yaml edited by a Python statement on `s` (its text)
+  python3 -c 'import sys; s = open("module.yaml").read(); exec(sys.argv[2]); open(sys.argv[1], "w").write(s)' "$WORK/$1" "$2"
+  printf '%s\n' "$WORK/$1"
+}
+expect_fail "requirements.bootstrapped: true (the old module.yaml) does not decode" "cannot unmarshal bool into Go struct field" \
+  "$DHCHECK" module-yaml "$(variant mod-bootstrapped.yaml 's = s.replace("requirements:\n", "requirements:\n  bootstrapped: true\n")')"
+expect_fail "enabledInBundles is refused: the module would be enabled without a ModuleConfig" "without a ModuleConfig" \
+  "$DHCHECK" module-yaml -explicit-enable "$(variant mod-bundles.yaml 's += "accessibility:\n  editions:\n    _default:\n      available: true\n      enabledInBundles: [Default]\n"')"
+expect_fail "an unknown module.yaml field is refused" 'unknown field "enabled"' \
+  "$DHCHECK" module-yaml "$(variant mod-unknown.yaml 's += "enabled: true\n"')"
+expect_fail "a requirement that is not a version range is refused" "not a version range" \
+  "$DHCHECK" module-yaml "$(variant mod-range.yaml 's = s.replace("\">= 1.29\"", "\"newest\"")')"
 
 # --- 1. images -----------------------------------------------------------------
 section "images (scripts/images.sh)"
@@ -370,6 +411,164 @@ else
   fail "dry run (no REGISTRY)"
   tail -n 20 "$WORK/dry.log" | sed 's/^/    /'
 fi
+
+# --- 2b. channels, prereleases, discovery, as Deckhouse reads them -------------------
+section "all six channels, prereleases refused, discovery tag (module source $REPO)"
+tags_list() { curl -fsS "http://$SRC/v2/$1/tags/list"; }
+check "discovery: GET /v2/deckhouse/modules/tags/list lists pod-reloader ($(tags_list deckhouse/modules 2>&1 | tr -d '\n'))" \
+  bash -c "curl -fsS 'http://$SRC/v2/deckhouse/modules/tags/list' | jq -e '.tags | index(\"pod-reloader\")'"
+check "discovery: crane ls $REPO names pod-reloader (what docs/RELEASES.md tells operators to run)" \
+  bash -c "'$CRANE' ls '$REPO' | grep -qx pod-reloader"
+check "release.yaml's channels are Deckhouse's six, Alpha … Lts" \
+  bash -c "[ \"\$(python3 scripts/release-tool.py channels | tr '\n' ' ')\" = 'alpha beta early-access stable rock-solid lts ' ]"
+# Each channel once, in both spellings Deckhouse knows (tag and ModuleUpdatePolicy).
+for spelled in beta EarlyAccess rock-solid Lts; do
+  tag=$(sed -E 's/([a-z])([A-Z])/\1-\2/g' <<<"$spelled" | tr '[:upper:]' '[:lower:]')
+  if make -s promote VERSION=$VERSION CHANNEL=$spelled REGISTRY="$REPO" >"$WORK/promote-$tag.log" 2>&1 &&
+    [ "$("$CRANE" digest "$REL:$tag")" = "$rel_digest" ]; then
+    pass "make promote CHANNEL=$spelled: release:$tag = release:$VERSION"
+  else
+    fail "make promote CHANNEL=$spelled"
+    indent <"$WORK/promote-$tag.log"
+  fi
+done
+check "discovery tag pushed once: an empty image, same digest after the promotions ($("$CRANE" digest "$REPO:pod-reloader" 2>&1))" \
+  bash -c "'$CRANE' manifest '$REPO:pod-reloader' | jq -e '.layers == []' && grep -q 'discovery tag already there' '$WORK/promote-lts.log'"
+PRE_MSG="keeps only the module repository's tags matching"
+expect_fail "make release of a prerelease without a channel is refused" "$PRE_MSG" \
+  make -s release VERSION=v0.2.0-rc.1 REGISTRY="$REPO"
+expect_fail "make release of a prerelease onto a channel is refused" "$PRE_MSG" \
+  make -s release VERSION=v0.2.0-rc.1 REGISTRY="$REPO" CHANNEL=alpha
+expect_fail "make promote of a prerelease is refused" "$PRE_MSG" \
+  make -s promote VERSION=v0.1.0-rc.1 CHANNEL=alpha REGISTRY="$REPO"
+check "refused prereleases left no tag behind (module and release repositories: $("$CRANE" ls "$REPO/pod-reloader/release" 2>&1 | tr '\n' ' '))" \
+  bash -c "! '$CRANE' ls '$REPO/pod-reloader' | grep -q -- '-rc' && ! '$CRANE' ls '$REPO/pod-reloader/release' | grep -q -- '-rc'"
+dhcheck_source() { # dhcheck_source NAME ARGS...: dhcheck source must pass; its findings are listed
+  local name=$1 log=$WORK/dhcheck.$((PASSED + FAILED + SKIPPED))
+  shift
+  if "$DHCHECK" source "$@" >"$log" 2>&1; then
+    pass "$name"
+  else
+    fail "$name"
+  fi
+  indent <"$log"
+}
+ALL_CHANNELS=alpha,beta,early-access,stable,rock-solid,lts
+dhcheck_source "Deckhouse's reading of the module source, all six channels (dhcheck source)" \
+  -repo "$REPO" -module pod-reloader -channels "$ALL_CHANNELS" -walk-from "$VERSION" -explicit-enable
+
+# --- 2c. upgrade path v0.1.0 -> v0.2.0 -> v0.2.1 ---------------------------------------
+section "upgrade path v0.1.0 -> v0.2.0 -> v0.2.1 (a temporary commit, the images of 1 reused)"
+# release.yaml gets changelog entries for the test versions in a throwaway
+# clone; the images built in 1 are reused (IMAGES_FROM): same code, so the
+# releases build nothing (cargo is stubbed out to prove it).
+CLONE=$WORK/clone
+changelog_entries() {
+  python3 - "$CLONE/release.yaml" <<'EOF'
+import sys
+path = sys.argv[1]
+text = open(path).read()
+for v in ("v0.2.0", "v0.2.1", "v0.2.2"):
+    text += f"  {v}:\n    features: []\n    fixes:\n      - Test release {v} of tests/release/run.sh (never published).\n"
+open(path, "w").write(text)
+EOF
+}
+if git clone -q --shared "$ROOT" "$CLONE" && git -C "$CLONE" checkout -q --detach "$(git rev-parse HEAD)" &&
+  changelog_entries &&
+  git -C "$CLONE" -c user.name=release-test -c user.email=release-test@invalid commit -q -am "test: changelog of v0.2.0, v0.2.1, v0.2.2"; then
+  pass "temporary commit in a clone: release.yaml with changelog entries for v0.2.0, v0.2.1, v0.2.2"
+else
+  fail "temporary commit in a clone"
+  finish
+fi
+printf '#!/bin/sh\necho "cargo $*" >>"%s/called.log"\nexit 97\n' "$STUBS" >"$STUBS/cargo"
+chmod +x "$STUBS/cargo"
+release_from_clone() { # release_from_clone VERSION CHANNEL
+  ALLOW_DIRTY=1 IMAGES_FROM=$WORK/build1 make -s -C "$CLONE" release VERSION="$1" REGISTRY="$REPO" CHANNEL="$2"
+}
+walk_check() { # walk_check NAME CHANNELS: dhcheck on CHANNELS, walk from v0.1.0
+  dhcheck_source "$1" -repo "$REPO" -module pod-reloader -channels "$2" -walk-from "$VERSION" -explicit-enable
+}
+timed_release() { # timed_release VERSION CHANNEL
+  local t0=$SECONDS log=$WORK/release-$1.log
+  if release_from_clone "$1" "$2" >"$log" 2>&1; then
+    pass "make release VERSION=$1 CHANNEL=$2 from the clone, images of 1 reused ($((SECONDS - t0)) s)"
+  else
+    fail "make release VERSION=$1 CHANNEL=$2 from the clone"
+    indent <"$log" | tail -n 30
+  fi
+}
+timed_release v0.2.0 alpha
+walk_check "walk alpha: v0.1.0 -> v0.2.0" alpha
+timed_release v0.2.1 alpha
+check "make promote VERSION=v0.2.1 CHANNEL=Beta" make -s -C "$CLONE" promote VERSION=v0.2.1 CHANNEL=Beta REGISTRY="$REPO"
+walk_check "all six channels; walk alpha and beta: v0.1.0 -> v0.2.0 -> v0.2.1" "$ALL_CHANNELS"
+if [ -s "$STUBS/called.log" ]; then
+  fail "the upgrade releases built nothing: $(tr '\n' ';' <"$STUBS/called.log")"
+else
+  pass "the upgrade releases built nothing (cargo stubbed out; images of 1 reused)"
+fi
+rm -f "$STUBS/cargo"
+echo "changed" >>"$CLONE/README.md"
+git -C "$CLONE" -c user.name=release-test -c user.email=release-test@invalid commit -q -am "test: a source change"
+expect_fail "IMAGES_FROM is refused when more than release.yaml changed since the images were built" "since then changed: README.md" \
+  release_from_clone v0.2.2 alpha
+
+# --- 2d. what the check catches ----------------------------------------------------------
+section "what dhcheck catches (a broken module source at $SRC/neg)"
+NEG=$SRC/neg
+mk_tar() { # mk_tar OUT KIND: a layer tar of a crafted release or bundle
+  python3 - "$@" <<'EOF'
+import io, json, sys, tarfile
+out, kind = sys.argv[1], sys.argv[2]
+module_yaml = open("module.yaml", "rb").read()
+def add(t, name, data=b"", typ=tarfile.REGTYPE, mode=0o644):
+    i = tarfile.TarInfo(name); i.type = typ; i.mode = mode; i.size = len(data) if typ == tarfile.REGTYPE else 0
+    t.addfile(i, io.BytesIO(data) if typ == tarfile.REGTYPE else None)
+with tarfile.open(out, "w", format=tarfile.GNU_FORMAT) as t:
+    if kind.startswith("release-"):
+        v = kind[len("release-"):]
+        add(t, "version.json", json.dumps({"version": v}).encode())
+        add(t, "changelog.yaml", b"features:\n  - crafted\n")
+        add(t, "module.yaml", module_yaml)
+    elif kind == "bundle-evil":
+        add(t, "module.yaml", module_yaml)
+        add(t, "version.json", b'{"version":"v0.1.0"}')
+        add(t, "fifo", typ=tarfile.FIFOTYPE)
+        add(t, "../evil", b"outside")
+EOF
+}
+push_tar() { # push_tar KIND REF
+  mk_tar "$WORK/$1.tar" "$1" && "$CRANE" append --oci-empty-base -f "$WORK/$1.tar" -t "$2" >/dev/null 2>&1
+}
+if "$CRANE" append --oci-empty-base --new_layer "" --new_tag "$NEG:pod-reloader" >/dev/null 2>&1 &&
+  push_tar release-v0.3.0-rc.1 "$NEG/pod-reloader/release:v0.3.0-rc.1" &&
+  "$CRANE" tag "$NEG/pod-reloader/release:v0.3.0-rc.1" alpha >/dev/null 2>&1 &&
+  "$CRANE" copy "$REPO/pod-reloader:$VERSION" "$NEG/pod-reloader:v0.3.0-rc.1" >/dev/null 2>&1 &&
+  "$CRANE" copy "$REL:$VERSION" "$NEG/pod-reloader/release:$VERSION" >/dev/null 2>&1 &&
+  "$CRANE" tag "$NEG/pod-reloader/release:$VERSION" beta >/dev/null 2>&1 &&
+  push_tar bundle-evil "$NEG/pod-reloader:$VERSION" &&
+  push_tar release-v0.3.0 "$NEG/pod-reloader/release:v0.3.0" &&
+  "$CRANE" tag "$NEG/pod-reloader/release:v0.3.0" stable >/dev/null 2>&1 &&
+  "$CRANE" copy "$REPO/pod-reloader:$VERSION" "$NEG/pod-reloader:v0.3.0" >/dev/null 2>&1; then
+  pass "broken source: alpha on a prerelease, a bundle with a fifo and ../evil, stable on v0.3.0 with no v0.2.x"
+  NEG_RC=0
+  "$DHCHECK" source -repo "$NEG" -module pod-reloader -channels alpha,beta,stable -walk-from "$VERSION" >"$WORK/neg.log" 2>&1 || NEG_RC=$?
+  check "dhcheck fails on it (exit $NEG_RC)" test "$NEG_RC" = 1
+  neg_finds() { # neg_finds NAME PATTERN
+    if grep -qF -- "$2" "$WORK/neg.log"; then pass "dhcheck finds: $1"; else fail "dhcheck does not find: $1"; indent <"$WORK/neg.log"; fi
+  }
+  neg_finds "a channel on a prerelease" "version v0.3.0-rc.1 is not ^v"
+  neg_finds "a prerelease tag the update walk skips" "tag v0.3.0-rc.1 is not ^v"
+  neg_finds "an entry Deckhouse does not extract (fifo)" 'entry "fifo" has tar type'
+  neg_finds "an entry name with .. (extraction aborts)" 'entry "../evil" contains ".."'
+  neg_finds "a missing minor version on the walk" "no release of v0.2 between v0.1.0 and v0.3.0"
+  neg_finds "bundle images missing from the module repository" "is not in $NEG/pod-reloader"
+else
+  fail "broken source at $NEG (crane append/copy/tag)"
+fi
+expect_fail "dhcheck: a source repository without the discovery tag (tags/list 404 NAME_UNKNOWN) shows no module" "NAME_UNKNOWN" \
+  "$DHCHECK" source -repo "$SRC/check" -module pod-reloader -channels alpha
 
 # --- 3. operator examples ----------------------------------------------------------
 section "docs examples on the test bed (tests/release/crds/)"
