@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use pod_reloader_core::WorkloadKey;
 use tokio::sync::mpsc::{self, Receiver};
@@ -21,27 +20,33 @@ use crate::state::Notice;
 struct Scheduled {
     paused_at: String,
     task: AbortHandle,
+    /// Tells this task's completion from that of one it replaced.
+    id: u64,
 }
 
 /// The scheduled resumes, one per Deployment.
 #[derive(Default)]
 pub struct Resumes {
     scheduled: HashMap<WorkloadKey, Scheduled>,
+    next_id: u64,
 }
 
 impl Resumes {
     /// Schedules the resume of `key` paused at `paused_at`, unless that very
     /// resume is already scheduled. A resume scheduled for another
-    /// `paused-at` is cancelled. Returns whether `start` was called.
-    pub fn schedule(&mut self, key: WorkloadKey, paused_at: String, start: impl FnOnce() -> JoinHandle<()>) -> bool {
+    /// `paused-at` is cancelled. `start` gets the id the task reports to
+    /// [`Self::finished`]; returns whether it was called.
+    pub fn schedule(&mut self, key: WorkloadKey, paused_at: String, start: impl FnOnce(u64) -> JoinHandle<()>) -> bool {
         if let Some(s) = self.scheduled.get(&key) {
             if s.paused_at == paused_at && !s.task.is_finished() {
                 return false;
             }
             s.task.abort();
         }
-        let task = start().abort_handle();
-        self.scheduled.insert(key, Scheduled { paused_at, task });
+        let id = self.next_id;
+        self.next_id += 1;
+        let task = start(id).abort_handle();
+        self.scheduled.insert(key, Scheduled { paused_at, task, id });
         true
     }
 
@@ -52,9 +57,9 @@ impl Resumes {
         }
     }
 
-    /// The resume task for `paused_at` ended (resumed, or found nothing to do).
-    pub fn finished(&mut self, key: &WorkloadKey, paused_at: &str) {
-        if self.scheduled.get(key).is_some_and(|s| s.paused_at == paused_at) {
+    /// The resume task `id` ended (resumed, or found nothing to do).
+    pub fn finished(&mut self, key: &WorkloadKey, id: u64) {
+        if self.scheduled.get(key).is_some_and(|s| s.id == id) {
             self.scheduled.remove(key);
         }
     }
@@ -68,14 +73,14 @@ impl Resumes {
 /// Runs until the state task is gone.
 pub async fn run(mut notices: Receiver<Notice>, reloader: Arc<Reloader>) {
     let mut resumes = Resumes::default();
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(WorkloadKey, String)>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(WorkloadKey, u64)>();
     loop {
         tokio::select! {
             notice = notices.recv() => {
                 let Some(notice) = notice else { return };
                 handle(notice, &mut resumes, &reloader, &done_tx).await;
             }
-            Some((key, paused_at)) = done_rx.recv() => resumes.finished(&key, &paused_at),
+            Some((key, id)) = done_rx.recv() => resumes.finished(&key, id),
         }
     }
 }
@@ -84,42 +89,34 @@ async fn handle(
     notice: Notice,
     resumes: &mut Resumes,
     reloader: &Arc<Reloader>,
-    done: &mpsc::UnboundedSender<(WorkloadKey, String)>,
+    done: &mpsc::UnboundedSender<(WorkloadKey, u64)>,
 ) {
     match notice {
         Notice::InvalidAnnotations { workload, messages } => reloader.warn_invalid(&workload, &messages).await,
         Notice::ScheduleResume { workload, paused_at_key, period, paused_at } => {
-            resumes.schedule(workload.clone(), paused_at.clone(), || {
+            resumes.schedule(workload.clone(), paused_at.clone(), |id| {
                 let (reloader, done) = (reloader.clone(), done.clone());
-                tokio::spawn(resume(reloader, done, workload, paused_at_key, period, paused_at))
+                tokio::spawn(async move {
+                    reloader.resume_after(workload.clone(), paused_at_key, period, paused_at).await;
+                    let _ = done.send((workload, id));
+                })
             });
         }
         Notice::CancelResume { workload } => resumes.cancel(&workload),
     }
 }
 
-async fn resume(
-    reloader: Arc<Reloader>,
-    done: mpsc::UnboundedSender<(WorkloadKey, String)>,
-    workload: WorkloadKey,
-    paused_at_key: &'static str,
-    period: Duration,
-    paused_at: String,
-) {
-    reloader.resume_after(workload.clone(), paused_at_key, period, paused_at.clone()).await;
-    let _ = done.send((workload, paused_at));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use pod_reloader_core::WorkloadKind;
+    use std::time::Duration;
 
     fn key(name: &str) -> WorkloadKey {
         WorkloadKey::new(WorkloadKind::Deployment, "ns", name)
     }
 
-    fn sleeper() -> JoinHandle<()> {
+    fn sleeper(_: u64) -> JoinHandle<()> {
         tokio::spawn(tokio::time::sleep(Duration::from_secs(3600)))
     }
 
@@ -128,8 +125,8 @@ mod tests {
         let mut r = Resumes::default();
         let mut started = Vec::new();
         for i in 0..100 {
-            r.schedule(key("web"), format!("2026-01-01T00:00:{i:02}Z"), || {
-                let h = sleeper();
+            r.schedule(key("web"), format!("2026-01-01T00:00:{i:02}Z"), |id| {
+                let h = sleeper(id);
                 started.push(h.abort_handle());
                 h
             });
@@ -141,18 +138,20 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert_eq!(started.iter().filter(|h| !h.is_finished()).count(), 1);
         // The same paused-at again starts nothing.
-        assert!(!r.schedule(key("web"), "2026-01-01T00:00:99Z".into(), || panic!("not started twice")));
+        assert!(!r.schedule(key("web"), "2026-01-01T00:00:99Z".into(), |_| panic!("not started twice")));
     }
 
     #[tokio::test]
     async fn resumed_and_deleted_deployments_are_pruned() {
         let mut r = Resumes::default();
+        r.schedule(key("a"), "t0".into(), sleeper);
+        let replaced = r.scheduled[&key("a")].id;
         r.schedule(key("a"), "t1".into(), sleeper);
         r.schedule(key("b"), "t1".into(), sleeper);
-        // A stale completion (of a replaced paused-at) removes nothing.
-        r.finished(&key("a"), "t0");
+        // A stale completion (of the replaced paused-at) removes nothing.
+        r.finished(&key("a"), replaced);
         assert_eq!(r.len(), 2);
-        r.finished(&key("a"), "t1");
+        r.finished(&key("a"), r.scheduled[&key("a")].id);
         assert_eq!(r.len(), 1);
         let b = r.scheduled.get(&key("b")).map(|s| s.task.clone()).unwrap();
         r.cancel(&key("b"));
@@ -166,8 +165,12 @@ mod tests {
         // A resume that failed (apiserver away) ends; the next event of the
         // still paused Deployment schedules it again.
         let mut r = Resumes::default();
-        r.schedule(key("a"), "t1".into(), || tokio::spawn(async {}));
+        r.schedule(key("a"), "t1".into(), |_| tokio::spawn(async {}));
+        let first = r.scheduled[&key("a")].id;
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(r.schedule(key("a"), "t1".into(), sleeper));
+        // The first task's late completion leaves the second one tracked.
+        r.finished(&key("a"), first);
+        assert_eq!(r.len(), 1);
     }
 }
