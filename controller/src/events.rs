@@ -1,6 +1,10 @@
 //! Kubernetes Events on workloads (`kubectl describe` shows them):
 //! `Reloaded` (Normal), `ReloadFailed` and `InvalidAnnotation` (Warning).
 //! Messages name the ConfigMap/Secret, never its data.
+//!
+//! The apiserver refuses an `events.k8s.io/v1` Event whose note is over
+//! 1 KiB, so notes are cut to fit (values quoted in them are cut already,
+//! see `pod_reloader_core::quote`; several of them may still add up).
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
@@ -41,7 +45,7 @@ impl Events {
         let event = Event {
             type_: if warning { EventType::Warning } else { EventType::Normal },
             reason: reason.into(),
-            note: Some(note),
+            note: Some(bounded_note(note)),
             action: "Reload".into(),
             secondary: None,
         };
@@ -54,5 +58,39 @@ impl Events {
                 "cannot publish event"
             );
         }
+    }
+}
+
+/// The apiserver's limit on an Event note (`events.k8s.io/v1`), in bytes.
+pub const MAX_NOTE_BYTES: usize = 1024;
+
+/// `note`, cut at a character boundary to fit [`MAX_NOTE_BYTES`] with a marker.
+fn bounded_note(mut note: String) -> String {
+    const MARKER: &str = " …(cut)";
+    if note.len() <= MAX_NOTE_BYTES {
+        return note;
+    }
+    let mut end = MAX_NOTE_BYTES - MARKER.len();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    note.truncate(end);
+    note.push_str(MARKER);
+    note
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_fit_the_apiserver_limit() {
+        assert_eq!(bounded_note("short".into()), "short");
+        let exact = "x".repeat(MAX_NOTE_BYTES);
+        assert_eq!(bounded_note(exact.clone()), exact);
+        let long = bounded_note("é".repeat(MAX_NOTE_BYTES));
+        assert!(long.len() <= MAX_NOTE_BYTES, "{}", long.len());
+        assert!(long.ends_with(" …(cut)"));
+        assert!(long.starts_with("éé"));
     }
 }

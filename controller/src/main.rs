@@ -13,6 +13,7 @@ mod logging;
 mod memory;
 mod messages;
 mod metrics;
+mod notices;
 mod reload;
 mod scheduler;
 mod state;
@@ -116,7 +117,7 @@ async fn run(listen_address: String, settings: ValidSettings) -> anyhow::Result<
 
     let (msg_tx, msg_rx) = mpsc::channel(1024);
     let (reload_tx, reload_rx) = mpsc::channel(1024);
-    let (notice_tx, mut notice_rx) = mpsc::channel::<Notice>(256);
+    let (notice_tx, notice_rx) = mpsc::channel::<Notice>(256);
     let alerter = match &settings.alerting {
         Some((sink, alerting)) => Some(alerts::Alerter::start(*sink, alerting, metrics.clone())?),
         None => None,
@@ -152,23 +153,7 @@ async fn run(listen_address: String, settings: ValidSettings) -> anyhow::Result<
     tokio::spawn(scheduler::run(settings.coalesce_window, reload_rx, reloader.clone()));
 
     // Notices: warnings and scheduled resumes, off the state task's path.
-    let notice_reloader = reloader.clone();
-    tokio::spawn(async move {
-        let mut scheduled: HashSet<(pod_reloader_core::WorkloadKey, String)> = HashSet::new();
-        while let Some(n) = notice_rx.recv().await {
-            match n {
-                Notice::InvalidAnnotations { workload, messages } => {
-                    notice_reloader.warn_invalid(&workload, &messages).await;
-                }
-                Notice::ScheduleResume { workload, paused_at_key, period, paused_at } => {
-                    if scheduled.insert((workload.clone(), paused_at.clone())) {
-                        let r = notice_reloader.clone();
-                        tokio::spawn(async move { r.resume_after(workload, paused_at_key, period, paused_at).await });
-                    }
-                }
-            }
-        }
-    });
+    tokio::spawn(notices::run(notice_rx, reloader.clone()));
 
     let server = http::serve(&listen_address, metrics.clone(), health.clone());
     let result = tokio::select! {

@@ -9,6 +9,7 @@ use std::time::Instant;
 use pod_reloader_core::decision::{Decision, ResourceFacts, decide};
 use pod_reloader_core::index::{FollowIndex, WorkloadEntry};
 use pod_reloader_core::patch::ReloadItem;
+use pod_reloader_core::policy::Problem;
 use pod_reloader_core::reconcile::{Current, reconcile};
 use pod_reloader_core::settings::ValidSettings;
 use pod_reloader_core::{ContentHash, ResourceKey, WorkloadKey};
@@ -32,6 +33,24 @@ pub enum Notice {
         period: std::time::Duration,
         paused_at: String,
     },
+    /// The Deployment was deleted, or is no longer paused by a reload: its
+    /// scheduled resume, if any, is dropped.
+    CancelResume { workload: WorkloadKey },
+}
+
+/// What the InvalidAnnotation Warning says: first the keys at fault, then
+/// each problem. The apiserver keeps a note to 1 KiB (longer ones are cut,
+/// see `events`) and kube's recorder folds later Warnings of the same
+/// reason on the same workload into the first one, so the one note names
+/// every key before any quoted value.
+fn event_messages(problems: &[Problem]) -> Vec<String> {
+    let mut keys: Vec<&str> = Vec::new();
+    for p in problems {
+        if !keys.contains(&p.annotation.as_str()) {
+            keys.push(&p.annotation);
+        }
+    }
+    std::iter::once(format!("keys {}", keys.join(", "))).chain(problems.iter().map(ToString::to_string)).collect()
 }
 
 #[derive(Default)]
@@ -267,7 +286,7 @@ impl State {
                 self.workload_applied(*entry, pause).await;
             }
             Msg::WorkloadDeleted { key } => {
-                self.remove_workload(&key);
+                self.remove_workload(&key).await;
             }
             Msg::NamespaceApplied { name } => {
                 self.mark_seen(&StreamId { watched: Watched::Namespaces, namespace: None }, name.clone());
@@ -351,7 +370,7 @@ impl State {
                     .cloned()
                     .collect();
                 for key in gone {
-                    self.remove_workload(&key);
+                    self.remove_workload(&key).await;
                 }
             }
             Watched::Namespaces => {
@@ -368,19 +387,19 @@ impl State {
     }
 
     async fn workload_applied(&mut self, entry: WorkloadEntry, pause: PauseState) {
-        let problems: Vec<String> = entry.policy.problems.iter().map(ToString::to_string).collect();
-        let old_problems: Vec<String> = self
-            .index
-            .get(&entry.key)
-            .map(|e| e.policy.problems.iter().map(ToString::to_string).collect())
-            .unwrap_or_default();
-        if !problems.is_empty() && problems != old_problems {
+        let old = self.index.get(&entry.key);
+        // The policy is shared while its annotations stay the same: nothing to report again.
+        let same_policy = old.is_some_and(|o| Arc::ptr_eq(&o.policy, &entry.policy));
+        let old_problems = old.map(|o| o.policy.problems.as_slice()).unwrap_or_default();
+        let was_paused_by_us = old.is_some_and(|o| o.policy.paused_at.is_some());
+        if !same_policy && !entry.policy.problems.is_empty() && entry.policy.problems != old_problems {
+            let problems: Vec<String> = entry.policy.problems.iter().map(ToString::to_string).collect();
             for p in &problems {
                 tracing::warn!(workload = %entry.key, problem = %p, "malformed annotation");
             }
             self.metrics.reload_errors.with_label_values(&["invalid_annotation"]).inc();
-            let _ =
-                self.notices.send(Notice::InvalidAnnotations { workload: entry.key.clone(), messages: problems }).await;
+            let messages = event_messages(&entry.policy.problems);
+            let _ = self.notices.send(Notice::InvalidAnnotations { workload: entry.key.clone(), messages }).await;
         }
         if let (true, Some(key), Some(period), Some(at)) =
             (pause.paused, pause.paused_at_key, entry.policy.pause_period, entry.policy.paused_at.clone())
@@ -389,6 +408,8 @@ impl State {
                 .notices
                 .send(Notice::ScheduleResume { workload: entry.key.clone(), paused_at_key: key, period, paused_at: at })
                 .await;
+        } else if was_paused_by_us {
+            let _ = self.notices.send(Notice::CancelResume { workload: entry.key.clone() }).await;
         }
         let key = entry.key.clone();
         if self.index.upsert(entry).is_none() {
@@ -399,9 +420,12 @@ impl State {
         }
     }
 
-    fn remove_workload(&mut self, key: &WorkloadKey) {
-        if self.index.remove(key).is_some() {
+    async fn remove_workload(&mut self, key: &WorkloadKey) {
+        if let Some(old) = self.index.remove(key) {
             self.metrics.watched.with_label_values(&[key.kind.as_str()]).dec();
+            if old.policy.paused_at.is_some() {
+                let _ = self.notices.send(Notice::CancelResume { workload: key.clone() }).await;
+            }
         }
     }
 
@@ -441,5 +465,26 @@ impl State {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_note_names_every_key_first() {
+        let meta: std::collections::BTreeMap<String, String> = [
+            ("reloader.stakater.com/auto", "x".repeat(10_000)),
+            ("configmap.reloader.stakater.com/reload", "[bad".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let policy = pod_reloader_core::policy::WorkloadPolicy::parse(&meta, &Default::default());
+        let messages = event_messages(&policy.problems);
+        assert_eq!(messages[0], "keys reloader.stakater.com/auto, configmap.reloader.stakater.com/reload");
+        assert_eq!(messages.len(), 1 + policy.problems.len());
+        assert!(messages.iter().all(|m| m.len() < 400), "values are cut: {messages:?}");
     }
 }

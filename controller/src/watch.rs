@@ -2,6 +2,7 @@
 //! what the state task keeps (a hash, a policy and references) right here,
 //! so full objects never outlive one event.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,7 +18,8 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource, ResourceExt};
 use pod_reloader_core::annotations::{self, IGNORE, MATCH};
 use pod_reloader_core::hash::{configmap_hash, secret_hash};
-use pod_reloader_core::index::WorkloadEntry;
+use pod_reloader_core::index::{WorkloadEntry, template_annotations};
+use pod_reloader_core::policy_cache::PolicyCache;
 use pod_reloader_core::{ResourceKey, ResourceKind, WorkloadKey, WorkloadKind};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
@@ -68,21 +70,49 @@ impl Backoff for WatchBackoff {
     }
 }
 
+/// What a watch stream makes of its events: the message for the state
+/// task (`None`: nothing to tell), and the start and end of each full list.
+trait Reduce<K> {
+    fn applied(&mut self, obj: K) -> Option<Msg>;
+    fn deleted(&mut self, obj: K) -> Option<Msg>;
+    fn list_started(&mut self) {}
+    fn list_done(&mut self) {}
+}
+
+/// A stream that keeps nothing between events: a pair of functions.
+impl<K, A, D> Reduce<K> for (A, D)
+where
+    A: FnMut(K) -> Option<Msg>,
+    D: FnMut(K) -> Option<Msg>,
+{
+    fn applied(&mut self, obj: K) -> Option<Msg> {
+        (self.0)(obj)
+    }
+    fn deleted(&mut self, obj: K) -> Option<Msg> {
+        (self.1)(obj)
+    }
+}
+
 /// Drives one watcher, translating its events into messages until the
 /// receiver is gone. Errors are reported and retried with backoff.
-async fn pump<K, F, D>(api: Api<K>, config: watcher::Config, id: StreamId, tx: Sender<Msg>, on_apply: F, on_delete: D)
+async fn pump<K, R>(api: Api<K>, config: watcher::Config, id: StreamId, tx: Sender<Msg>, mut reduce: R)
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
-    F: Fn(K) -> Option<Msg>,
-    D: Fn(K) -> Option<Msg>,
+    R: Reduce<K>,
 {
     let mut stream = watcher::watcher(api, config).backoff(WatchBackoff::default()).boxed();
     while let Some(event) = stream.next().await {
         let msg = match event {
-            Ok(Event::Init) => Some(Msg::ListStarted(id.clone())),
-            Ok(Event::InitDone) => Some(Msg::ListDone(id.clone())),
-            Ok(Event::InitApply(obj) | Event::Apply(obj)) => on_apply(obj),
-            Ok(Event::Delete(obj)) => on_delete(obj),
+            Ok(Event::Init) => {
+                reduce.list_started();
+                Some(Msg::ListStarted(id.clone()))
+            }
+            Ok(Event::InitDone) => {
+                reduce.list_done();
+                Some(Msg::ListDone(id.clone()))
+            }
+            Ok(Event::InitApply(obj) | Event::Apply(obj)) => reduce.applied(obj),
+            Ok(Event::Delete(obj)) => reduce.deleted(obj),
             Err(e) => Some(Msg::StreamFailed(id.clone(), e.to_string())),
         };
         if let Some(msg) = msg
@@ -135,16 +165,18 @@ pub async fn resources(
                 config,
                 id,
                 tx,
-                |cm| {
-                    let hash = configmap_hash(cm.data.as_ref(), cm.binary_data.as_ref());
-                    Some(applied(ResourceKind::ConfigMap, &cm.metadata, hash))
-                },
-                |cm| {
-                    Some(Msg::ResourceDeleted {
-                        key: resource_key(ResourceKind::ConfigMap, &cm.metadata),
-                        seen: Instant::now(),
-                    })
-                },
+                (
+                    |cm: ConfigMap| {
+                        let hash = configmap_hash(cm.data.as_ref(), cm.binary_data.as_ref());
+                        Some(applied(ResourceKind::ConfigMap, &cm.metadata, hash))
+                    },
+                    |cm: ConfigMap| {
+                        Some(Msg::ResourceDeleted {
+                            key: resource_key(ResourceKind::ConfigMap, &cm.metadata),
+                            seen: Instant::now(),
+                        })
+                    },
+                ),
             )
             .await
         }
@@ -154,16 +186,18 @@ pub async fn resources(
                 config,
                 id,
                 tx,
-                |s| {
-                    let hash = secret_hash(s.data.as_ref());
-                    Some(applied(ResourceKind::Secret, &s.metadata, hash))
-                },
-                |s| {
-                    Some(Msg::ResourceDeleted {
-                        key: resource_key(ResourceKind::Secret, &s.metadata),
-                        seen: Instant::now(),
-                    })
-                },
+                (
+                    |s: Secret| {
+                        let hash = secret_hash(s.data.as_ref());
+                        Some(applied(ResourceKind::Secret, &s.metadata, hash))
+                    },
+                    |s: Secret| {
+                        Some(Msg::ResourceDeleted {
+                            key: resource_key(ResourceKind::Secret, &s.metadata),
+                            seen: Instant::now(),
+                        })
+                    },
+                ),
             )
             .await
         }
@@ -180,21 +214,47 @@ fn applied(kind: ResourceKind, meta: &kube::api::ObjectMeta, hash: pod_reloader_
     }
 }
 
-/// Builds the index entry of a workload from its metadata and pod template.
-fn entry(kind: WorkloadKind, meta: &kube::api::ObjectMeta, template: Option<&PodTemplateSpec>) -> WorkloadEntry {
-    let empty = BTreeMap::new();
-    let key = WorkloadKey::new(kind, meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
-    WorkloadEntry::from_object(key, meta.annotations.as_ref().unwrap_or(&empty), template)
+fn workload_key(kind: WorkloadKind, meta: &kube::api::ObjectMeta) -> WorkloadKey {
+    WorkloadKey::new(kind, meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
 }
 
-fn workload_deleted(kind: WorkloadKind, meta: &kube::api::ObjectMeta) -> Option<Msg> {
-    Some(Msg::WorkloadDeleted {
-        key: WorkloadKey::new(kind, meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default()),
-    })
+/// A workload stream: reduces each object to its index entry, parsing its
+/// policy only when the annotations the policy reads changed.
+struct Workloads<K> {
+    kind: WorkloadKind,
+    template_of: fn(&K) -> Option<Cow<'_, PodTemplateSpec>>,
+    pause_of: fn(&K) -> PauseState,
+    policies: PolicyCache,
 }
 
-fn applied_workload(entry: WorkloadEntry, pause: PauseState) -> Option<Msg> {
-    Some(Msg::WorkloadApplied { entry: Box::new(entry), pause })
+impl<K: Resource> Reduce<K> for Workloads<K> {
+    fn applied(&mut self, obj: K) -> Option<Msg> {
+        let meta = obj.meta();
+        let key = workload_key(self.kind, meta);
+        let template = (self.template_of)(&obj);
+        let empty = BTreeMap::new();
+        let annotations = meta.annotations.as_ref().unwrap_or(&empty);
+        let (policy, parsed) = self.policies.policy(&key, annotations, template_annotations(template.as_deref()));
+        if parsed {
+            tracing::debug!(kind = key.kind.as_str(), namespace = %key.namespace, name = %key.name, "policy parsed");
+        }
+        let entry = WorkloadEntry::from_object_with_policy(key, policy, annotations, template.as_deref());
+        Some(Msg::WorkloadApplied { entry: Box::new(entry), pause: (self.pause_of)(&obj) })
+    }
+
+    fn deleted(&mut self, obj: K) -> Option<Msg> {
+        let key = workload_key(self.kind, obj.meta());
+        self.policies.remove(&key);
+        Some(Msg::WorkloadDeleted { key })
+    }
+
+    fn list_started(&mut self) {
+        self.policies.relist_started();
+    }
+
+    fn list_done(&mut self) {
+        self.policies.relist_done();
+    }
 }
 
 /// Watches one built-in workload kind in one scope.
@@ -203,7 +263,7 @@ async fn typed_workloads<K>(
     kind: WorkloadKind,
     id: StreamId,
     tx: Sender<Msg>,
-    template_of: fn(&K) -> Option<&PodTemplateSpec>,
+    template_of: fn(&K) -> Option<Cow<'_, PodTemplateSpec>>,
     pause_of: fn(&K) -> PauseState,
 ) where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
@@ -214,15 +274,8 @@ async fn typed_workloads<K>(
         + 'static,
 {
     let api = api_for::<K>(&client, id.namespace.as_deref());
-    pump(
-        api,
-        watcher::Config::default().page_size(100),
-        id,
-        tx,
-        |o| applied_workload(entry(kind, o.meta(), template_of(&o)), pause_of(&o)),
-        |o| workload_deleted(kind, o.meta()),
-    )
-    .await
+    let reduce = Workloads { kind, template_of, pause_of, policies: PolicyCache::new() };
+    pump(api, watcher::Config::default().page_size(100), id, tx, reduce).await
 }
 
 fn no_pause<K>(_: &K) -> PauseState {
@@ -246,17 +299,32 @@ pub async fn workloads(client: Client, kind: WorkloadKind, namespace: Option<Arc
                 kind,
                 id,
                 tx,
-                |o| o.spec.as_ref().map(|s| &s.template),
+                |o| o.spec.as_ref().map(|s| Cow::Borrowed(&s.template)),
                 deployment_pause,
             )
             .await
         }
         WorkloadKind::StatefulSet => {
-            typed_workloads::<StatefulSet>(client, kind, id, tx, |o| o.spec.as_ref().map(|s| &s.template), no_pause)
-                .await
+            typed_workloads::<StatefulSet>(
+                client,
+                kind,
+                id,
+                tx,
+                |o| o.spec.as_ref().map(|s| Cow::Borrowed(&s.template)),
+                no_pause,
+            )
+            .await
         }
         WorkloadKind::DaemonSet => {
-            typed_workloads::<DaemonSet>(client, kind, id, tx, |o| o.spec.as_ref().map(|s| &s.template), no_pause).await
+            typed_workloads::<DaemonSet>(
+                client,
+                kind,
+                id,
+                tx,
+                |o| o.spec.as_ref().map(|s| Cow::Borrowed(&s.template)),
+                no_pause,
+            )
+            .await
         }
         WorkloadKind::CronJob => {
             typed_workloads::<CronJob>(
@@ -264,13 +332,21 @@ pub async fn workloads(client: Client, kind: WorkloadKind, namespace: Option<Arc
                 kind,
                 id,
                 tx,
-                |o| o.spec.as_ref()?.job_template.spec.as_ref().map(|j| &j.template),
+                |o| o.spec.as_ref()?.job_template.spec.as_ref().map(|j| Cow::Borrowed(&j.template)),
                 no_pause,
             )
             .await
         }
         WorkloadKind::Job => {
-            typed_workloads::<Job>(client, kind, id, tx, |o| o.spec.as_ref().map(|s| &s.template), no_pause).await
+            typed_workloads::<Job>(
+                client,
+                kind,
+                id,
+                tx,
+                |o| o.spec.as_ref().map(|s| Cow::Borrowed(&s.template)),
+                no_pause,
+            )
+            .await
         }
         WorkloadKind::Rollout => {
             let ar = rollout_resource();
@@ -278,15 +354,13 @@ pub async fn workloads(client: Client, kind: WorkloadKind, namespace: Option<Arc
                 Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
                 None => Api::all_with(client.clone(), &ar),
             };
-            pump(
-                api,
-                watcher::Config::default().page_size(100),
-                id,
-                tx,
-                |o| applied_workload(entry(kind, &o.metadata, rollout_template(&o).as_ref()), PauseState::default()),
-                |o| workload_deleted(kind, &o.metadata),
-            )
-            .await
+            let reduce = Workloads::<DynamicObject> {
+                kind,
+                template_of: |o| rollout_template(o).map(Cow::Owned),
+                pause_of: |_| PauseState::default(),
+                policies: PolicyCache::new(),
+            };
+            pump(api, watcher::Config::default().page_size(100), id, tx, reduce).await
         }
     }
 }
@@ -305,8 +379,10 @@ pub async fn namespaces(client: Client, selector: String, tx: Sender<Msg>) {
         watcher::Config::default().labels(&selector),
         id,
         tx,
-        |n| Some(Msg::NamespaceApplied { name: n.name_any() }),
-        |n| Some(Msg::NamespaceDeleted { name: n.name_any() }),
+        (
+            |n: Namespace| Some(Msg::NamespaceApplied { name: n.name_any() }),
+            |n: Namespace| Some(Msg::NamespaceDeleted { name: n.name_any() }),
+        ),
     )
     .await
 }

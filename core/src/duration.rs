@@ -5,14 +5,20 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::quote::UserValue;
+
+/// The value is kept cut (it may come from an annotation of any size).
 #[derive(Debug, Error, PartialEq, Eq)]
-#[error("invalid duration {0:?}: want a Go duration such as 30s, 5m or 1h30m")]
-pub struct DurationError(pub String);
+#[error("invalid duration {0}: {WANT_DURATION}")]
+pub struct DurationError(pub UserValue);
+
+/// What a duration should look like, for messages that quote the value themselves.
+pub const WANT_DURATION: &str = "want a Go duration such as 30s, 5m or 1h30m";
 
 /// Parses a Go duration. Negative durations are refused: nothing here waits
 /// a negative time.
 pub fn parse_go_duration(input: &str) -> Result<Duration, DurationError> {
-    let err = || DurationError(input.to_string());
+    let err = || DurationError(UserValue::new(input));
     let mut s = input.trim();
     if let Some(rest) = s.strip_prefix('+') {
         s = rest;

@@ -19,7 +19,9 @@ use crate::references::{self, Reference};
 #[derive(Clone, Debug)]
 pub struct WorkloadEntry {
     pub key: WorkloadKey,
-    pub policy: WorkloadPolicy,
+    /// Shared with the watch stream's policy cache: unchanged policy
+    /// annotations are never parsed twice.
+    pub policy: Arc<WorkloadPolicy>,
     pub references: BTreeMap<(ResourceKind, String), Reference>,
     pub first_container: Option<String>,
     /// Hashes from pod-reloader's own record on the workload's metadata.
@@ -36,9 +38,13 @@ impl WorkloadEntry {
         template_annotations: &BTreeMap<String, String>,
         spec: &PodSpec,
     ) -> Self {
+        Self::with_policy(key, Arc::new(WorkloadPolicy::parse(meta_annotations, template_annotations)), spec)
+    }
+
+    fn with_policy(key: WorkloadKey, policy: Arc<WorkloadPolicy>, spec: &PodSpec) -> Self {
         WorkloadEntry {
             key,
-            policy: WorkloadPolicy::parse(meta_annotations, template_annotations),
+            policy,
             references: references::extract(spec),
             first_container: spec.containers.first().map(|c| c.name.clone()),
             recorded: Record::new(),
@@ -53,11 +59,20 @@ impl WorkloadEntry {
         meta_annotations: &BTreeMap<String, String>,
         template: Option<&PodTemplateSpec>,
     ) -> Self {
-        let empty = BTreeMap::new();
-        let tmpl_ann =
-            template.and_then(|t| t.metadata.as_ref()).and_then(|m| m.annotations.as_ref()).unwrap_or(&empty);
+        let policy = Arc::new(WorkloadPolicy::parse(meta_annotations, template_annotations(template)));
+        Self::from_object_with_policy(key, policy, meta_annotations, template)
+    }
+
+    /// As [`Self::from_object`], with the policy already parsed (or kept from
+    /// before: see `policy_cache`).
+    pub fn from_object_with_policy(
+        key: WorkloadKey,
+        policy: Arc<WorkloadPolicy>,
+        meta_annotations: &BTreeMap<String, String>,
+        template: Option<&PodTemplateSpec>,
+    ) -> Self {
         let spec = template.and_then(|t| t.spec.clone()).unwrap_or_default();
-        let mut entry = Self::new(key, meta_annotations, tmpl_ann, &spec);
+        let mut entry = Self::with_policy(key, policy, &spec);
         entry.recorded = record::parse(meta_annotations);
         if let Some(t) = template {
             let followed: Vec<(ResourceKind, String)> = entry.references.keys().cloned().collect();
@@ -79,6 +94,12 @@ impl WorkloadEntry {
     fn resource_keys(&self) -> impl Iterator<Item = ResourceKey> + '_ {
         self.references.keys().map(|(kind, name)| ResourceKey::new(*kind, self.key.namespace.clone(), name.as_str()))
     }
+}
+
+/// The pod template's annotations (empty when there are none).
+pub fn template_annotations(template: Option<&PodTemplateSpec>) -> &BTreeMap<String, String> {
+    static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+    template.and_then(|t| t.metadata.as_ref()).and_then(|m| m.annotations.as_ref()).unwrap_or(&EMPTY)
 }
 
 #[derive(Default, Debug)]

@@ -16,6 +16,8 @@ pub mod index;
 pub mod keys;
 pub mod patch;
 pub mod policy;
+pub mod policy_cache;
+pub mod quote;
 pub mod reconcile;
 pub mod record;
 pub mod references;

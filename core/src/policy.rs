@@ -5,15 +5,68 @@
 //! of the reload-list, auto, typed-auto or search keys is there (per resource
 //! kind), the pod template's annotations. Exclude lists and the pause period
 //! are read from `metadata.annotations` only.
+//!
+//! Annotations are written by whoever may edit the workload, so everything
+//! parsed here is bounded (see [`limits`]): a list keeps at most
+//! [`limits::MAX_ENTRIES`] entries of at most [`limits::MAX_PATTERN_CHARS`]
+//! characters, and each regex is compiled under a size limit. What breaks a
+//! limit is dropped and reported as a [`Problem`]; the rest of the policy
+//! applies.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use regex::Regex;
+use regex_automata::meta::{self, Regex};
+use regex_automata::util::syntax;
+use regex_automata::{Input, MatchKind};
+use sha1::{Digest, Sha1};
 
-use crate::annotations::{self, Key};
-use crate::duration::parse_go_duration;
+use crate::annotations::{self, Key, WORKLOAD_KEYS};
+use crate::duration::{WANT_DURATION, parse_go_duration};
 use crate::keys::ResourceKind;
+use crate::quote::UserValue;
+
+/// What one workload's annotations may make the controller compile and keep.
+///
+/// Sizes of compiled patterns below are `memory_usage()` of the compiled
+/// regex, measured by `measured_sizes_of_usual_patterns` in the tests.
+pub mod limits {
+    /// Entries read from one list annotation; the rest are dropped (reported).
+    /// Reload and exclude lists name ConfigMaps/Secrets one by one or by a
+    /// few patterns; 64 is far above any list seen in practice.
+    pub const MAX_ENTRIES: usize = 64;
+    /// Characters of one entry. A resource name has at most 253; a pattern
+    /// matching one needs no more than that plus a little syntax.
+    pub const MAX_PATTERN_CHARS: usize = 256;
+    /// Limit on each automaton of one regex (Thompson NFA, one-pass DFA):
+    /// what `RegexBuilder::size_limit` sets. In ASCII mode (see `compile`)
+    /// the usual patterns need under 2 KiB of NFA (`app-.*` 440 bytes, a
+    /// full DNS-subdomain pattern 1.2 KiB); `(?i)app-[a-z]{1,63}` needs
+    /// 8 KiB and `[a-z0-9.-]{1,253}` 32 KiB, the largest a name pattern
+    /// sensibly gets. Unbounded, one Unicode `\w{200}` is 10 MiB of NFA.
+    pub const REGEX_SIZE_LIMIT: usize = 32 * 1024;
+    /// Cache of the lazy DFA (`RegexBuilder::dfa_size_limit`; the regex
+    /// crate's default is 2 MiB per regex). The cache lives only during one
+    /// match (see `KindPolicy::listed`); names are short, and when it is too
+    /// small the regex uses its other engines.
+    pub const REGEX_DFA_SIZE_LIMIT: usize = 64 * 1024;
+    /// Memory of the regexes of one list annotation together. A compiled
+    /// regex holds 1.6 KiB for a plain name, 1.7 KiB for `app-.*`, 2.4 KiB
+    /// for a DNS-subdomain pattern, 9.5 KiB for `(?i)app-[a-z]{1,63}`,
+    /// 37 KiB for `[a-z0-9.-]{1,253}`. 128 KiB holds a full list of 64
+    /// plain names or usual patterns. A workload has four list annotations
+    /// (two kinds, two spellings), so its regexes hold at most 512 KiB,
+    /// instead of 4 × 64 entries × 37 KiB ≈ 9.5 MiB under the per-regex
+    /// limit alone (and 540 MiB for 40 Unicode `\w{200}` with no limit).
+    /// Each list has its own budget so that a broken list leaves the
+    /// other kind's list working.
+    pub const LIST_REGEX_BUDGET: usize = 128 * 1024;
+    /// Nesting depth of a pattern (groups, repetitions); the default is 250.
+    pub const REGEX_NEST_LIMIT: u32 = 64;
+    /// A `paused-at` time as the controller writes it (RFC 3339) is about
+    /// 25 bytes; longer values are not kept (they are not ours).
+    pub const MAX_PAUSED_AT_BYTES: usize = 64;
+}
 
 /// A boolean annotation as Reloader reads it (`strconv.ParseBool`).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -23,8 +76,9 @@ pub enum Flag {
     Unset,
     True,
     False,
-    /// Set to something `strconv.ParseBool` refuses; acts as false.
-    Invalid(String),
+    /// Set to something `strconv.ParseBool` refuses; acts as false. Kept
+    /// only as far as it is shown (long values are cut).
+    Invalid(UserValue),
 }
 
 impl Flag {
@@ -33,7 +87,7 @@ impl Flag {
             None | Some("") => Flag::Unset,
             Some("1" | "t" | "T" | "TRUE" | "true" | "True") => Flag::True,
             Some("0" | "f" | "F" | "FALSE" | "false" | "False") => Flag::False,
-            Some(other) => Flag::Invalid(other.to_string()),
+            Some(other) => Flag::Invalid(UserValue::new(other)),
         }
     }
 
@@ -49,7 +103,8 @@ pub enum Source {
     PodTemplate,
 }
 
-/// One entry of a reload list: the text as written and its anchored regex.
+/// One entry of a reload list: the text as written and its anchored regex
+/// (compiled for bytes in ASCII mode; see `compile`).
 #[derive(Clone, Debug)]
 pub struct ListEntry {
     pub pattern: String,
@@ -70,8 +125,13 @@ pub struct KindPolicy {
 
 impl KindPolicy {
     /// The first list entry matching `name`, Reloader-style (`^entry$`).
+    ///
+    /// Each match gets a fresh cache, dropped right after: kept caches
+    /// (the regex crate keeps one per regex and thread) would add up to
+    /// [`limits::REGEX_DFA_SIZE_LIMIT`] and more for every compiled entry.
     pub fn listed(&self, name: &str) -> Option<&ListEntry> {
-        self.reload_list.iter().find(|e| e.regex.is_match(name))
+        let input = Input::new(name);
+        self.reload_list.iter().find(|e| e.regex.is_match_with(&mut e.regex.create_cache(), &input))
     }
 
     pub fn excludes(&self, name: &str) -> bool {
@@ -90,17 +150,54 @@ pub enum RolloutStrategy {
 }
 
 /// A malformed annotation: reported as a Warning event on the workload; the
-/// rest of the policy still applies.
+/// rest of the policy still applies. The value is kept cut to what is shown.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
     pub annotation: String,
-    pub value: String,
+    pub value: UserValue,
     pub message: String,
+}
+
+impl Problem {
+    fn new(annotation: &str, value: &str, message: impl Into<String>) -> Self {
+        Problem { annotation: annotation.into(), value: UserValue::new(value), message: message.into() }
+    }
 }
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "annotation {}={:?}: {}", self.annotation, self.value, self.message)
+        write!(f, "annotation {}={}: {}", self.annotation, self.value, self.message)
+    }
+}
+
+/// A digest of everything [`WorkloadPolicy::parse`] reads: equal digests,
+/// equal policies. Lets the controller skip parsing (and compiling) when an
+/// update left those annotations alone, as status updates do.
+///
+/// SHA-1 over length-prefixed values: only the workload's own editors
+/// choose the inputs, and a collision they forged would only keep their own
+/// workload's previous policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PolicyDigest([u8; 20]);
+
+impl PolicyDigest {
+    pub fn of(meta: &BTreeMap<String, String>, template: &BTreeMap<String, String>) -> Self {
+        let mut h = Sha1::new();
+        // Whether the template has annotations at all decides where the keys are read from.
+        h.update([u8::from(template.is_empty())]);
+        for map in [meta, template] {
+            for name in WORKLOAD_KEYS.iter().flat_map(|k| k.names()) {
+                match map.get(name) {
+                    Some(v) => {
+                        h.update([1]);
+                        h.update((v.len() as u64).to_le_bytes());
+                        h.update(v.as_bytes());
+                    }
+                    None => h.update([0]),
+                }
+            }
+        }
+        PolicyDigest(h.finalize().into())
     }
 }
 
@@ -142,14 +239,28 @@ impl WorkloadPolicy {
         let pause_period = match get_with_name(meta, annotations::PAUSE_PERIOD) {
             Some((name, value)) => match parse_go_duration(value) {
                 Ok(d) => Some(d),
-                Err(e) => {
-                    problems.push(Problem { annotation: name.into(), value: value.into(), message: e.to_string() });
+                Err(_) => {
+                    problems.push(Problem::new(name, value, WANT_DURATION));
                     None
                 }
             },
             None => None,
         };
-        let paused_at = annotations::get(meta, annotations::PAUSED_AT).map(str::to_string);
+        let paused_at = match get_with_name(meta, annotations::PAUSED_AT) {
+            Some((name, value)) if value.len() > limits::MAX_PAUSED_AT_BYTES => {
+                problems.push(Problem::new(
+                    name,
+                    value,
+                    format!(
+                        "longer than {} bytes, not a time pod-reloader wrote; the Deployment is not resumed by it",
+                        limits::MAX_PAUSED_AT_BYTES
+                    ),
+                ));
+                None
+            }
+            Some((_, value)) => Some(value.to_string()),
+            None => None,
+        };
         let rollout_strategy = match annotations::get(meta, annotations::ROLLOUT_STRATEGY) {
             Some("restart") => RolloutStrategy::Restart,
             _ => RolloutStrategy::Rollout,
@@ -199,36 +310,148 @@ fn parse_kind(
 
     let mut reload_list = Vec::new();
     for name in list_key.names() {
-        let Some(value) = src_map.get(name) else {
-            continue;
-        };
-        for raw in value.split(',') {
-            let pattern = raw.trim();
-            if pattern.is_empty() {
-                continue;
+        if let Some(value) = src_map.get(name) {
+            let mut invalid = Skipped::new(name);
+            let mut budget = limits::LIST_REGEX_BUDGET;
+            for pattern in entries(name, value, problems) {
+                match compile(pattern).and_then(|r| take_budget(r, &mut budget)) {
+                    Ok(regex) => reload_list.push(ListEntry { pattern: pattern.to_string(), regex }),
+                    Err(e) => invalid.add(pattern, || format!("{e}, entry skipped")),
+                }
             }
-            match Regex::new(&format!("^{pattern}$")) {
-                Ok(regex) => reload_list.push(ListEntry { pattern: pattern.to_string(), regex }),
-                Err(e) => problems.push(Problem {
-                    annotation: name.into(),
-                    value: pattern.into(),
-                    message: format!("invalid regular expression, entry skipped: {}", first_line(&e.to_string())),
-                }),
-            }
+            invalid.report(problems);
         }
     }
 
-    let exclude = annotations::exclude_list(kind)
-        .names()
-        .iter()
-        .filter_map(|n| meta.get(*n))
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
+    let mut exclude = Vec::new();
+    for name in annotations::exclude_list(kind).names() {
+        if let Some(value) = meta.get(name) {
+            exclude.extend(entries(name, value, problems).into_iter().map(str::to_string));
+        }
+    }
 
     KindPolicy { auto, typed_auto, search, reload_list, exclude, source: Some(source) }
+}
+
+/// Why a list entry was not compiled (or not kept).
+#[derive(Debug, thiserror::Error)]
+pub enum PatternError {
+    #[error("invalid regular expression: {0}")]
+    Syntax(String),
+    #[error("regular expression too large (compiled size over the {} KiB limit)", limits::REGEX_SIZE_LIMIT / 1024)]
+    TooLarge,
+    #[error("the entries of this list together compile to over {} KiB", limits::LIST_REGEX_BUDGET / 1024)]
+    OverBudget,
+}
+
+/// Keeps `regex` if its memory fits in what is left of the list's budget.
+fn take_budget(regex: Regex, budget: &mut usize) -> Result<Regex, PatternError> {
+    let size = regex.memory_usage();
+    *budget = budget.checked_sub(size).ok_or(PatternError::OverBudget)?;
+    Ok(regex)
+}
+
+/// The non-empty, trimmed entries of a comma-separated list, at most
+/// [`limits::MAX_ENTRIES`] of them and none longer than
+/// [`limits::MAX_PATTERN_CHARS`]. What is dropped is reported: one problem
+/// for the entries over the count, one for those over the length.
+fn entries<'a>(annotation: &'static str, value: &'a str, problems: &mut Vec<Problem>) -> Vec<&'a str> {
+    let all = value.split(',').map(str::trim).filter(|s| !s.is_empty());
+    let total = all.clone().count();
+    if total > limits::MAX_ENTRIES {
+        problems.push(Problem::new(
+            annotation,
+            value,
+            format!("{total} entries; only the first {} are used", limits::MAX_ENTRIES),
+        ));
+    }
+    let mut too_long = Skipped::new(annotation);
+    let mut kept = Vec::new();
+    for entry in all.take(limits::MAX_ENTRIES) {
+        if entry.chars().count() > limits::MAX_PATTERN_CHARS {
+            too_long.add(entry, || format!("entry longer than {} characters, skipped", limits::MAX_PATTERN_CHARS));
+        } else {
+            kept.push(entry);
+        }
+    }
+    too_long.report(problems);
+    kept
+}
+
+/// Entries of one annotation skipped for one kind of reason: the first is
+/// reported with its value, the others only counted, so a hostile list
+/// makes one line in the log and the Event, not 64.
+struct Skipped<'a> {
+    annotation: &'static str,
+    first: Option<(&'a str, String)>,
+    more: usize,
+}
+
+impl<'a> Skipped<'a> {
+    fn new(annotation: &'static str) -> Self {
+        Skipped { annotation, first: None, more: 0 }
+    }
+
+    fn add(&mut self, entry: &'a str, why: impl FnOnce() -> String) {
+        match self.first {
+            None => self.first = Some((entry, why())),
+            Some(_) => self.more += 1,
+        }
+    }
+
+    fn report(self, problems: &mut Vec<Problem>) {
+        if let Some((entry, why)) = self.first {
+            let message = match self.more {
+                0 => why,
+                n => format!("{why} (and {n} more entries skipped)"),
+            };
+            problems.push(Problem::new(self.annotation, entry, message));
+        }
+    }
+}
+
+/// Compiles a list entry as Reloader does (`^entry$`), bounded.
+///
+/// ASCII mode first: the names matched are Kubernetes names (ASCII), on
+/// which ASCII and Unicode classes agree, and Go's `regexp` (Reloader's)
+/// has ASCII `\w`, `\d`, `\s` and `\b` too. Unicode classes make automata
+/// hundreds of times larger (`\w{200}`: 19 KiB of NFA in ASCII mode, 10 MiB
+/// in Unicode mode). Only a pattern that ASCII mode refuses (`\pL`) is
+/// tried again in Unicode mode, under the same limits.
+///
+/// Built with regex-automata's `meta::Regex`, the engine behind
+/// `regex::Regex`, configured as `RegexBuilder` would be, because it also
+/// limits the one-pass DFA, which `RegexBuilder::size_limit` leaves at 1 MiB
+/// per regex, and reports the memory a compiled regex holds
+/// (for [`limits::LIST_REGEX_BUDGET`]).
+pub fn compile(pattern: &str) -> Result<Regex, PatternError> {
+    let anchored = format!("^{pattern}$");
+    let config = meta::Config::new()
+        .match_kind(MatchKind::LeftmostFirst)
+        .utf8_empty(false)
+        .nfa_size_limit(Some(limits::REGEX_SIZE_LIMIT))
+        .onepass_size_limit(Some(limits::REGEX_SIZE_LIMIT))
+        .hybrid_cache_capacity(limits::REGEX_DFA_SIZE_LIMIT)
+        // No fully compiled DFA: its size grows with the automaton, not the pattern.
+        .dfa(false);
+    let build = |unicode: bool| {
+        meta::Builder::new()
+            .configure(config.clone())
+            .syntax(syntax::Config::new().unicode(unicode).utf8(false).nest_limit(limits::REGEX_NEST_LIMIT))
+            .build(&anchored)
+            .map_err(|e| pattern_error(&e))
+    };
+    build(false).or_else(|_| build(true))
+}
+
+fn pattern_error(e: &meta::BuildError) -> PatternError {
+    if e.size_limit().is_some() {
+        PatternError::TooLarge
+    } else if let Some(syntax) = e.syntax_error() {
+        PatternError::Syntax(first_line(&syntax.to_string()))
+    } else {
+        PatternError::Syntax(first_line(&e.to_string()))
+    }
 }
 
 /// regex errors span several lines with a caret diagram; an event wants one.
@@ -249,7 +472,7 @@ mod tests {
         let p = WorkloadPolicy::parse(&map(&[("reloader.stakater.com/auto", "True")]), &map(&[]));
         assert_eq!(p.configmap.auto, Flag::True);
         let p = WorkloadPolicy::parse(&map(&[("reloader.stakater.com/auto", "maybe")]), &map(&[]));
-        assert_eq!(p.secret.auto, Flag::Invalid("maybe".into()));
+        assert_eq!(p.secret.auto, Flag::Invalid(UserValue::new("maybe")));
         assert_eq!(p.problems.len(), 2, "reported once per kind: {:?}", p.problems);
     }
 
@@ -317,5 +540,76 @@ mod tests {
         assert!(!p.configmap.search);
         let p = WorkloadPolicy::parse(&map(&[("pod-reloader.deckhouse.io/search", "true")]), &map(&[]));
         assert!(p.configmap.search && p.secret.search);
+    }
+
+    fn list(n: usize, entry: &str) -> String {
+        vec![entry; n].join(",")
+    }
+
+    #[test]
+    fn measured_sizes_of_usual_patterns() {
+        // The figures quoted in `limits` (memory held by the compiled regex).
+        for (pattern, at_most_kib) in [
+            ("exact", 2),
+            ("app-.*", 2),
+            (r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", 3),
+            ("(?i)app-[a-z]{1,63}", 10),
+            ("[a-z0-9.-]{1,253}", 38),
+        ] {
+            let size = compile(pattern).unwrap_or_else(|e| panic!("{pattern}: {e}")).memory_usage();
+            assert!(size <= at_most_kib * 1024, "{pattern}: {size} bytes");
+        }
+        // Unicode classes, which no Kubernetes name needs, are what the limit stops.
+        assert!(matches!(compile(r"\pL+"), Err(PatternError::TooLarge)));
+        assert!(matches!(compile("[bad"), Err(PatternError::Syntax(_))));
+        // ASCII `\w` as in Go, and a pattern ASCII mode refuses still compiles in Unicode mode.
+        assert!(compile(r"\w{200}").is_ok());
+        let greek = compile(r"\p{Greek}").unwrap();
+        assert!(greek.is_match("λ") && !greek.is_match("a"));
+    }
+
+    #[test]
+    fn hostile_lists_are_bounded_and_the_rest_applies() {
+        let meta = map(&[
+            ("configmap.reloader.stakater.com/reload", &list(40, r"\w{200}")),
+            ("pod-reloader.deckhouse.io/configmap-reload", &list(100, r"\pL{100}")),
+            ("secret.reloader.stakater.com/reload", &format!("ok-.*,{},{}", "x".repeat(300), list(100, "s"))),
+            ("configmaps.exclude.reloader.stakater.com/reload", &list(1000, "e")),
+            ("deployment.reloader.stakater.com/pause-period", "5m"),
+        ]);
+        let p = WorkloadPolicy::parse(&meta, &map(&[]));
+        let used: usize =
+            p.configmap.reload_list.iter().chain(&p.secret.reload_list).map(|e| e.regex.memory_usage()).sum();
+        assert!(used <= 4 * limits::LIST_REGEX_BUDGET, "{used}");
+        let cm_used: usize = p.configmap.reload_list.iter().map(|e| e.regex.memory_usage()).sum();
+        assert!(cm_used <= limits::LIST_REGEX_BUDGET, "{cm_used}");
+        assert!(p.secret.listed("ok-1").is_some(), "the good entry stays");
+        assert_eq!(p.secret.reload_list.len(), limits::MAX_ENTRIES - 1, "64 entries read, the long one skipped");
+        assert_eq!(p.configmap.exclude.len(), limits::MAX_ENTRIES);
+        assert_eq!(p.pause_period, Some(Duration::from_secs(300)), "the rest of the policy applies");
+        let shown: Vec<String> = p.problems.iter().map(ToString::to_string).collect();
+        let has = |key: &str, what: &str| shown.iter().any(|s| s.contains(key) && s.contains(what));
+        assert!(has("configmap.reloader.stakater.com/reload", "more entries skipped"), "{shown:#?}");
+        assert!(has("configmap-reload", "too large"), "{shown:#?}");
+        assert!(has("secret.reloader.stakater.com/reload", "longer than 256"), "{shown:#?}");
+        assert!(has("secret.reloader.stakater.com/reload", "102 entries"), "{shown:#?}");
+        assert!(has("configmaps.exclude", "1000 entries"), "{shown:#?}");
+        assert!(shown.len() <= 8, "one problem per key and reason: {shown:#?}");
+        assert!(shown.iter().all(|s| s.len() < 512), "{shown:#?}");
+    }
+
+    #[test]
+    fn long_values_are_kept_cut() {
+        let big = "m".repeat(200 * 1024);
+        let p = WorkloadPolicy::parse(
+            &map(&[("reloader.stakater.com/auto", &big), ("deployment.reloader.stakater.com/paused-at", &big)]),
+            &map(&[]),
+        );
+        assert!(matches!(&p.configmap.auto, Flag::Invalid(v) if v.is_cut() && v.head().len() == 256));
+        assert_eq!(p.paused_at, None, "a paused-at over 64 bytes is not ours");
+        for problem in &p.problems {
+            let s = problem.to_string();
+            assert!(s.len() < 512 && s.contains("(truncated, 204800 bytes)"), "{s}");
+        }
     }
 }

@@ -191,6 +191,18 @@ impl ControllerProcess {
         body.lines().filter(|l| l.starts_with(prefix)).find_map(|l| l.rsplit(' ').next()?.parse().ok())
     }
 
+    /// The controller's resident set size in KiB (`VmRSS` of /proc/<pid>/status);
+    /// `None` once it has exited.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
