@@ -124,6 +124,28 @@ async fn migration_to_the_keyed_record_rolls_only_what_changed() {
         assert_eq!(replica_sets(&client, n, name).await, want, "{name} after a clean restart");
     }
     drop(c);
+
+    // explain compares the keyed record under the key; without it, it says it cannot.
+    let explain_of = |name: &str, extra: &[String]| {
+        let out = std::process::Command::new(BIN)
+            .args(["explain", &format!("deployment/{name}"), "-n", n])
+            .args(extra)
+            .env("KUBECONFIG", pod_reloader_testsupport::kubeconfig_path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let explain = |extra: &[String]| explain_of("current", extra);
+    let with_key = explain(&[format!("--record-key-file={}", key_file.display())]);
+    assert!(with_key.contains("State:         in sync"), "{with_key}");
+    assert!(with_key.contains(&format!("Workload runs: {} (record, keyed)", &sha1_hex(b"key=s2")[..12])), "{with_key}");
+    // `foreign` was never rolled: no Reloader env var stands in for the record.
+    let without = explain_of("foreign", &[]);
+    assert!(without.contains("unknown: the record is keyed"), "{without}");
+    set_value(&client, n, Res::Secret, "tls", "s3").await;
+    let differs = explain(&[format!("--record-key-file={}", key_file.display())]);
+    assert!(differs.contains("DIFFERS"), "{differs}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
