@@ -490,7 +490,8 @@ class Checker:
                     f"unexpected args {c.get('args')}")
         # The record key: the Secret holds the hooks' key, mounted read-only where the flag points.
         key_secret = self.one("Secret", "pod-reloader-record-key", "d8-pod-reloader")
-        self.expect(key_secret.get("data", {}).get("key") == self.v["internal"]["recordKey"], "record key Secret holds internal.recordKey")
+        want_key = self.v["internal"].get("recordKey") or TEST_RECORD_KEY
+        self.expect(key_secret.get("data", {}).get("key") == want_key, "record key Secret holds the key of the cluster's Secret")
         self.expect(len(base64.b64decode(key_secret.get("data", {}).get("key", ""))) == 32, "record key is 32 bytes")
         mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
         vols = {v["name"]: v for v in pod.get("volumes", [])}
@@ -558,7 +559,6 @@ class Checker:
         mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
         if alerting:
             self.expect(len(secrets) == 1, "alert Secret expected")
-            import base64
             got = base64.b64decode(secrets[0]["data"]["url"]).decode() if secrets else None
             self.expect(got == url, "alert Secret holds the URL")
             self.expect(mounts.get("alert", {}).get("mountPath") == "/etc/pod-reloader/alert", "alert Secret mounted")
