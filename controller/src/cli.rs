@@ -85,6 +85,10 @@ pub struct RunFlags {
     pub log_format: Option<String>,
     #[arg(long)]
     pub log_level: Option<String>,
+    /// File holding the 32-byte key of the rolled-to record (the module mounts
+    /// it from a Secret); without it the record holds bare SHA-1s.
+    #[arg(long, global = true)]
+    pub record_key_file: Option<String>,
 }
 
 impl RunFlags {
@@ -113,6 +117,7 @@ impl RunFlags {
         set(&mut s.alerting.additional_info, &self.alert_additional_info);
         set(&mut s.log_format, &self.log_format);
         set(&mut s.log_level, &self.log_level);
+        set(&mut s.record_key_file, &self.record_key_file);
         s
     }
 }
@@ -134,6 +139,7 @@ mod tests {
             "--auto-reload-all",
             "--namespaces=a, b,",
             "--is-Argo-Rollouts=true",
+            "--record-key-file=/k",
         ])
         .unwrap();
         let file = Settings { reload_on_delete: true, coalesce_window: "2s".into(), ..Default::default() };
@@ -142,5 +148,6 @@ mod tests {
         assert!(s.auto_reload_all && s.reload_on_delete && s.argo_rollouts);
         assert_eq!(s.namespaces, ["a", "b"]);
         assert_eq!(s.coalesce_window, "2s");
+        assert_eq!(s.record_key_file, "/k");
     }
 }

@@ -1,6 +1,10 @@
 //! `pod-reloader explain <kind>/<name> -n <namespace>`: reads the workload
 //! and the ConfigMaps/Secrets of its namespace with the user's kubeconfig,
 //! and prints why it follows what (the report itself is built in core).
+//!
+//! A keyed record is compared under the key of `--record-key-file`, else the
+//! key in the module's Secret when the user may read it; without either the
+//! report says it cannot compare.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +16,7 @@ use pod_reloader_core::explain;
 use pod_reloader_core::hash::{configmap_hash, secret_hash};
 use pod_reloader_core::index::WorkloadEntry;
 use pod_reloader_core::reconcile::Current;
+use pod_reloader_core::record::RecordKey;
 use pod_reloader_core::settings::ValidSettings;
 use pod_reloader_core::{ResourceKind, WorkloadKey, WorkloadKind};
 
@@ -21,6 +26,17 @@ fn api_resource(kind: WorkloadKind) -> ApiResource {
     let api_version = api_version(kind).to_string();
     let (group, version) = api_version.split_once('/').map(|(g, v)| (g.to_string(), v.to_string())).unwrap_or_default();
     ApiResource { group, version, api_version, kind: kind.as_str().into(), plural: kind.plural().into() }
+}
+
+/// Where the module keeps the record key (templates/secret-record-key.yaml).
+const KEY_SECRET_NAMESPACE: &str = "d8-pod-reloader";
+const KEY_SECRET_NAME: &str = "pod-reloader-record-key";
+
+/// The record key from the module's Secret, if this user may read it.
+async fn key_from_secret(client: &Client) -> Option<RecordKey> {
+    let secret =
+        Api::<Secret>::namespaced(client.clone(), KEY_SECRET_NAMESPACE).get_opt(KEY_SECRET_NAME).await.ok()??;
+    RecordKey::new(&secret.data?.get("key")?.0).ok()
 }
 
 fn flag(map: Option<&BTreeMap<String, String>>, key: annotations::Key) -> bool {
@@ -53,6 +69,12 @@ pub async fn run(target: &str, namespace: &str, settings: &ValidSettings) -> any
         template.as_ref(),
     );
 
+    let key = match &settings.record_key {
+        Some(k) => Some(k.clone()),
+        None if entry.recorded.key_id().is_some() => key_from_secret(&client).await,
+        None => None,
+    };
+
     let mut resources = Vec::new();
     for cm in Api::<ConfigMap>::namespaced(client.clone(), namespace).list(&ListParams::default()).await?.items {
         let ann = cm.metadata.annotations.as_ref();
@@ -70,6 +92,6 @@ pub async fn run(target: &str, namespace: &str, settings: &ValidSettings) -> any
         resources.push((ResourceKind::Secret, s.metadata.name.clone().unwrap_or_default(), current));
     }
     resources.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-    let rows = explain::rows(&entry, &resources, settings.auto_reload_all);
+    let rows = explain::rows(&entry, &resources, settings.auto_reload_all, key.as_ref());
     Ok(explain::render(&entry, &rows, settings.strategy, settings.auto_reload_all))
 }

@@ -114,6 +114,13 @@ async fn run(listen_address: String, settings: ValidSettings) -> anyhow::Result<
         namespaces = %if settings.namespaces.is_empty() { "all".to_string() } else { settings.namespaces.join(",") },
         "starting pod-reloader"
     );
+    match &settings.record_key {
+        Some(key) => tracing::info!(key_id = %key.id(), "the rolled-to record is keyed (HMAC-SHA-256)"),
+        None => tracing::warn!(
+            "no --record-key-file: the rolled-to record on workloads holds bare SHA-1s of the ConfigMaps and Secrets \
+             they use, readable by anyone who can read the workloads (the module always passes a key)"
+        ),
+    }
 
     let (msg_tx, msg_rx) = mpsc::channel(1024);
     let (reload_tx, reload_rx) = mpsc::channel(1024);
@@ -122,7 +129,10 @@ async fn run(listen_address: String, settings: ValidSettings) -> anyhow::Result<
         Some((sink, alerting)) => Some(alerts::Alerter::start(*sink, alerting, metrics.clone())?),
         None => None,
     };
-    let reloader = Arc::new(Reloader::new(client.clone(), settings.strategy, metrics.clone(), alerter));
+    let reloader = Arc::new(
+        Reloader::new(client.clone(), settings.strategy, metrics.clone(), alerter)
+            .with_record_key(settings.record_key.clone()),
+    );
 
     let stream_ids = streams(&settings);
     let label_selector = settings.resource_label_selector.as_ref().map(ToString::to_string);

@@ -16,7 +16,7 @@ use kube::{Api, Client, Resource};
 use pod_reloader_core::annotations::PAUSED_AT;
 use pod_reloader_core::patch::{ReloadItem, Strategy, plan};
 use pod_reloader_core::policy::RolloutStrategy;
-use pod_reloader_core::record::{self, RECORD_ANNOTATION};
+use pod_reloader_core::record::{RECORD_ANNOTATION, Record, RecordKey};
 use pod_reloader_core::{WorkloadKey, WorkloadKind};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -85,6 +85,8 @@ pub struct Reloader {
     events: Events,
     metrics: Arc<Metrics>,
     alerter: Option<Alerter>,
+    /// Seals the rolled-to record; `None` writes it unkeyed.
+    record_key: Option<RecordKey>,
 }
 
 fn alert_facts(workload: &WorkloadKey, resource: &ResourceKey) -> AlertFacts {
@@ -147,31 +149,39 @@ fn rolled(items: &[ReloadItem]) -> Vec<ResourceKey> {
 }
 
 /// Measured against the workload as it is now: the items it has not rolled
-/// to yet (by its record), and the new record value if the record changes.
-fn pending(batch: &Batch, annotations: Option<&BTreeMap<String, String>>) -> (Vec<ReloadItem>, Option<String>) {
+/// to yet (by its record), and the new record value if what the record says
+/// changes. A record in the unkeyed form that says the same is left as it
+/// is: the keyed form is written only with a change (no write storm when a
+/// key is introduced).
+fn pending(
+    batch: &Batch,
+    annotations: Option<&BTreeMap<String, String>>,
+    key: Option<&RecordKey>,
+) -> (Vec<ReloadItem>, Option<String>) {
     let empty = BTreeMap::new();
-    let old = record::parse(annotations.unwrap_or(&empty));
+    let old = Record::parse(annotations.unwrap_or(&empty));
     let mut new = old.clone();
+    let mut changed = false;
     let mut items = Vec::new();
     for item in &batch.items {
-        let k = (item.resource.kind, item.resource.name.to_string());
+        let (kind, name) = (item.resource.kind, item.resource.name.as_ref());
         match item.hash {
             Some(h) => {
-                if old.get(&k) != Some(&h) {
+                if !old.get(kind, name, key).is_some_and(|r| r.is(h, key)) {
                     items.push(item.clone());
                 }
-                new.insert(k, h);
+                changed |= new.set(kind, name, h, key);
             }
             None => {
-                new.remove(&k);
+                changed |= new.remove(kind, name);
                 items.push(item.clone());
             }
         }
     }
-    for (key, h) in &batch.baseline {
-        new.entry((key.kind, key.name.to_string())).or_insert(*h);
+    for (res, h) in &batch.baseline {
+        changed |= new.set_if_absent(res.kind, &res.name, *h, key);
     }
-    let record = (new != old).then(|| record::render(&new));
+    let record = changed.then(|| new.render(key));
     (items, record)
 }
 
@@ -188,7 +198,13 @@ fn patch_metadata(resource_version: Option<String>, record: Option<&String>) -> 
 
 impl Reloader {
     pub fn new(client: Client, strategy: Strategy, metrics: Arc<Metrics>, alerter: Option<Alerter>) -> Self {
-        Reloader { events: Events::new(client.clone()), client, strategy, metrics, alerter }
+        Reloader { events: Events::new(client.clone()), client, strategy, metrics, alerter, record_key: None }
+    }
+
+    /// Seals the record under `key` (see `pod_reloader_core::record`).
+    pub fn with_record_key(mut self, key: Option<RecordKey>) -> Self {
+        self.record_key = key;
+        self
     }
 
     /// Reloads one workload, retrying transient failures; records the outcome
@@ -303,7 +319,7 @@ impl Reloader {
             return Ok(Outcome::Gone);
         };
         let template = template_of(&obj).ok_or_else(|| ReloadError::Decode("no pod template".into()))?;
-        let (items, record) = pending(batch, obj.meta().annotations.as_ref());
+        let (items, record) = pending(batch, obj.meta().annotations.as_ref(), self.record_key.as_ref());
         let change = plan(self.strategy, template, &items, now);
         let metadata = patch_metadata(obj.meta().resource_version.clone(), record.as_ref());
         if change.is_empty() {
@@ -336,7 +352,7 @@ impl Reloader {
         let Some(spec) = old.spec.clone() else {
             return Err(ReloadError::Decode("no spec".into()));
         };
-        let (items, record) = pending(batch, old.metadata.annotations.as_ref());
+        let (items, record) = pending(batch, old.metadata.annotations.as_ref(), self.record_key.as_ref());
         let change = plan(self.strategy, &spec.template, &items, now);
         if change.is_empty() {
             if record.is_none() {
@@ -400,7 +416,7 @@ impl Reloader {
             return Ok(Outcome::Gone);
         };
         let uid = obj.metadata.uid.clone();
-        let (items, record) = pending(batch, obj.metadata.annotations.as_ref());
+        let (items, record) = pending(batch, obj.metadata.annotations.as_ref(), self.record_key.as_ref());
         let metadata = patch_metadata(obj.metadata.resource_version.clone(), record.as_ref());
         if items.is_empty() {
             if record.is_none() {

@@ -170,6 +170,7 @@ impl State {
                     .collect::<Vec<_>>()
             },
             self.settings.auto_reload_all,
+            self.settings.record_key.as_ref(),
         );
         if plan.is_empty() {
             return;

@@ -10,6 +10,7 @@ use crate::index::WorkloadEntry;
 use crate::keys::ResourceKind;
 use crate::patch::Strategy;
 use crate::reconcile::Current;
+use crate::record::{RecordKey, RolledTo};
 use crate::references::Via;
 
 /// One row of the report.
@@ -20,7 +21,61 @@ pub struct Row {
     pub used: String,
     pub decision: Decision,
     pub current: Option<String>,
+    /// What the workload runs, as shown (a hash and where it was read).
     pub runs: Option<String>,
+    pub sync: Sync,
+}
+
+/// The current content against what the workload runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sync {
+    /// The resource does not exist.
+    Missing,
+    NoRecord,
+    InSync,
+    Differs,
+    /// The record is keyed and this report has no key to compare with.
+    NeedsKey,
+    /// The record was written under another key than the controller's.
+    OtherKey,
+}
+
+/// What the workload runs for one resource, and how that compares.
+fn runs_and_sync(
+    entry: &WorkloadEntry,
+    kind: ResourceKind,
+    name: &str,
+    current: Option<Current>,
+    key: Option<&RecordKey>,
+) -> (Option<String>, Sync) {
+    let Some((rolled, ours)) = entry.rolled_to(kind, name, key) else {
+        // A sealed entry not usable under `key`: say why rather than "no record".
+        if let Some(RolledTo::Sealed(_)) = entry.recorded.raw(kind, name) {
+            let id = entry.recorded.key_id().map(|i| i.to_string()).unwrap_or_else(|| "unnamed".into());
+            let (text, sync) = match key {
+                Some(_) => (format!("(record under another key, {id})"), Sync::OtherKey),
+                None => (format!("(keyed record, key {id})"), Sync::NeedsKey),
+            };
+            return (Some(text), if current.is_some() { sync } else { Sync::Missing });
+        }
+        return (None, if current.is_some() { Sync::NoRecord } else { Sync::Missing });
+    };
+    let source = if ours { "record" } else { "Reloader's env var/annotation" };
+    let in_sync = current.map(|c| rolled.is(c.hash, key));
+    let shown = match rolled {
+        RolledTo::Plain(h) => format!("{} ({source})", short(&h.to_hex())),
+        // A sealed value tells nothing by itself: show the current hash when it matches.
+        RolledTo::Sealed(_) => match (in_sync, current) {
+            (Some(true), Some(c)) => format!("{} ({source}, keyed)", short(&c.hash.to_hex())),
+            _ => format!("another content ({source}, keyed)"),
+        },
+    };
+    let sync = match in_sync {
+        None => Sync::Missing,
+        Some(true) => Sync::InSync,
+        Some(false) => Sync::Differs,
+    };
+    (Some(shown), sync)
 }
 
 fn short(h: &str) -> String {
@@ -47,6 +102,7 @@ pub fn rows(
     entry: &WorkloadEntry,
     namespace_resources: &[(ResourceKind, String, Current)],
     auto_reload_all: bool,
+    key: Option<&RecordKey>,
 ) -> Vec<Row> {
     let current_of = |kind: ResourceKind, name: &str| {
         namespace_resources.iter().find(|(k, n, _)| *k == kind && n == name).map(|(_, _, c)| *c)
@@ -60,15 +116,15 @@ pub fn rows(
             ignored: cur.is_some_and(|c| c.ignored),
             matched: cur.is_some_and(|c| c.matched),
         };
+        let (runs, sync) = runs_and_sync(entry, kind, name, cur, key);
         out.push(Row {
             kind,
             name: name.to_string(),
             used,
             decision: decide(entry, &facts, auto_reload_all),
             current: cur.map(|c| c.hash.to_hex()),
-            runs: entry.rolled_to(kind, name).map(|(h, ours)| {
-                format!("{} ({})", h.to_hex(), if ours { "record" } else { "Reloader's env var/annotation" })
-            }),
+            runs,
+            sync,
         });
     };
     for ((kind, name), r) in &entry.references {
@@ -131,14 +187,7 @@ pub fn render(entry: &WorkloadEntry, rows: &[Row], strategy: Strategy, auto_relo
             "  Current hash:  {}",
             r.current.as_deref().map(short).unwrap_or_else(|| "(does not exist)".into())
         );
-        let _ = writeln!(
-            s,
-            "  Workload runs: {}",
-            r.runs
-                .as_deref()
-                .map(|h| format!("{}{}", short(h), &h[40..]))
-                .unwrap_or_else(|| "(nothing recorded)".into())
-        );
+        let _ = writeln!(s, "  Workload runs: {}", r.runs.as_deref().unwrap_or("(nothing recorded)"));
         match &r.decision {
             Decision::Reload { container, why } => {
                 let _ = writeln!(s, "  Followed:      yes, {why}");
@@ -149,11 +198,17 @@ pub fn render(entry: &WorkloadEntry, rows: &[Row], strategy: Strategy, auto_relo
                     }
                 };
                 let _ = writeln!(s, "  On change:     rolls the workload ({how})");
-                let state = match (&r.current, &r.runs) {
-                    (Some(c), Some(h)) if h.starts_with(c.as_str()) => "in sync",
-                    (Some(_), Some(_)) => "DIFFERS: the controller rolls it at its next reconciliation",
-                    (Some(_), None) => "no record yet: the controller records a baseline without rolling",
-                    (None, _) => "the resource does not exist",
+                let state = match r.sync {
+                    Sync::InSync => "in sync",
+                    Sync::Differs => "DIFFERS: the controller rolls it at its next reconciliation",
+                    Sync::NoRecord => "no record yet: the controller records a baseline without rolling",
+                    Sync::Missing => "the resource does not exist",
+                    Sync::NeedsKey => {
+                        "unknown: the record is keyed; give --record-key-file or read access to the key Secret"
+                    }
+                    Sync::OtherKey => {
+                        "recorded under another key: the controller records a new baseline without rolling"
+                    }
                 };
                 let _ = writeln!(s, "  State:         {state}");
             }

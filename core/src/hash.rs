@@ -54,6 +54,11 @@ impl ContentHash {
     pub fn to_hex(&self) -> String {
         self.to_string()
     }
+
+    /// The 20 bytes of the SHA-1.
+    pub fn as_bytes(&self) -> &[u8; 20] {
+        &self.0
+    }
 }
 
 impl fmt::Display for ContentHash {

@@ -8,10 +8,9 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
 
-use crate::hash::ContentHash;
 use crate::keys::{ResourceKey, ResourceKind, WorkloadKey};
 use crate::policy::WorkloadPolicy;
-use crate::record::{self, Record};
+use crate::record::{self, Hashes, Record, RecordKey, RolledTo};
 use crate::references::{self, Reference};
 
 /// What the controller keeps of a workload: its policy and its references,
@@ -28,7 +27,7 @@ pub struct WorkloadEntry {
     pub recorded: Record,
     /// Hashes Reloader left on the template (env vars, `last-reloaded-from`),
     /// for workloads without a record yet.
-    pub legacy: Record,
+    pub legacy: Hashes,
 }
 
 impl WorkloadEntry {
@@ -48,7 +47,7 @@ impl WorkloadEntry {
             references: references::extract(spec),
             first_container: spec.containers.first().map(|c| c.name.clone()),
             recorded: Record::new(),
-            legacy: Record::new(),
+            legacy: Hashes::new(),
         }
     }
 
@@ -73,7 +72,7 @@ impl WorkloadEntry {
     ) -> Self {
         let spec = template.and_then(|t| t.spec.clone()).unwrap_or_default();
         let mut entry = Self::with_policy(key, policy, &spec);
-        entry.recorded = record::parse(meta_annotations);
+        entry.recorded = Record::parse(meta_annotations);
         if let Some(t) = template {
             let followed: Vec<(ResourceKind, String)> = entry.references.keys().cloned().collect();
             entry.legacy = record::legacy(t, &entry.key.namespace, &followed);
@@ -81,10 +80,14 @@ impl WorkloadEntry {
         entry
     }
 
-    /// The hash this workload last rolled to for a resource, if known.
-    pub fn rolled_to(&self, kind: ResourceKind, name: &str) -> Option<(ContentHash, bool)> {
-        let k = (kind, name.to_string());
-        self.recorded.get(&k).map(|h| (*h, true)).or_else(|| self.legacy.get(&k).map(|h| (*h, false)))
+    /// What this workload last rolled to for a resource, if known: from its
+    /// record (true; an entry sealed under another key than `key` counts as
+    /// none), else from Reloader's values (false).
+    pub fn rolled_to(&self, kind: ResourceKind, name: &str, key: Option<&RecordKey>) -> Option<(RolledTo, bool)> {
+        self.recorded
+            .get(kind, name, key)
+            .map(|r| (r, true))
+            .or_else(|| self.legacy.get(&(kind, name.to_string())).map(|h| (RolledTo::Plain(*h), false)))
     }
 
     fn has_lists(&self) -> bool {

@@ -7,12 +7,17 @@
 //! names the caller knows in the workload's namespace (`names_in_namespace`,
 //! asked only for a kind whose list is not empty): a regex cannot be turned
 //! into names any other way.
+//!
+//! With a record key the record holds sealed hashes (see `record`): the
+//! current hash is sealed to compare, and a record under another key counts
+//! as none (a baseline, never a rollout).
 
 use crate::decision::{Decision, ResourceFacts, decide};
 use crate::hash::ContentHash;
 use crate::index::WorkloadEntry;
 use crate::keys::{ResourceKey, ResourceKind};
 use crate::patch::ReloadItem;
+use crate::record::RecordKey;
 use std::collections::BTreeSet;
 
 /// What the controller knows now of a resource.
@@ -65,6 +70,7 @@ pub fn reconcile<N: AsRef<str>>(
     current: impl Fn(ResourceKind, &str) -> Option<Current>,
     names_in_namespace: impl Fn(ResourceKind) -> Vec<N>,
     auto_reload_all: bool,
+    record_key: Option<&RecordKey>,
 ) -> Reconciled {
     let mut out = Reconciled::default();
     for (kind, name) in candidates(entry, names_in_namespace) {
@@ -76,8 +82,8 @@ pub fn reconcile<N: AsRef<str>>(
             continue;
         };
         let key = ResourceKey::new(kind, entry.key.namespace.clone(), name.as_str());
-        match entry.rolled_to(kind, &name) {
-            Some((h, _)) if h != cur.hash => {
+        match entry.rolled_to(kind, &name, record_key) {
+            Some((rolled, _)) if !rolled.is(cur.hash, record_key) => {
                 out.reloads.push(ReloadItem { resource: key, hash: Some(cur.hash), container });
             }
             Some((_, true)) => {}
@@ -91,15 +97,21 @@ pub fn reconcile<N: AsRef<str>>(
 mod tests {
     use super::*;
     use crate::keys::{WorkloadKey, WorkloadKind};
-    use crate::record::{RECORD_ANNOTATION, Record, render};
+    use crate::record::{KEY_LEN, RECORD_ANNOTATION, Record, RecordKey};
     use k8s_openapi::api::core::v1::PodTemplateSpec;
     use serde_json::json;
     use std::collections::BTreeMap;
 
     fn entry(record: &Record, env_value: Option<&str>) -> WorkloadEntry {
+        entry_with((!record.is_empty()).then(|| record.render(None)), env_value)
+    }
+
+    /// A Deployment with `auto`, envFrom ConfigMap `cfg` and Secret `tls`,
+    /// the record annotation `record` and Reloader's env var `env_value`.
+    fn entry_with(record: Option<String>, env_value: Option<&str>) -> WorkloadEntry {
         let mut meta = BTreeMap::from([("reloader.stakater.com/auto".to_string(), "true".to_string())]);
-        if !record.is_empty() {
-            meta.insert(RECORD_ANNOTATION.into(), render(record));
+        if let Some(r) = record {
+            meta.insert(RECORD_ANNOTATION.into(), r);
         }
         let env = env_value.map(|v| json!([{"name": "STAKATER_CFG_CONFIGMAP", "value": v}])).unwrap_or(json!([]));
         let t: PodTemplateSpec = serde_json::from_value(json!({"spec": {"containers": [
@@ -127,7 +139,7 @@ mod tests {
     fn listing(list: &str, record: &Record) -> WorkloadEntry {
         let mut meta = BTreeMap::from([("configmap.reloader.stakater.com/reload".to_string(), list.to_string())]);
         if !record.is_empty() {
-            meta.insert(RECORD_ANNOTATION.into(), render(record));
+            meta.insert(RECORD_ANNOTATION.into(), record.render(None));
         }
         let t: PodTemplateSpec = serde_json::from_value(json!({"spec": {"containers": [{"name": "app"}]}})).unwrap();
         WorkloadEntry::from_object(WorkloadKey::new(WorkloadKind::Deployment, "ns", "web"), &meta, Some(&t))
@@ -142,15 +154,15 @@ mod tests {
 
     #[test]
     fn reload_list_names_without_a_reference_are_reconciled() {
-        let first = reconcile(&listing("app-.*", &Record::new()), current(b"v1"), namespace_names, false);
+        let first = reconcile(&listing("app-.*", &Record::new()), current(b"v1"), namespace_names, false, None);
         let names: Vec<&str> = first.baseline.iter().map(|(k, _)| k.name.as_ref()).collect();
         assert_eq!(names, ["app-a", "app-b"], "baseline for every listed name, not for others nor Secrets");
         assert!(first.reloads.is_empty());
 
         let mut rec = Record::new();
-        rec.insert((ResourceKind::ConfigMap, "app-a".into()), ContentHash::of(b"v1"));
-        rec.insert((ResourceKind::ConfigMap, "app-b".into()), ContentHash::of(b"v0"));
-        let r = reconcile(&listing("app-.*", &rec), current(b"v1"), namespace_names, false);
+        rec.set(ResourceKind::ConfigMap, "app-a", ContentHash::of(b"v1"), None);
+        rec.set(ResourceKind::ConfigMap, "app-b", ContentHash::of(b"v0"), None);
+        let r = reconcile(&listing("app-.*", &rec), current(b"v1"), namespace_names, false, None);
         assert_eq!(r.reloads.len(), 1, "only the one changed while away: {r:?}");
         assert_eq!(r.reloads[0].resource.name.as_ref(), "app-b");
         assert_eq!(r.reloads[0].container, "app", "the first container, as for a listed change");
@@ -163,13 +175,13 @@ mod tests {
             asked.set(asked.get() + 1);
             Vec::<String>::new()
         };
-        reconcile(&entry(&Record::new(), None), current(b"v1"), names, false);
+        reconcile(&entry(&Record::new(), None), current(b"v1"), names, false, None);
         assert_eq!(asked.get(), 0);
     }
 
     #[test]
     fn first_seen_gets_a_baseline_and_no_reload() {
-        let r = reconcile(&entry(&Record::new(), None), current(b"v1"), no_names, false);
+        let r = reconcile(&entry(&Record::new(), None), current(b"v1"), no_names, false, None);
         assert!(r.reloads.is_empty());
         assert_eq!(r.baseline.len(), 2);
     }
@@ -177,17 +189,17 @@ mod tests {
     #[test]
     fn recorded_and_current_equal_means_nothing_to_do() {
         let mut rec = Record::new();
-        rec.insert((ResourceKind::ConfigMap, "cfg".into()), ContentHash::of(b"v1"));
-        rec.insert((ResourceKind::Secret, "tls".into()), ContentHash::of(b"tls"));
-        assert!(reconcile(&entry(&rec, None), current(b"v1"), no_names, false).is_empty());
+        rec.set(ResourceKind::ConfigMap, "cfg", ContentHash::of(b"v1"), None);
+        rec.set(ResourceKind::Secret, "tls", ContentHash::of(b"tls"), None);
+        assert!(reconcile(&entry(&rec, None), current(b"v1"), no_names, false, None).is_empty());
     }
 
     #[test]
     fn a_change_while_away_reloads_once() {
         let mut rec = Record::new();
-        rec.insert((ResourceKind::ConfigMap, "cfg".into()), ContentHash::of(b"v1"));
-        rec.insert((ResourceKind::Secret, "tls".into()), ContentHash::of(b"tls"));
-        let r = reconcile(&entry(&rec, None), current(b"v2"), no_names, false);
+        rec.set(ResourceKind::ConfigMap, "cfg", ContentHash::of(b"v1"), None);
+        rec.set(ResourceKind::Secret, "tls", ContentHash::of(b"tls"), None);
+        let r = reconcile(&entry(&rec, None), current(b"v2"), no_names, false, None);
         assert_eq!(r.reloads.len(), 1);
         assert_eq!(r.reloads[0].hash, Some(ContentHash::of(b"v2")));
         assert!(r.baseline.is_empty());
@@ -196,18 +208,60 @@ mod tests {
     #[test]
     fn reloader_env_vars_stand_in_for_a_record() {
         let equal = ContentHash::of(b"v1").to_hex();
-        let r = reconcile(&entry(&Record::new(), Some(&equal)), current(b"v1"), no_names, false);
+        let r = reconcile(&entry(&Record::new(), Some(&equal)), current(b"v1"), no_names, false, None);
         assert!(r.reloads.is_empty(), "migrated, current: no rollout");
         assert_eq!(r.baseline.len(), 2, "but a record is written");
         let stale = ContentHash::of(b"v0").to_hex();
-        let r = reconcile(&entry(&Record::new(), Some(&stale)), current(b"v1"), no_names, false);
+        let r = reconcile(&entry(&Record::new(), Some(&stale)), current(b"v1"), no_names, false, None);
         assert_eq!(r.reloads.len(), 1, "migrated, stale: one rollout");
+    }
+
+    fn both(cfg: &[u8]) -> Record {
+        let mut rec = Record::new();
+        rec.set(ResourceKind::ConfigMap, "cfg", ContentHash::of(cfg), None);
+        rec.set(ResourceKind::Secret, "tls", ContentHash::of(b"tls"), None);
+        rec
+    }
+
+    #[test]
+    fn keyed_record_is_compared_under_its_key() {
+        let key = RecordKey::new(&[3; KEY_LEN]).unwrap();
+        let keyed = Some(both(b"v1").render(Some(&key)));
+        assert!(reconcile(&entry_with(keyed.clone(), None), current(b"v1"), no_names, false, Some(&key)).is_empty());
+        let r = reconcile(&entry_with(keyed, None), current(b"v2"), no_names, false, Some(&key));
+        assert_eq!(r.reloads.len(), 1, "{r:?}");
+        assert_eq!(r.reloads[0].hash, Some(ContentHash::of(b"v2")));
+        assert!(r.baseline.is_empty());
+    }
+
+    #[test]
+    fn unkeyed_record_under_a_key_migrates_without_rollouts() {
+        let key = RecordKey::new(&[3; KEY_LEN]).unwrap();
+        let old = Some(both(b"v1").render(None));
+        assert!(
+            reconcile(&entry_with(old.clone(), None), current(b"v1"), no_names, false, Some(&key)).is_empty(),
+            "equal SHA-1s: nothing to roll, nothing to write"
+        );
+        let r = reconcile(&entry_with(old, None), current(b"v2"), no_names, false, Some(&key));
+        assert_eq!(r.reloads.len(), 1, "stale SHA-1: one rollout");
+    }
+
+    #[test]
+    fn a_record_under_another_key_is_a_baseline() {
+        let old_key = RecordKey::new(&[1; KEY_LEN]).unwrap();
+        let key = RecordKey::new(&[2; KEY_LEN]).unwrap();
+        let foreign = Some(both(b"v0").render(Some(&old_key)));
+        let r = reconcile(&entry_with(foreign.clone(), None), current(b"v1"), no_names, false, Some(&key));
+        assert!(r.reloads.is_empty(), "no rollout storm after a new key: {r:?}");
+        assert_eq!(r.baseline.len(), 2);
+        let r = reconcile(&entry_with(foreign, None), current(b"v1"), no_names, false, None);
+        assert!(r.reloads.is_empty() && r.baseline.len() == 2, "without a key too: {r:?}");
     }
 
     #[test]
     fn unfollowed_resources_are_left_alone() {
         let mut e = entry(&Record::new(), None);
         e.policy = Default::default();
-        assert!(reconcile(&e, current(b"v1"), no_names, false).is_empty());
+        assert!(reconcile(&e, current(b"v1"), no_names, false, None).is_empty());
     }
 }

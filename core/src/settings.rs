@@ -35,6 +35,9 @@ pub struct Settings {
     pub log_level: String,
     pub leader_election: LeaderElectionSettings,
     pub alerting: AlertingSettings,
+    /// A file holding the 32-byte key of the rolled-to record (a mounted
+    /// Secret); empty: the record is written unkeyed (see `record`).
+    pub record_key_file: String,
 }
 
 impl Default for Settings {
@@ -56,6 +59,7 @@ impl Default for Settings {
             log_level: "info".into(),
             leader_election: LeaderElectionSettings::default(),
             alerting: AlertingSettings::default(),
+            record_key_file: String::new(),
         }
     }
 }
@@ -147,6 +151,9 @@ pub struct ValidSettings {
     pub log_level: String,
     pub leader_election: LeaderElectionSettings,
     pub alerting: Option<(AlertSink, AlertingSettings)>,
+    /// The record key read from `recordKeyFile`. Core does no I/O: `validate`
+    /// leaves it empty and the controller fills it in when it loads the file.
+    pub record_key: Option<crate::record::RecordKey>,
 }
 
 fn dns_label(setting: &'static str, name: &str) -> Result<(), SettingsError> {
@@ -285,6 +292,7 @@ impl Settings {
             log_level,
             leader_election: self.leader_election.clone(),
             alerting,
+            record_key: None,
         })
     }
 }

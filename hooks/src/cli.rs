@@ -49,7 +49,7 @@ pub fn run(args: &[String], env: &Env<'_>) -> Outcome {
         ["hook" | "hooks", "dump"] => dump(env),
         ["hook" | "hooks", "run", index] => match Hook::by_index(index) {
             Some(hook) => match run_hook(hook, env) {
-                Ok(()) => Outcome::ok(String::new()),
+                Ok(warnings) => Outcome { stdout: String::new(), stderr: warnings, code: 0 },
                 Err(e) => Outcome::error(format!("execute: {e}")),
             },
             None if index.parse::<usize>().is_ok() => Outcome::error("execute: hook index does not exist"),
@@ -72,13 +72,15 @@ fn load_schema(env: &Env<'_>) -> Result<SettingsSchema, HookError> {
     SettingsSchema::load(dir.as_deref())
 }
 
-fn run_hook(hook: Hook, env: &Env<'_>) -> Result<(), HookError> {
+/// Runs a hook; its warnings as log lines for stderr.
+fn run_hook(hook: Hook, env: &Env<'_>) -> Result<String, HookError> {
     let files = Files::from_env(|k| (env.var)(k));
     let contexts = files.binding_contexts()?;
     let values = files.values()?;
     let schema = load_schema(env)?;
     let out = hook.run(&schema, &contexts, &values)?;
-    files.write_outputs(&out)
+    files.write_outputs(&out)?;
+    Ok(out.warnings.iter().map(|w| crate::protocol::warning_line(hook.name(), w)).collect())
 }
 
 fn dump(env: &Env<'_>) -> Outcome {

@@ -7,6 +7,7 @@
 //! | 1     | `argo_rollouts`  | CRD `rollouts.argoproj.io` (kubernetes), beforeHelm (5)   | `argoRolloutsEnabled`                                      |
 //! | 2     | `rbac`           | beforeHelm (10)                                            | `rbac`                                                     |
 //! | 3     | `network_policy` | EndpointSlices of `default/kubernetes` (kubernetes), beforeHelm (10) | `apiserverEndpoints`, `networkPolicy`            |
+//! | 4     | `record_key`     | Secret `d8-pod-reloader/pod-reloader-record-key` (kubernetes), beforeHelm (10) | `recordKey`                         |
 //!
 //! Every hook works from the values it is given (settings with defaults,
 //! `global`, the current `internal`), so none depends on another having run
@@ -19,6 +20,7 @@ use crate::error::HookError;
 use crate::netpol::{self, ENDPOINTSLICE_JQ, Endpoint};
 use crate::protocol::{self, BindingContext, Item, Metric, Output};
 use crate::rbac;
+use crate::record_key;
 use crate::schema::{SettingsSchema, Violation};
 use crate::settings::{self, Inputs, VALUES_KEY};
 
@@ -36,9 +38,10 @@ pub enum Hook {
     ArgoRollouts,
     Rbac,
     NetworkPolicy,
+    RecordKey,
 }
 
-pub const HOOKS: [Hook; 4] = [Hook::Settings, Hook::ArgoRollouts, Hook::Rbac, Hook::NetworkPolicy];
+pub const HOOKS: [Hook; 5] = [Hook::Settings, Hook::ArgoRollouts, Hook::Rbac, Hook::NetworkPolicy, Hook::RecordKey];
 
 impl Hook {
     pub fn name(self) -> &'static str {
@@ -47,6 +50,7 @@ impl Hook {
             Hook::ArgoRollouts => "argo_rollouts",
             Hook::Rbac => "rbac",
             Hook::NetworkPolicy => "network_policy",
+            Hook::RecordKey => "record_key",
         }
     }
 
@@ -91,6 +95,10 @@ impl Hook {
                     "jqFilter": ENDPOINTSLICE_JQ,
                 }]);
             }
+            Hook::RecordKey => {
+                c["beforeHelm"] = json!(10);
+                c["kubernetes"] = json!([record_key::binding()]);
+            }
         }
         c
     }
@@ -107,6 +115,7 @@ impl Hook {
             Hook::ArgoRollouts => Ok(run_argo(contexts, values)),
             Hook::Rbac => run_rbac(schema, values),
             Hook::NetworkPolicy => run_network_policy(schema, contexts, values),
+            Hook::RecordKey => record_key::run(contexts, values),
         }
     }
 }
@@ -168,7 +177,7 @@ fn run_settings(schema: &SettingsSchema, values: &Value) -> Result<Output, HookE
         1.0,
         &[("reload_strategy", c.reload_strategy), ("watch_scope", &scope)],
     )];
-    Ok(Output { values_patch, metrics })
+    Ok(Output { values_patch, metrics, ..Default::default() })
 }
 
 /// Argo Rollouts is served: the CRD exists and serves `v1alpha1`.
@@ -205,6 +214,7 @@ fn run_argo(contexts: &[BindingContext], values: &Value) -> Output {
             if enabled { 1.0 } else { 0.0 },
             &[],
         )],
+        ..Default::default()
     }
 }
 
@@ -223,6 +233,7 @@ fn run_rbac(schema: &SettingsSchema, values: &Value) -> Result<Output, HookError
             rules as f64,
             &[("watch_scope", scope)],
         )],
+        ..Default::default()
     })
 }
 
@@ -257,6 +268,7 @@ fn run_network_policy(
             endpoints.len() as f64,
             &[],
         )],
+        ..Default::default()
     })
 }
 

@@ -4,7 +4,7 @@
 //!
 //! - [`schema`]: the settings schema (`openapi/config-values.yaml`), compiled once.
 //! - [`protocol`]: files, binding contexts, values patches, metrics.
-//! - [`settings`], [`rbac`], [`netpol`]: what the hooks compute.
+//! - [`settings`], [`rbac`], [`netpol`], [`record_key`]: what the hooks compute.
 //! - [`hooks`]: the hooks, their configs, `hook check`.
 //! - [`cli`]: the commands.
 
@@ -14,5 +14,6 @@ pub mod hooks;
 pub mod netpol;
 pub mod protocol;
 pub mod rbac;
+pub mod record_key;
 pub mod schema;
 pub mod settings;

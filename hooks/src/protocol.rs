@@ -224,6 +224,13 @@ impl Metric {
 pub struct Output {
     pub values_patch: Vec<PatchOp>,
     pub metrics: Vec<Metric>,
+    /// Logged as warnings (JSON log lines on stderr) by a run that succeeds.
+    pub warnings: Vec<String>,
+}
+
+/// A warning as a JSON log line, as the module-sdk logger writes one.
+pub fn warning_line(hook: &str, message: &str) -> String {
+    format!("{}\n", serde_json::json!({"level": "warn", "hook": hook, "msg": message}))
 }
 
 /// The module's values key (`podReloader`) object of a values file.

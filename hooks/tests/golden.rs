@@ -13,14 +13,38 @@
 //!
 //! `UPDATE_GOLDEN=1 cargo test -p pod-reloader-hooks --test golden` rewrites
 //! every `expected/` directory from the current binary.
+//!
+//! A record key the hook generated (random) is compared by its shape: a
+//! `recordKey` value that is base64 of 32 bytes and appears in none of the
+//! case's inputs is stored as `GENERATED_KEY`; any other value stays as it is.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use base64::Engine as _;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pod-reloader-hooks");
+const GENERATED_KEY: &str = "<generated: 32 random bytes, base64>";
+
+/// The values patch with a generated record key replaced by `GENERATED_KEY`.
+fn mask_generated_key(patch: &str, inputs: &str) -> String {
+    let Ok(Value::Array(mut ops)) = serde_json::from_str::<Value>(patch) else {
+        return patch.to_string();
+    };
+    for op in &mut ops {
+        if !op["path"].as_str().is_some_and(|p| p.ends_with("/internal/recordKey")) {
+            continue;
+        }
+        let Some(key) = op["value"].as_str() else { continue };
+        let shaped = base64::engine::general_purpose::STANDARD.decode(key).is_ok_and(|b| b.len() == 32);
+        if shaped && !inputs.contains(key) {
+            op["value"] = Value::String(GENERATED_KEY.into());
+        }
+    }
+    serde_json::to_string(&ops).unwrap_or_default()
+}
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/hooks/golden")
@@ -68,8 +92,16 @@ fn run_case(case: &Path) -> Vec<(String, String)> {
         ("stdout".to_string(), placeholders(&output.stdout)),
         ("stderr".to_string(), placeholders(&output.stderr)),
     ];
+    let inputs: String = ["binding_context.json", "values.json", "config_values.json"]
+        .iter()
+        .map(|n| fs::read_to_string(case.join(n)).unwrap_or_default())
+        .collect();
     for name in ["values.json", "config_values.json", "metrics.json", "kubernetes.json"] {
-        produced.push((name.to_string(), fs::read_to_string(out(name)).unwrap_or_default()));
+        let mut text = fs::read_to_string(out(name)).unwrap_or_default();
+        if name == "values.json" {
+            text = mask_generated_key(&text, &inputs);
+        }
+        produced.push((name.to_string(), text));
     }
     // Keep the expected directory small: empty outputs are not stored.
     produced.retain(|(name, text)| name == "exit_code" || !text.is_empty());

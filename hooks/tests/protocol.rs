@@ -32,7 +32,7 @@ fn list_matches_addon_operators_pattern() {
         .expect("Found N items:");
     assert!((1..10000).contains(&n));
     let names: Vec<String> = lines.map(String::from).collect();
-    assert_eq!(names, ["0 - settings", "1 - argo_rollouts", "2 - rbac", "3 - network_policy"]);
+    assert_eq!(names, ["0 - settings", "1 - argo_rollouts", "2 - rbac", "3 - network_policy", "4 - record_key"]);
     assert_eq!(n, names.len());
     // `hooks` is the SDK's command name, `hook` its alias.
     assert_eq!(run(&["hooks", "list"]).1, stdout);
@@ -47,7 +47,7 @@ fn config_is_a_batch_hook_config_v1() {
     assert_eq!(cfg["has_settings_check"], true);
     assert!(cfg.get("readiness").is_none());
     let hooks = cfg["hooks"].as_array().expect("hooks");
-    assert_eq!(hooks.len(), 4);
+    assert_eq!(hooks.len(), 5);
     let allowed = [
         "configVersion",
         "metadata",

@@ -299,19 +299,25 @@ wait_ready() { # wait_ready PORT PID: /readyz answers 200 within 30 s
   return 1
 }
 # config_accepted CASE: the controller starts with the config.yaml rendered
-# for CASE (admin credentials; the alert URL file pointed at a temporary copy
-# of the URL from the rendered Secret) and becomes ready.
+# for CASE (admin credentials; the alert URL file and the record key file
+# pointed at temporary copies of the rendered Secrets) and becomes ready.
 config_accepted() {
   local case_name=$1 dir=$WORK/accept-$1 port pid rc=0
   mkdir -p "$dir"
   "$PY" - "$WORK/render/$case_name.yaml" "$dir" <<'EOF' || return 1
 import base64, os, sys, yaml
-cfg = url = None
+cfg = url = key = None
 for d in yaml.safe_load_all(open(sys.argv[1])):
     if d and d["kind"] == "ConfigMap" and d["metadata"]["name"] == "pod-reloader-config":
         cfg = yaml.safe_load(d["data"]["config.yaml"])
     if d and d["kind"] == "Secret" and d["metadata"]["name"] == "pod-reloader-alert":
         url = base64.b64decode(d["data"]["url"]).decode()
+    if d and d["kind"] == "Secret" and d["metadata"]["name"] == "pod-reloader-record-key":
+        key = base64.b64decode(d["data"]["key"])
+if key is not None:
+    # The rendered record key, as the controller reads it from the mounted Secret.
+    open(os.path.join(sys.argv[2], "record-key"), "wb").write(key)
+    cfg["recordKeyFile"] = os.path.join(sys.argv[2], "record-key")
 if url is not None:
     open(os.path.join(sys.argv[2], "url"), "w").write(url)
     cfg["alerting"]["webhookUrlFile"] = os.path.join(sys.argv[2], "url")

@@ -33,6 +33,7 @@ Subcommands:
                              error, exited non-zero or printed no summary.
 """
 
+import base64
 import copy
 import json
 import os
@@ -188,6 +189,10 @@ def apply_json_patch(doc, ops):
     return doc
 
 
+# base64 of the bytes 0x00..0x1f: the record key of every rendered case.
+TEST_RECORD_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+
+
 def cluster_snapshots(internal):
     """Snapshots (jqFilter results) of the hooks' kubernetes bindings for a
     cluster where what the case's `internal` values say holds."""
@@ -197,8 +202,13 @@ def cluster_snapshots(internal):
         family = "IPv6" if ":" in ep["address"] else "IPv4"
         slices.append({"filterResult": {"name": f"kubernetes-{i}", "addressType": family,
                                         "addresses": [ep["address"]], "ports": [ep["port"]]}})
+    # The record key Secret exists with the case's key, else a fixed test key
+    # (a generated one would make every render differ).
+    key = internal.get("recordKey") or TEST_RECORD_KEY
+    secret = [{"filterResult": {"name": "pod-reloader-record-key", "key": key}}]
     return {"argo_rollouts_crd": served if internal.get("argoRolloutsEnabled") else [],
-            "apiserver_endpointslices": slices}
+            "apiserver_endpointslices": slices,
+            "record_key_secret": secret}
 
 
 def run_hooks(values):
@@ -475,8 +485,21 @@ class Checker:
         pod = spec.get("template", {}).get("spec", {})
         c = (pod.get("containers") or [{}])[0]
         self.expect(len(pod.get("containers", [])) == 1, "one container expected")
-        self.expect(c.get("args") == ["--config", "/etc/pod-reloader/config.yaml", "--listen-address", "0.0.0.0:9090"],
+        self.expect(c.get("args") == ["--config", "/etc/pod-reloader/config.yaml", "--listen-address", "0.0.0.0:9090",
+                                      "--record-key-file", "/etc/pod-reloader/record-key/key"],
                     f"unexpected args {c.get('args')}")
+        # The record key: the Secret holds the hooks' key, mounted read-only where the flag points.
+        key_secret = self.one("Secret", "pod-reloader-record-key", "d8-pod-reloader")
+        want_key = self.v["internal"].get("recordKey") or TEST_RECORD_KEY
+        self.expect(key_secret.get("data", {}).get("key") == want_key, "record key Secret holds the key of the cluster's Secret")
+        self.expect(len(base64.b64decode(key_secret.get("data", {}).get("key", ""))) == 32, "record key is 32 bytes")
+        mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
+        vols = {v["name"]: v for v in pod.get("volumes", [])}
+        self.expect(mounts.get("record-key", {}).get("mountPath") == "/etc/pod-reloader/record-key"
+                    and mounts.get("record-key", {}).get("readOnly") is True, "record key mounted read-only")
+        self.expect(vols.get("record-key", {}).get("secret", {}).get("secretName") == "pod-reloader-record-key"
+                    and vols.get("record-key", {}).get("secret", {}).get("items") == [{"key": "key", "path": "key"}],
+                    "record key volume")
         self.expect(re.match(r"^[^@]+@sha256:[0-9a-f]{64}$", c.get("image", "")) is not None, f"image not by digest: {c.get('image')}")
         envs = {e["name"]: e for e in c.get("env", [])}
         self.expect(envs.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name", "POD_NAME")
@@ -536,7 +559,6 @@ class Checker:
         mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
         if alerting:
             self.expect(len(secrets) == 1, "alert Secret expected")
-            import base64
             got = base64.b64decode(secrets[0]["data"]["url"]).decode() if secrets else None
             self.expect(got == url, "alert Secret holds the URL")
             self.expect(mounts.get("alert", {}).get("mountPath") == "/etc/pod-reloader/alert", "alert Secret mounted")
