@@ -17,7 +17,8 @@
 #                  on the node (tests/node/alert-receiver.py on the node's
 #                  bridge address, which pods reach); applied for real; the
 #                  controller pod runs under the rendered ServiceAccount and
-#                  RBAC, reading the webhook URL from the mounted Secret:
+#                  RBAC, reading the webhook URL from the mounted Secret
+#                  (root:64535 0440 on the node, group by the pod's fsGroup):
 #                  Running, Ready, 0 restarts; /healthz, /readyz and
 #                  /metrics answer on the pod IP.
 #   3. reloads:    against the in-cluster controller, workloads running the
@@ -388,6 +389,16 @@ if ((CONTROLLER_READY)); then
   CPOD=$(controller_pod)
   CPOD_IP=$(k -n "$MODULE_NS" get pod "$CPOD" -o jsonpath='{.status.podIP}')
   check_controller_pod "installed"
+  # The webhook URL file as the kubelet wrote it (the image has no shell to
+  # look from inside): readable by the controller's group only.
+  uid=$(k -n "$MODULE_NS" get pod "$CPOD" -o jsonpath='{.metadata.uid}')
+  url_file=$TESTBED_DIR/node/kubelet/pods/$uid/volumes/kubernetes.io~secret/alert/url
+  got=$(stat -L -c '%u:%g %a' "$url_file" 2>&1)
+  if [[ $got == "0:64535 440" ]]; then
+    pass "the alert Secret's file in the pod: owner 0, group 64535 (fsGroup), mode 0440: the controller reads it, others cannot"
+  else
+    fail "the alert Secret's file in the pod: owner 0, group 64535, mode 0440 (got: $got)"
+  fi
   for path in /healthz /readyz; do
     code=$(http_get "http://$CPOD_IP:9090$path")
     if [[ $code == 200 ]]; then pass "GET http://$CPOD_IP:9090$path -> 200"; else fail "GET http://$CPOD_IP:9090$path -> 200 (got $code)"; fi
