@@ -12,11 +12,15 @@
 #   1. node:       up and Ready within 60 s (measured).
 #   2. module:     the chart, rendered by Helm from the values addon-operator
 #                  would pass (openapi defaults, the hooks' internal values,
-#                  the image as `make images` builds it: testbed/node/controller-image.sh),
-#                  applied for real; the controller pod runs under the
-#                  rendered ServiceAccount and RBAC: Running, Ready, 0
-#                  restarts; /healthz, /readyz and /metrics answer on the
-#                  pod IP.
+#                  the image as `make images` builds it: testbed/node/controller-image.sh)
+#                  with alerting on: a `webhook` sink posting to a receiver
+#                  on the node (tests/node/alert-receiver.py on the node's
+#                  bridge address, which pods reach); applied for real; the
+#                  controller pod runs under the rendered ServiceAccount and
+#                  RBAC, reading the webhook URL from the mounted Secret
+#                  (root:64535 0440 on the node, group by the pod's fsGroup):
+#                  Running, Ready, 0 restarts; /healthz, /readyz and
+#                  /metrics answer on the pod IP.
 #   3. reloads:    against the in-cluster controller, workloads running the
 #                  sample app (testbed/sample-app): a ConfigMap edit (envFrom,
 #                  auto annotation) and a Secret edit (env, named annotation)
@@ -26,6 +30,11 @@
 #                  Deployment without annotations keeps its pod.
 #   4. after:      the controller pod is still Ready with 0 restarts, counted
 #                  the reloads in /metrics, and logged no 403/Forbidden.
+#                  The receiver got exactly one alert per rolled workload
+#                  (one for the ConfigMap edit's Deployment, with the exact
+#                  message), none for the workload not rolled, and neither
+#                  the alerts nor the controller's log hold the Secret's
+#                  values or the webhook URL's path.
 #
 # Ends with "N passed, N failed" (", N skipped"); exits non-zero if anything
 # failed. NODE_E2E_KEEP=1 keeps the namespaces and the node for a look.
@@ -49,6 +58,14 @@ ROLLOUT_LIMIT=30
 WORK=$(mktemp -d)
 STARTED_NODE=0
 RENDER_APPLIED=0
+RECEIVER_PID=""
+
+stop_receiver() {
+  [[ -n $RECEIVER_PID ]] || return 0
+  kill "$RECEIVER_PID" 2>/dev/null
+  wait "$RECEIVER_PID" 2>/dev/null
+  RECEIVER_PID=""
+}
 
 secs() { local ms=$(( $(now_ms) - $1 )); printf '%d.%01d' $((ms / 1000)) $((ms % 1000 / 100)); }
 k() { timeout 150 kubectl --request-timeout=20s "$@"; }
@@ -56,6 +73,7 @@ k() { timeout 150 kubectl --request-timeout=20s "$@"; }
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  stop_receiver
   if [[ ${NODE_E2E_KEEP:-} != 1 ]]; then
     # While the node still runs, so that the pods really terminate.
     k delete namespace "$NS" --ignore-not-found --wait=false >/dev/null 2>&1 || true
@@ -126,6 +144,39 @@ else
     tail -n 60 "$WORK/node-up.log" | indent
     summary
     exit 1
+  fi
+fi
+
+# ------------------------------------------------------------------ alert receiver
+# The alert webhook: a receiver on the node's InternalIP, the address of the
+# pod bridge (testbed/node/README.md: pods reach the node and each other
+# only). The module gets an IP-address URL, which the network_policy hook
+# turns into an egress rule of its own (that address/32, that port). The test
+# bed enforces no NetworkPolicy (the bridge CNI plugin has no policy
+# support), so the rule is checked in the render, not by a blocked packet.
+# The path stands for a token in a real webhook URL: it must never be logged.
+section "alert receiver on the node"
+NODE_IP=$(k get node "$NODE_NAME" -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}' 2>/dev/null)
+ALERT_PATH=/hooks/T0K3N-node-e2e-must-not-leak
+ALERTS=$WORK/alerts.jsonl
+ALERT_URL=""
+if [[ -z $NODE_IP ]]; then
+  fail "the node's InternalIP (the pod bridge address) from the Node object"
+else
+  # Bounded: at most 50 requests of 64 KiB, and it stops by itself after
+  # 15 minutes (cleanup stops it earlier).
+  timeout 960 python3 "$HERE/alert-receiver.py" --bind "$NODE_IP" --port-file "$WORK/receiver.port" \
+    --out "$ALERTS" --max-requests 50 --max-body 65536 --lifetime 900 >"$WORK/receiver.log" 2>&1 &
+  RECEIVER_PID=$!
+  for _ in $(seq 1 50); do [[ -s $WORK/receiver.port ]] && break; sleep 0.1; done
+  if [[ -s $WORK/receiver.port ]]; then
+    RECEIVER_PORT=$(<"$WORK/receiver.port")
+    ALERT_URL="http://$NODE_IP:$RECEIVER_PORT$ALERT_PATH"
+    pass "alert receiver listening on $NODE_IP:$RECEIVER_PORT (the node's InternalIP, pod bridge prnode0)"
+  else
+    fail "alert receiver listening on $NODE_IP"
+    indent <"$WORK/receiver.log"
+    stop_receiver
   fi
 fi
 
@@ -202,6 +253,7 @@ render_module() {
     fi
     py=$venv/bin/python
   fi
+  PY=$py # for netpol_allows_receiver
   # The hooks binary computes the internal values (RBAC, NetworkPolicy, config).
   local target=${CARGO_TARGET_DIR:-$ROOT/target} b hooks=""
   [[ $target == /* ]] || target=$ROOT/$target
@@ -212,9 +264,20 @@ render_module() {
     (cd "$ROOT" && cargo build -q -p pod-reloader-hooks) || return 1
     hooks=$target/debug/pod-reloader-hooks
   fi
-  # Default settings (an empty ModuleConfig); the image from this machine.
+  # Default settings except alerting: on, to the receiver on the node; the
+  # image from this machine. The settings are spelled as a ModuleConfig
+  # spells them and go through the hooks like every other (tool.py values);
+  # the sink is written as openapi/config-values.yaml's enum has it now: when
+  # that enum's spelling changes, this value follows it.
+  [[ -n $ALERT_URL ]] || { echo "no alert receiver"; return 1; }
   cat >"$WORK/case.yaml" <<EOF
-settings: {}
+settings:
+  alerting:
+    enabled: true
+    webhook:
+      url: "$ALERT_URL"
+      sink: webhook
+      additionalInfo: node-e2e
 global:
   modulesImages:
     registry:
@@ -226,6 +289,21 @@ EOF
   POD_RELOADER_HOOKS=$hooks "$py" "$ROOT/tests/module/tool.py" values "$WORK/case.yaml" >"$WORK/values.yaml" || return 1
   helm template pod-reloader "$ROOT" --namespace "$MODULE_NS" -f "$WORK/values.yaml" >"$WORK/render.yaml" || return 1
   grep -q "image: $IMAGE_REF" "$WORK/render.yaml" || { echo "the render does not use $IMAGE_REF"; return 1; }
+}
+
+# netpol_allows_receiver: the rendered NetworkPolicy has an egress rule to
+# exactly the receiver's address (/32) and port.
+netpol_allows_receiver() {
+  "${PY:-python3}" - "$WORK/render.yaml" "$NODE_IP/32" "$RECEIVER_PORT" <<'PYEOF'
+import sys, yaml
+render, cidr, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+docs = [d for d in yaml.safe_load_all(open(render)) if d and d.get("kind") == "NetworkPolicy"]
+rules = [r for d in docs for r in d["spec"].get("egress") or []]
+want = {"to": [{"ipBlock": {"cidr": cidr}}], "ports": [{"protocol": "TCP", "port": port}]}
+if want not in rules:
+    print(f"no egress rule {want}; egress rules: {rules}")
+    sys.exit(1)
+PYEOF
 }
 
 apply_module() {
@@ -257,7 +335,13 @@ EOF
 
 if [[ -n $IMAGE_REF ]]; then
   if render_module >"$WORK/render.log" 2>&1; then
-    pass "render: tool.py values (openapi defaults + hooks) and helm template, $(grep -c '^kind:' "$WORK/render.yaml") objects"
+    pass "render: tool.py values (openapi defaults + hooks, alerting on) and helm template, $(grep -c '^kind:' "$WORK/render.yaml") objects"
+    if netpol_allows_receiver >"$WORK/netpol.log" 2>&1; then
+      pass "render: the NetworkPolicy lets the controller reach the webhook: egress to $NODE_IP/32 port $RECEIVER_PORT (not enforced on the test bed: no policy-capable CNI plugin)"
+    else
+      fail "render: the NetworkPolicy lets the controller reach the webhook ($NODE_IP/32 port $RECEIVER_PORT)"
+      indent <"$WORK/netpol.log"
+    fi
     t0=$(now_ms)
     if apply_module >"$WORK/apply.log" 2>&1; then
       pass "apply the render for real ($(grep -c . "$WORK/apply.log") objects; CRD fixtures, d8-monitoring, PriorityClass cluster-low)"
@@ -269,7 +353,11 @@ if [[ -n $IMAGE_REF ]]; then
         indent <"$WORK/rollout.log"
         k -n "$MODULE_NS" describe pods -l app=pod-reloader 2>&1 | tail -n 30 | indent
         pod=$(controller_pod)
-        [[ -n $pod ]] && k -n "$MODULE_NS" logs "$pod" --tail=30 2>&1 | indent
+        if [[ -n $pod ]]; then
+          # A crash-looping container's last words are in the previous one.
+          k -n "$MODULE_NS" logs "$pod" --previous --tail=30 2>/dev/null | indent ||
+            k -n "$MODULE_NS" logs "$pod" --tail=30 2>&1 | indent
+        fi
       fi
     else
       fail "apply the render for real"
@@ -301,6 +389,16 @@ if ((CONTROLLER_READY)); then
   CPOD=$(controller_pod)
   CPOD_IP=$(k -n "$MODULE_NS" get pod "$CPOD" -o jsonpath='{.status.podIP}')
   check_controller_pod "installed"
+  # The webhook URL file as the kubelet wrote it (the image has no shell to
+  # look from inside): readable by the controller's group only.
+  uid=$(k -n "$MODULE_NS" get pod "$CPOD" -o jsonpath='{.metadata.uid}')
+  url_file=$TESTBED_DIR/node/kubelet/pods/$uid/volumes/kubernetes.io~secret/alert/url
+  got=$(stat -L -c '%u:%g %a' "$url_file" 2>&1)
+  if [[ $got == "0:64535 440" ]]; then
+    pass "the alert Secret's file in the pod: owner 0, group 64535 (fsGroup), mode 0440: the controller reads it, others cannot"
+  else
+    fail "the alert Secret's file in the pod: owner 0, group 64535, mode 0440 (got: $got)"
+  fi
   for path in /healthz /readyz; do
     code=$(http_get "http://$CPOD_IP:9090$path")
     if [[ $code == 200 ]]; then pass "GET http://$CPOD_IP:9090$path -> 200"; else fail "GET http://$CPOD_IP:9090$path -> 200 (got $code)"; fi
@@ -334,6 +432,10 @@ if ((!CONTROLLER_READY)); then
 fi
 
 k delete namespace "$NS" --ignore-not-found --wait=true --timeout=60s >/dev/null 2>&1
+# The Secret's values: distinct enough that finding one in an alert or a log
+# means it leaked.
+SECRET_OLD=s3cr3t-old-5d81e0
+SECRET_NEW=s3cr3t-new-a7c24f
 cat >"$WORK/workloads.yaml" <<EOF
 apiVersion: v1
 kind: Namespace
@@ -348,7 +450,7 @@ data: {GREETING: hello}
 apiVersion: v1
 kind: Secret
 metadata: {name: token, namespace: $NS}
-stringData: {TOKEN: one}
+stringData: {TOKEN: $SECRET_OLD}
 EOF
 workload() { # workload KIND NAME ANNOTATION ENV-YAML
   local kind=$1 name=$2 ann=$3 env=$4 extra=""
@@ -387,8 +489,8 @@ ENV_SECRET='          env: [{name: TOKEN, valueFrom: {secretKeyRef: {name: token
 } >>"$WORK/workloads.yaml"
 
 declare -A SEL=([cm-auto]=app=cm-auto [secret-named]=app=secret-named [sts-auto]=app=sts-auto [ds-named]=app=ds-named [not-annotated]=app=not-annotated)
-declare -A OLD_LINE=([cm-auto]="sample-app: GREETING=hello" [secret-named]="sample-app: TOKEN=one" [sts-auto]="sample-app: GREETING=hello" [ds-named]="sample-app: GREETING=hello" [not-annotated]="sample-app: GREETING=hello")
-declare -A NEW_LINE=([cm-auto]="sample-app: GREETING=bonjour" [secret-named]="sample-app: TOKEN=two" [sts-auto]="sample-app: GREETING=bonjour" [ds-named]="sample-app: GREETING=bonjour")
+declare -A OLD_LINE=([cm-auto]="sample-app: GREETING=hello" [secret-named]="sample-app: TOKEN=$SECRET_OLD" [sts-auto]="sample-app: GREETING=hello" [ds-named]="sample-app: GREETING=hello" [not-annotated]="sample-app: GREETING=hello")
+declare -A NEW_LINE=([cm-auto]="sample-app: GREETING=bonjour" [secret-named]="sample-app: TOKEN=$SECRET_NEW" [sts-auto]="sample-app: GREETING=bonjour" [ds-named]="sample-app: GREETING=bonjour")
 declare -A KIND=([cm-auto]=deployment [secret-named]=deployment [sts-auto]=statefulset [ds-named]=daemonset [not-annotated]=deployment)
 declare -A OLD_UIDS=()
 KUBELET_API_ERR=""
@@ -423,7 +525,7 @@ fi
 sleep 1 # let the controller see the workloads' first state
 t_edit=$(now_ms)
 if ! k -n "$NS" patch configmap greeting --type merge -p '{"data":{"GREETING":"bonjour"}}' >/dev/null ||
-  ! k -n "$NS" patch secret token --type merge -p '{"stringData":{"TOKEN":"two"}}' >/dev/null; then
+  ! k -n "$NS" patch secret token --type merge -p "{\"stringData\":{\"TOKEN\":\"$SECRET_NEW\"}}" >/dev/null; then
   fail "edit the ConfigMap and the Secret"
 fi
 deadline=$(( t_edit + ROLLOUT_LIMIT * 1000 ))
@@ -490,6 +592,75 @@ if [[ -n $CONTROLLER_PID ]]; then
   wait "$CONTROLLER_PID" 2>/dev/null
 fi
 
+# ------------------------------------------------------------------ alerts
+# One alert per rolled workload (the four above), sent by the in-cluster
+# controller to the receiver on the node; checked once four have arrived (or
+# 20 s passed) and again 3 s later, so that a duplicate would be seen.
+section "alerts on reload (webhook on the node)"
+ROLLED=(cm-auto secret-named sts-auto ds-named)
+alert_count() { if [[ -f $ALERTS ]]; then awk 'END {print NR}' "$ALERTS"; else echo 0; fi; }
+# alerts_naming WORKLOAD: how many alert bodies say it was reloaded.
+alerts_naming() { jq -r '.body // ""' "$ALERTS" 2>/dev/null | grep -cF "reloaded $1 of type " || true; }
+if [[ -n $ALERT_URL ]]; then
+  deadline=$(( $(now_ms) + 20000 ))
+  while (( $(alert_count) < ${#ROLLED[@]} && $(now_ms) < deadline )); do sleep 0.2; done
+  sleep 3
+  stop_receiver
+  n=$(alert_count)
+  if [[ $n == "${#ROLLED[@]}" ]]; then
+    pass "the receiver got $n alerts for the ${#ROLLED[@]} rolled workloads"
+  else
+    fail "the receiver got one alert per rolled workload (${#ROLLED[@]}), got $n"
+    if ((!CONTROLLER_READY)); then
+      echo "    (the in-cluster controller never became ready: see \"controller Deployment available\" above)"
+    fi
+    jq -c . "$ALERTS" 2>/dev/null | head -n 10 | indent
+  fi
+  # The ConfigMap edit's Deployment: exactly one alert, and it is the whole
+  # expected message (webhook sink: plain text, additionalInfo first).
+  want="node-e2e : Reloader detected changes in greeting of type CONFIGMAP in namespace $NS. Hence reloaded cm-auto of type Deployment in namespace $NS"
+  got=$(jq -c --arg want "$want" --arg path "$ALERT_PATH" \
+    'select(.method == "POST" and .path == $path and .content_type == "text/plain" and .body == $want)' "$ALERTS" 2>/dev/null | grep -c . || true)
+  if [[ $(alerts_naming cm-auto) == 1 && $got == 1 ]]; then
+    pass "cm-auto: exactly one alert for its reload: POST $ALERT_PATH, text/plain, \"$want\""
+  else
+    fail "cm-auto: exactly one alert, POST $ALERT_PATH text/plain \"$want\" (alerts naming cm-auto: $(alerts_naming cm-auto), matching exactly: $got)"
+  fi
+  counts=""
+  for w in "${ROLLED[@]}" not-annotated; do counts+=" $w=$(alerts_naming "$w")"; done
+  if [[ $counts == " cm-auto=1 secret-named=1 sts-auto=1 ds-named=1 not-annotated=0" ]]; then
+    pass "one alert per rolled workload, none for the one not rolled:$counts"
+  else
+    fail "one alert per rolled workload, none for not-annotated (got:$counts)"
+  fi
+  if ((n == 0)); then
+    fail "the alerts hold no Secret data: no alert to look at"
+  elif grep -qF -e "$SECRET_OLD" -e "$SECRET_NEW" "$ALERTS"; then
+    fail "the alerts hold no Secret data (found a value of Secret token)"
+  else
+    pass "the alerts hold no Secret data (neither value of Secret token in $n alerts)"
+  fi
+else
+  fail "alerts on reload: no receiver (see \"alert receiver\" above)"
+fi
+if ((CONTROLLER_READY)); then
+  # controller.log: the in-cluster controller's log, read in section 4.
+  if grep -qF -e "${ALERT_PATH#/hooks/}" -e "$SECRET_OLD" -e "$SECRET_NEW" "$WORK/controller.log" 2>/dev/null; then
+    fail "the controller's log holds neither the webhook URL's path nor the Secret's values"
+    grep -F -e "${ALERT_PATH#/hooks/}" -e "$SECRET_OLD" -e "$SECRET_NEW" "$WORK/controller.log" | head -n 5 | indent
+  else
+    pass "the controller's log holds neither the webhook URL's path nor the Secret's values"
+  fi
+  code=$(http_get "http://$CPOD_IP:9090/metrics")
+  sent=$(awk '/^reloader_alerts_total\{result="sent"\}/ {print $2}' "$WORK/http.out" 2>/dev/null)
+  if [[ $code == 200 && ${sent:-0} == "${#ROLLED[@]}" ]]; then
+    pass "/metrics: reloader_alerts_total{result=\"sent\"} = $sent"
+  else
+    fail "/metrics: reloader_alerts_total{result=\"sent\"} = ${#ROLLED[@]} (got HTTP $code, ${sent:-none})"
+    grep '^reloader_alerts_total' "$WORK/http.out" 2>/dev/null | indent
+  fi
+fi
+
 # ------------------------------------------------------------------ 5. teardown
 # What `make testbed-down` runs first (testbed.sh down -> node.sh down), on
 # the node this script started: afterwards nothing of the node may be left on
@@ -498,7 +669,7 @@ fi
 leftovers() {
   local node_dir=$TESTBED_DIR/node run_dir=/run/pod-reloader-node pid cmd
   for pid in /proc/[0-9]*; do
-    cmd=$(tr '\0' ' ' <"$pid/cmdline" 2>/dev/null) || continue
+    cmd=$(tr '\0' ' ' 2>/dev/null <"$pid/cmdline") || continue # gone meanwhile: stderr first
     case $cmd in
       *"$node_dir"* | *"$run_dir"* | "$BIN_DIR/kubelet "* | "$BIN_DIR/kube-scheduler "*)
         echo "process ${pid#/proc/}: ${cmd:0:160}" ;;
