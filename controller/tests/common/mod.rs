@@ -305,9 +305,12 @@ pub async fn settled_replica_sets(client: &Client, ns: &str, deployment: &str) -
 /// the change under test (a ConfigMap change needs the ConfigMap sentinel);
 /// across streams there is no order.
 ///
-/// The one gap left: a wrong patch started before the sentinel's but
-/// accepted by the apiserver after the sentinel's patch *and* after the
-/// test's next read.
+/// Gaps left: a wrong patch started before the sentinel's but accepted by the
+/// apiserver after the sentinel's patch *and* after the test's next read; and
+/// a request for a workload whose own reload is still running waits for it
+/// (one workload is never patched twice at once), so a check on a workload
+/// that reloads first waits for that reload to land (burst, outage) before
+/// the barrier.
 pub struct Barrier {
     client: Client,
     ns: String,
