@@ -147,8 +147,9 @@ async fn every_sink_gets_its_exact_payload() {
         let n = ns.name.as_str();
         let (url, seen) = receiver(Answer::Statuses(&[200])).await;
         deployment_following(&client, n, "web").await;
+        let mut barrier = Barrier::create(&client, n, &[Res::ConfigMap], json!({})).await;
         let c = ControllerProcess::start(BIN, &["--config", &alert_config(sink, n, sink, &url)]).await;
-        wait_indexed(&c, 1).await;
+        wait_indexed(&c, 1 + barrier.workloads()).await;
         set_value(&client, n, Res::ConfigMap, "cfg-web", "v2").await;
         wait_for(&format!("{sink} alert"), Duration::from_secs(20), || async { (seen.count() == 1).then_some(()) })
             .await;
@@ -169,8 +170,18 @@ async fn every_sink_gets_its_exact_payload() {
             let got: serde_json::Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(got, serde_json::from_str::<serde_json::Value>(&want).unwrap(), "{sink}");
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(seen.count(), 1, "{sink}: one alert per reload");
+        // Alerts leave one queue in order: a second alert for web would come before the sentinel's.
+        assert_quiet_after(&mut barrier, || async {
+            wait_for(&format!("{sink} alert for the sentinel"), Duration::from_secs(20), || async {
+                (seen.count() >= 2).then_some(())
+            })
+            .await;
+            let all = seen.all();
+            let second = String::from_utf8_lossy(&all[1].1).into_owned();
+            assert!(second.contains("barrier-cm"), "{sink}: one alert per reload, then the sentinel's; got {second}");
+            assert_eq!(all.len(), 2, "{sink}: one alert per reload");
+        })
+        .await;
     }
 }
 
@@ -194,16 +205,24 @@ async fn retries_after_500_then_gives_up_cleanly() {
     let ns2 = TestNamespace::create(&client, "alert-giveup").await;
     let (url, seen) = receiver(Answer::Statuses(&[500])).await;
     deployment_following(&client, &ns2.name, "web").await;
+    let mut barrier = Barrier::create(&client, &ns2.name, &[Res::ConfigMap], json!({})).await;
     let c = ControllerProcess::start(BIN, &["--config", &alert_config("giveup", &ns2.name, "gchat", &url)]).await;
-    wait_indexed(&c, 1).await;
+    wait_indexed(&c, 1 + barrier.workloads()).await;
     set_value(&client, &ns2.name, Res::ConfigMap, "cfg-web", "v2").await;
     wait_for("alert given up", Duration::from_secs(30), || async {
         (c.metric("reloader_alerts_total{result=\"failed\"}").await? == 1.0).then_some(())
     })
     .await;
     assert_eq!(seen.count(), 4, "first attempt and three retries");
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(seen.count(), 4, "no attempt after giving up");
+    // Alerts leave one queue in order: a fifth attempt for web would come before the sentinel's four.
+    assert_quiet_after(&mut barrier, || async {
+        wait_for("the sentinel's alert given up", Duration::from_secs(30), || async {
+            (c.metric("reloader_alerts_total{result=\"failed\"}").await? == 2.0).then_some(())
+        })
+        .await;
+        assert_eq!(seen.count(), 8, "no attempt after giving up: four for web, four for the sentinel");
+    })
+    .await;
     let logs = c.logs();
     assert!(logs.contains("giving up"), "{logs}");
     assert!(!logs.contains("T0K3N"), "the webhook URL leaked into the log:\n{logs}");

@@ -154,9 +154,12 @@ async fn run_matrix(strategy: &str) {
         let spec = pod_spec(p.res, &p.resource, p.case.uses);
         create(&client, &ns_name, workload(p.kind, &p.workload, &kv(&p.case.meta), &kv(&p.case.template), spec)).await;
     }
+    // The negative cases change ConfigMaps and Secrets: a sentinel on each stream.
+    let mut barrier = Barrier::create(&client, &ns_name, &[Res::ConfigMap, Res::Secret], json!({})).await;
     // Wait until the controller holds every workload and resource.
     let per_kind = planned.len() / WORKLOADS.len();
     for (kind, _) in WORKLOADS {
+        let per_kind = per_kind + if kind == "Deployment" { barrier.workloads() } else { 0 };
         let prefix = format!("reloader_watched_resources_total{{kind=\"{kind}\"}}");
         wait_for(&format!("controller to index {per_kind} {kind}s"), Duration::from_secs(60), || async {
             (controller.metric(&prefix).await? as usize == per_kind).then_some(())
@@ -215,25 +218,27 @@ async fn run_matrix(strategy: &str) {
         wait_replica_sets(&client, &ns_name, &p.workload, 2, Duration::from_secs(30)).await;
     }
 
-    // Negative cases: give the controller time it would have needed, then check nothing moved.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    for p in planned.iter().filter(|p| p.case.reload_into.is_none()) {
-        let t = pod_template(&client, &ns_name, p.kind, &p.workload).await.expect("workload exists");
-        assert!(
-            all_env_names(&t).is_empty() && last_reloaded_from(&t).is_none(),
-            "{} {}/{} ({}) must not be reloaded, but its template is {:?}\ncontroller log:\n{}",
-            p.kind,
-            ns_name,
-            p.workload,
-            p.case.id,
-            t,
-            controller.logs()
-        );
-        if p.kind == "Deployment" {
-            assert_eq!(replica_sets(&client, &ns_name, &p.workload).await, 1, "{} rolled", p.workload);
+    // Negative cases: once the sentinels, edited after every change above, have rolled, nothing else moved.
+    assert_quiet_after(&mut barrier, || async {
+        for p in planned.iter().filter(|p| p.case.reload_into.is_none()) {
+            let t = pod_template(&client, &ns_name, p.kind, &p.workload).await.expect("workload exists");
+            assert!(
+                all_env_names(&t).is_empty() && last_reloaded_from(&t).is_none(),
+                "{} {}/{} ({}) must not be reloaded, but its template is {:?}\ncontroller log:\n{}",
+                p.kind,
+                ns_name,
+                p.workload,
+                p.case.id,
+                t,
+                controller.logs()
+            );
+            if p.kind == "Deployment" {
+                assert_eq!(settled_replica_sets(&client, &ns_name, &p.workload).await, 1, "{} rolled", p.workload);
+            }
         }
-    }
-    let reloads = planned.iter().filter(|p| p.case.reload_into.is_some()).count();
+    })
+    .await;
+    let reloads = planned.iter().filter(|p| p.case.reload_into.is_some()).count() + barrier.reloads();
     let executed: f64 = {
         let (_, body) = controller.get("/metrics").await.expect("metrics answer");
         body.lines()

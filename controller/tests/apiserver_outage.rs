@@ -31,6 +31,7 @@ async fn controller_survives_an_apiserver_outage() {
         workload("Deployment", "web", &auto, &json!({}), pod_spec(Res::ConfigMap, "cfg", Use::EnvFrom)),
     )
     .await;
+    let mut barrier = Barrier::create(&client, &n, &[Res::ConfigMap], json!({})).await;
     wait_replica_sets(&client, &n, "web", 1, Duration::from_secs(30)).await;
     let mut c = ControllerProcess::start(BIN, &[&format!("--namespaces={n}"), "--coalesce-window=0"]).await;
     wait_for("baseline record", Duration::from_secs(30), || async {
@@ -63,7 +64,9 @@ async fn controller_survives_an_apiserver_outage() {
     // kube-controller-manager recovers from the outage at its own pace.
     wait_replica_sets(&client, &n, "web", 2, Duration::from_secs(120)).await;
     c.wait_ready(Duration::from_secs(60)).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(replica_sets(&client, &n, "web").await, 2, "exactly one rollout");
+    assert_quiet_after(&mut barrier, || async {
+        assert_eq!(settled_replica_sets(&client, &n, "web").await, 2, "exactly one rollout");
+    })
+    .await;
     assert_eq!(c.wait_exit(Duration::from_millis(10)).await, None, "the controller never exited");
 }

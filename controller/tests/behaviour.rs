@@ -160,20 +160,27 @@ async fn start_up_on_annotated_workloads_rolls_nothing() {
         )
         .await;
     }
+    // The start-up's decisions precede the sentinel's change on the ConfigMap stream.
+    let mut barrier = Barrier::create(&client, n, &[Res::ConfigMap], json!({})).await;
     for i in 0..10 {
         wait_replica_sets(&client, n, &format!("web-{i}"), 1, Duration::from_secs(30)).await;
     }
     for round in 0..2 {
         let mut c = controller_for(n, &["--reload-on-create=true"]).await;
-        wait_indexed(&c, "Deployment", 10).await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        for i in 0..10 {
-            assert_eq!(
-                replica_sets(&client, n, &format!("web-{i}")).await,
-                1,
-                "round {round}: web-{i} rolled at start-up"
-            );
-        }
+        wait_indexed(&c, "Deployment", 10 + barrier.workloads()).await;
+        assert_quiet_after(&mut barrier, || async {
+            for i in 0..10 {
+                let name = format!("web-{i}");
+                let t = pod_template(&client, n, "Deployment", &name).await.unwrap();
+                assert!(all_env_names(&t).is_empty(), "round {round}: {name} reloaded at start-up: {t:?}");
+                assert_eq!(
+                    settled_replica_sets(&client, n, &name).await,
+                    1,
+                    "round {round}: {name} rolled at start-up"
+                );
+            }
+        })
+        .await;
         c.stop();
     }
 }
@@ -189,7 +196,9 @@ async fn burst_of_changes_rolls_once() {
     let spec = json!({"containers": [{"name": "app", "image": "registry.invalid/a:1",
         "envFrom": [{"configMapRef": {"name": "cfg"}}, {"secretRef": {"name": "tls"}}]}]});
     create(&client, n, workload("Deployment", "web", &auto(), &json!({}), spec)).await;
-    wait_indexed(&c, "Deployment", 1).await;
+    // Edits of both kinds are under test: a sentinel on each stream.
+    let mut barrier = Barrier::create(&client, n, &[Res::ConfigMap, Res::Secret], json!({})).await;
+    wait_indexed(&c, "Deployment", 1 + barrier.workloads()).await;
     wait_replica_sets(&client, n, "web", 1, Duration::from_secs(30)).await;
 
     // 5 edits within 200 ms to the Deployment's ConfigMap and Secret.
@@ -205,8 +214,10 @@ async fn burst_of_changes_rolls_once() {
         .then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(replica_sets(&client, n, "web").await, 2, "exactly one new ReplicaSet");
+    assert_quiet_after(&mut barrier, || async {
+        assert_eq!(settled_replica_sets(&client, n, "web").await, 2, "exactly one new ReplicaSet");
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,10 +271,23 @@ async fn filters_label_selector_and_ignored_namespace() {
     let client = admin_client().await;
     let a = TestNamespace::create(&client, "filter-a").await;
     let b = TestNamespace::create(&client, "filter-b").await;
-    let c = ControllerProcess::start(
+    // Both namespaces are chosen by a label, so the controller watches
+    // cluster-wide: one ConfigMap stream carries the edits in `b` and the
+    // sentinel in `a`, in order. (With `--namespaces=a,b` each namespace has
+    // a stream of its own, and nothing in the ignored `b` could serve as a
+    // barrier for `b`.)
+    let tag = a.name.clone();
+    let ns_api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client.clone());
+    for ns in [&a.name, &b.name] {
+        ns_api
+            .patch(ns, &Default::default(), &kube::api::Patch::Merge(json!({"metadata": {"labels": {"filter": tag}}})))
+            .await
+            .unwrap();
+    }
+    let _c = ControllerProcess::start(
         BIN,
         &[
-            &format!("--namespaces={},{}", a.name, b.name),
+            &format!("--namespace-selector=filter={tag}"),
             &format!("--namespaces-to-ignore={}", b.name),
             "--resource-label-selector=reload in (yes)",
             "--coalesce-window=0",
@@ -298,23 +322,27 @@ async fn filters_label_selector_and_ignored_namespace() {
         )
         .await;
     }
-    wait_indexed(&c, "Deployment", 4).await;
-    for ns in [&a.name, &b.name] {
-        set_value(&client, ns, Res::ConfigMap, "labelled", "v2").await;
-        set_value(&client, ns, Res::ConfigMap, "unlabelled", "v2").await;
+    // Created last: its record shows every Deployment above is held.
+    let mut barrier = Barrier::create(&client, &a.name, &[Res::ConfigMap], json!({"reload": "yes"})).await;
+    barrier.wait_followed().await;
+    // The edits that must reload nothing come first on the stream.
+    for (ns, name) in [(&b.name, "labelled"), (&b.name, "unlabelled"), (&a.name, "unlabelled"), (&a.name, "labelled")] {
+        set_value(&client, ns, Res::ConfigMap, name, "v2").await;
     }
     wait_for("labelled ConfigMap reloads in the watched namespace", Duration::from_secs(20), || async {
         let t = pod_template(&client, &a.name, "Deployment", "uses-labelled").await?;
         env_value(&t, "app", "STAKATER_LABELLED_CONFIGMAP").map(|_| ())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let t = pod_template(&client, &a.name, "Deployment", "uses-unlabelled").await.unwrap();
-    assert!(all_env_names(&t).is_empty(), "a ConfigMap outside the label selector reloads nothing");
-    for name in ["uses-labelled", "uses-unlabelled"] {
-        let t = pod_template(&client, &b.name, "Deployment", name).await.unwrap();
-        assert!(all_env_names(&t).is_empty(), "ignored namespace: {name} must not reload");
-    }
+    assert_quiet_after(&mut barrier, || async {
+        let t = pod_template(&client, &a.name, "Deployment", "uses-unlabelled").await.unwrap();
+        assert!(all_env_names(&t).is_empty(), "a ConfigMap outside the label selector reloads nothing");
+        for name in ["uses-labelled", "uses-unlabelled"] {
+            let t = pod_template(&client, &b.name, "Deployment", name).await.unwrap();
+            assert!(all_env_names(&t).is_empty(), "ignored namespace: {name} must not reload");
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,7 +362,9 @@ async fn namespace_selector_limits_reloads() {
         .unwrap();
     // Cluster-wide watch, narrowed to namespaces carrying this test's label.
     let c = ControllerProcess::start(BIN, &[&format!("--namespace-selector=nssel={tag}"), "--coalesce-window=0"]).await;
-    for ns in [&selected.name, &other.name] {
+    // One cluster-wide stream per kind: what happens in `other` comes
+    // first, the sentinel in the selected namespace last.
+    for ns in [&other.name, &selected.name] {
         create(&client, ns, configmap("cfg", json!({"key": "v1"}), json!({}), json!({}))).await;
         create(
             &client,
@@ -343,8 +373,9 @@ async fn namespace_selector_limits_reloads() {
         )
         .await;
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    for ns in [&selected.name, &other.name] {
+    let mut barrier = Barrier::create(&client, &selected.name, &[Res::ConfigMap], json!({})).await;
+    barrier.wait_followed().await;
+    for ns in [&other.name, &selected.name] {
         set_value(&client, ns, Res::ConfigMap, "cfg", "v2").await;
     }
     wait_for("reload in the selected namespace", Duration::from_secs(20), || async {
@@ -352,9 +383,11 @@ async fn namespace_selector_limits_reloads() {
         env_value(&t, "app", "STAKATER_CFG_CONFIGMAP").map(|_| ())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let t = pod_template(&client, &other.name, "Deployment", "web").await.unwrap();
-    assert!(all_env_names(&t).is_empty(), "namespace not selected must not reload");
+    assert_quiet_after(&mut barrier, || async {
+        let t = pod_template(&client, &other.name, "Deployment", "web").await.unwrap();
+        assert!(all_env_names(&t).is_empty(), "namespace not selected must not reload");
+    })
+    .await;
     drop(c);
 }
 

@@ -271,3 +271,138 @@ pub async fn events_for(client: &Client, ns: &str, name: &str) -> Vec<(String, S
         .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
         .collect()
 }
+
+/// Counts the ReplicaSets of a Deployment once kube-controller-manager has
+/// seen its latest spec (`status.observedGeneration` caught up with
+/// `metadata.generation`), so that a template change the controller made is
+/// already reflected in the count rather than still on its way.
+pub async fn settled_replica_sets(client: &Client, ns: &str, deployment: &str) -> usize {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("kube-controller-manager to observe Deployment {ns}/{deployment}"),
+        Duration::from_secs(60),
+        || async {
+            let d = api.get(deployment).await.ok()?;
+            let observed = d.status.as_ref()?.observed_generation?;
+            (observed >= d.metadata.generation?).then_some(())
+        },
+    )
+    .await;
+    replica_sets(client, ns, deployment).await
+}
+
+/// A barrier for negative checks: sentinel ConfigMaps/Secrets in a test's
+/// namespace, each followed (`auto`) by a sentinel Deployment of the same name.
+///
+/// Why it proves something a sleep does not: every change of a kind in a
+/// namespace (or, for a cluster-wide watch, of a kind anywhere) arrives on one
+/// watch stream, in the apiserver's order, and the controller's state task
+/// handles messages one at a time and hands reload requests to the scheduler
+/// in that order; the scheduler starts each batch no later than the batches
+/// queued after it. So once a sentinel edited *after* the change under test
+/// has rolled its Deployment, the controller has decided on that change, and
+/// any reload it wanted has been started. Pick sentinels on the same stream as
+/// the change under test (a ConfigMap change needs the ConfigMap sentinel);
+/// across streams there is no order.
+///
+/// Gaps left: a wrong patch started before the sentinel's but accepted by the
+/// apiserver after the sentinel's patch *and* after the test's next read; and
+/// a request for a workload whose own reload is still running waits for it
+/// (one workload is never patched twice at once), so a check on a workload
+/// that reloads first waits for that reload to land (burst, outage) before
+/// the barrier.
+pub struct Barrier {
+    client: Client,
+    ns: String,
+    sentinels: Vec<Res>,
+    rounds: usize,
+}
+
+impl Barrier {
+    /// Creates one sentinel pair per kind in `res`, the resources carrying
+    /// `labels` (for a resource label selector). Create it with the other
+    /// objects, before the controller indexes them.
+    pub async fn create(client: &Client, ns: &str, res: &[Res], labels: Value) -> Self {
+        for &r in res {
+            let name = Self::name(r);
+            create(client, ns, resource(r, name, "barrier-0", json!({}), labels.clone())).await;
+            let auto = json!({"reloader.stakater.com/auto": "true"});
+            create(client, ns, workload("Deployment", name, &auto, &json!({}), pod_spec(r, name, Use::EnvFrom))).await;
+        }
+        Barrier { client: client.clone(), ns: ns.to_string(), sentinels: res.to_vec(), rounds: 0 }
+    }
+
+    fn name(r: Res) -> &'static str {
+        match r {
+            Res::ConfigMap => "barrier-cm",
+            Res::Secret => "barrier-sec",
+        }
+    }
+
+    /// The sentinel Deployments (for index counts).
+    pub fn workloads(&self) -> usize {
+        self.sentinels.len()
+    }
+
+    /// Reloads the sentinels have had so far (one per sentinel per pass).
+    pub fn reloads(&self) -> usize {
+        self.sentinels.len() * self.rounds
+    }
+
+    /// Waits until the controller has recorded a baseline on every sentinel
+    /// Deployment: it holds them, and everything earlier on the workload stream.
+    pub async fn wait_followed(&self) {
+        for &r in &self.sentinels {
+            let name = Self::name(r);
+            let key = format!("{}/{name}", r.kind());
+            wait_for(&format!("a record on the sentinel {}/{name}", self.ns), Duration::from_secs(45), || async {
+                let d = dyn_api(&self.client, &self.ns, "Deployment").get(name).await.ok()?;
+                let record = d.metadata.annotations?.get(pod_reloader_core::record::RECORD_ANNOTATION)?.clone();
+                record.contains(&key).then_some(())
+            })
+            .await;
+        }
+    }
+
+    /// Edits every sentinel and waits until each sentinel Deployment carries
+    /// the new hash (as an env var or a `last-reloaded-from` annotation,
+    /// whichever the reload strategy writes).
+    async fn pass(&mut self) {
+        self.rounds += 1;
+        let value = format!("barrier-{}", self.rounds);
+        for &r in &self.sentinels {
+            set_value(&self.client, &self.ns, r, Self::name(r), &value).await;
+        }
+        let hash = sha1_hex(format!("key={value}").as_bytes());
+        for &r in &self.sentinels {
+            let name = Self::name(r);
+            let var = format!("STAKATER_{}_{}", name.to_uppercase().replace('-', "_"), r.env_postfix());
+            wait_for(
+                &format!("the sentinel {}/{name} to roll (barrier)", self.ns),
+                Duration::from_secs(45),
+                || async {
+                    let t = pod_template(&self.client, &self.ns, "Deployment", name).await?;
+                    let by_env = env_value(&t, "app", &var).as_deref() == Some(hash.as_str());
+                    let by_annotation =
+                        last_reloaded_from(&t).is_some_and(|s| s["hash"] == hash.as_str() && s["name"] == name);
+                    (by_env || by_annotation).then_some(())
+                },
+            )
+            .await;
+        }
+    }
+}
+
+/// The one way to check that a change moved nothing: pass `barrier` (edit
+/// its sentinels after the change under test and wait for them to roll),
+/// then run `check`, whose assertions now see every reload the change
+/// caused. Never a sleep: a slow or dead controller fails the barrier
+/// instead of passing the check.
+pub async fn assert_quiet_after<F, Fut>(barrier: &mut Barrier, check: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    barrier.pass().await;
+    check().await;
+}
