@@ -78,7 +78,12 @@ fn run_hook(hook: Hook, env: &Env<'_>) -> Result<(), HookError> {
     let values = files.values()?;
     let schema = load_schema(env)?;
     let out = hook.run(&schema, &contexts, &values)?;
-    files.write_outputs(&out)
+    files.write_outputs(&out)?;
+    // addon-operator logs a hook's stderr; module-sdk binaries log JSON lines.
+    for w in hook.warnings(&schema, &contexts, &values) {
+        eprintln!("{}", json!({"level": "warn", "hook": hook.name(), "msg": w}));
+    }
+    Ok(())
 }
 
 fn dump(env: &Env<'_>) -> Outcome {

@@ -16,3 +16,4 @@ pub mod protocol;
 pub mod rbac;
 pub mod schema;
 pub mod settings;
+pub mod spelling;
