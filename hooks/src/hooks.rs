@@ -99,6 +99,7 @@ impl Hook {
     /// lines by `hook run`; the run itself succeeds).
     pub fn warnings(self, schema: &SettingsSchema, contexts: &[BindingContext], values: &Value) -> Vec<String> {
         match self {
+            Hook::Settings => checked_inputs(schema, values).map(|i| url_warnings(&i)).unwrap_or_default(),
             Hook::NetworkPolicy => match checked_inputs(schema, values) {
                 Ok(inputs) => netpol::warnings(&inputs, !apiserver_endpoints(contexts, values).is_empty()),
                 Err(_) => Vec::new(),
@@ -326,8 +327,16 @@ pub fn check(schema: &SettingsSchema, settings: &Value) -> CheckResult {
     CheckResult { valid: violations.is_empty(), message: crate::error::join_violations(&violations), warnings }
 }
 
-/// Warnings about the alert webhook for `hook check` (never quoting the URL).
+/// Warnings about the alert webhook for `hook check` (never quoting the URL):
+/// its URL, and what the NetworkPolicy cannot open for it.
 fn webhook_warnings(inputs: &Inputs) -> Vec<String> {
+    let mut out = url_warnings(inputs);
+    out.extend(netpol::warnings(inputs, true));
+    out
+}
+
+/// Warnings about the webhook URL itself (the settings hook logs them too).
+fn url_warnings(inputs: &Inputs) -> Vec<String> {
     let mut out = Vec::new();
     let Ok(Some(target)) = netpol::webhook_target(inputs) else { return out };
     if target.scheme.as_deref() == Some("http") {
@@ -340,6 +349,5 @@ fn webhook_warnings(inputs: &Inputs) -> Vec<String> {
     if target.scheme.is_some() && inputs.settings.alerting.webhook.port.is_some() {
         out.push("alerting.webhook.port is used only with urlSecretRef; with url the port is the URL's".into());
     }
-    out.extend(netpol::warnings(inputs, true));
     out
 }
