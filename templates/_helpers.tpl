@@ -51,13 +51,31 @@ controller's config). Renders nothing. Usage:
 {{- end -}}
 {{- end -}}
 
-{{- /* "true" when alerting is on; fails when it is on without a URL. */ -}}
+{{- /* "true" when alerting is on; fails when it is on without a URL or
+with both a URL and a Secret reference. Never prints the URL. */ -}}
 {{- define "pod_reloader.alerting" -}}
 {{- $a := .Values.podReloader.alerting | default dict -}}
 {{- if $a.enabled -}}
 {{- $url := dig "webhook" "url" "" $a -}}
-{{- if not $url }}{{ fail "alerting.webhook.url is required when alerting.enabled is true" }}{{ end -}}
+{{- $ref := dig "webhook" "urlSecretRef" dict $a -}}
+{{- if and $url $ref }}{{ fail "alerting.webhook.url and alerting.webhook.urlSecretRef are mutually exclusive" }}{{ end -}}
+{{- if not (or $url $ref.name) }}{{ fail "alerting.webhook.url or alerting.webhook.urlSecretRef is required when alerting.enabled is true" }}{{ end -}}
 true
+{{- end -}}
+{{- end -}}
+
+{{- /* The Secret and key the alert webhook URL is mounted from: the
+operator's Secret of alerting.webhook.urlSecretRef, else the module's own
+pod-reloader-alert (key url). Usage: include "pod_reloader.alert_secret" . |
+fromYaml -> {name, key}. */ -}}
+{{- define "pod_reloader.alert_secret" -}}
+{{- $ref := dig "webhook" "urlSecretRef" dict (.Values.podReloader.alerting | default dict) -}}
+{{- if $ref.name -}}
+name: {{ $ref.name | quote }}
+key: {{ $ref.key | default "url" | quote }}
+{{- else -}}
+name: {{ printf "%s-alert" .Chart.Name | quote }}
+key: "url"
 {{- end -}}
 {{- end -}}
 

@@ -188,6 +188,33 @@ fn pending(
 /// `metadata` of a patch: the record (if it changes) and the resourceVersion
 /// read, so a concurrent writer (another replica during a handover) makes
 /// this patch fail with a conflict and be re-planned, never applied twice.
+/// The JSON merge patch (RFC 7386) that turns `before` into `after`:
+/// changed and new keys, `null` for removed ones, objects recursed into,
+/// anything else (arrays included) replaced whole.
+fn merge_patch_diff(before: &Value, after: &Value) -> Value {
+    match (before, after) {
+        (Value::Object(b), Value::Object(a)) => {
+            let mut out = serde_json::Map::new();
+            for (k, av) in a {
+                match b.get(k) {
+                    Some(bv) if bv == av => {}
+                    Some(bv) if bv.is_object() && av.is_object() => {
+                        out.insert(k.clone(), merge_patch_diff(bv, av));
+                    }
+                    _ => {
+                        out.insert(k.clone(), av.clone());
+                    }
+                }
+            }
+            for k in b.keys().filter(|k| !a.contains_key(*k)) {
+                out.insert(k.clone(), Value::Null);
+            }
+            Value::Object(out)
+        }
+        (_, a) => a.clone(),
+    }
+}
+
 fn patch_metadata(resource_version: Option<String>, record: Option<&String>) -> Value {
     let mut meta = json!({"resourceVersion": resource_version, "annotations": {}});
     if let Some(r) = record {
@@ -406,13 +433,15 @@ impl Reloader {
     }
 
     /// Argo Rollouts: `restart` sets `spec.restartAt`; otherwise the pod
-    /// template is changed and the object replaced (optimistic concurrency
-    /// on resourceVersion; a conflict is retried).
+    /// template is changed with a JSON merge patch of exactly what changed
+    /// (a Rollout is a custom resource: no strategic merge), carrying the
+    /// resourceVersion that was read, so a concurrent writer makes it a 409
+    /// that is retried. A patch, not an update: the RBAC grants no `update`.
     async fn update_rollout(&self, batch: &Batch, now: i64) -> Result<Outcome, ReloadError> {
         let key = &batch.workload;
         let ar = rollout_resource();
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &key.namespace, &ar);
-        let Some(mut obj) = api.get_opt(&key.name).await? else {
+        let Some(obj) = api.get_opt(&key.name).await? else {
             return Ok(Outcome::Gone);
         };
         let uid = obj.metadata.uid.clone();
@@ -436,13 +465,11 @@ impl Reloader {
         if change.is_empty() && record.is_none() {
             return Ok(Outcome::AlreadyCurrent);
         }
+        let before = serde_json::to_value(&template).map_err(|e| ReloadError::Decode(e.to_string()))?;
         change.apply_to(&mut template);
-        obj.data["spec"]["template"] =
-            serde_json::to_value(&template).map_err(|e| ReloadError::Decode(e.to_string()))?;
-        if let Some(r) = record {
-            obj.metadata.annotations.get_or_insert_with(Default::default).insert(RECORD_ANNOTATION.into(), r);
-        }
-        api.replace(&key.name, &post_params(), &obj).await?;
+        let after = serde_json::to_value(&template).map_err(|e| ReloadError::Decode(e.to_string()))?;
+        let body = json!({"metadata": metadata, "spec": {"template": merge_patch_diff(&before, &after)}});
+        api.patch(&key.name, &params(), &Patch::Merge(body)).await?;
         if change.is_empty() {
             return Ok(Outcome::Recorded);
         }
@@ -497,5 +524,45 @@ impl Reloader {
                 tracing::warn!(kind = key.kind.as_str(), namespace = %key.namespace, name = %key.name, error = %e, "cannot resume Deployment")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod merge_patch_diff_tests {
+    use super::*;
+
+    /// RFC 7386 applied, to check the diff against.
+    fn apply(target: &Value, patch: &Value) -> Value {
+        match (target, patch) {
+            (t, Value::Object(p)) => {
+                let mut out = t.as_object().cloned().unwrap_or_default();
+                for (k, v) in p {
+                    if v.is_null() {
+                        out.remove(k);
+                    } else {
+                        let merged = apply(out.get(k).unwrap_or(&Value::Null), v);
+                        out.insert(k.clone(), merged);
+                    }
+                }
+                Value::Object(out)
+            }
+            (_, p) => p.clone(),
+        }
+    }
+
+    #[test]
+    fn diff_holds_only_the_change_and_applies_back() {
+        let before = json!({"metadata": {"annotations": {"a": "1", "gone": "x"}, "labels": {"app": "x"}},
+            "spec": {"containers": [{"name": "c", "env": [{"name": "A", "value": "1"}]}]}});
+        let after = json!({"metadata": {"annotations": {"a": "2"}, "labels": {"app": "x"}},
+            "spec": {"containers": [{"name": "c", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "h"}]}]}});
+        let diff = merge_patch_diff(&before, &after);
+        assert_eq!(
+            diff,
+            json!({"metadata": {"annotations": {"a": "2", "gone": null}},
+                   "spec": {"containers": after["spec"]["containers"].clone()}})
+        );
+        assert_eq!(apply(&before, &diff), after);
+        assert_eq!(merge_patch_diff(&after, &after), json!({}));
     }
 }

@@ -177,7 +177,7 @@ fn run_settings(schema: &SettingsSchema, values: &Value) -> Result<Output, HookE
         1.0,
         &[("reload_strategy", c.reload_strategy), ("watch_scope", &scope)],
     )];
-    Ok(Output { values_patch, metrics, ..Default::default() })
+    Ok(Output { values_patch, metrics, warnings: url_warnings(&inputs) })
 }
 
 /// Argo Rollouts is served: the CRD exists and serves `v1alpha1`.
@@ -243,16 +243,9 @@ fn run_network_policy(
     values: &Value,
 ) -> Result<Output, HookError> {
     let inputs = checked_inputs(schema, values)?;
-    let endpoints: Vec<Endpoint> = match protocol::binding_state(contexts, ENDPOINTS_BINDING) {
-        Some(items) => netpol::endpoints(&items),
-        // Nothing known about the EndpointSlices in this run: keep what was found before.
-        None => values
-            .pointer(&format!("/{VALUES_KEY}/internal/apiserverEndpoints"))
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Endpoint::from_value).collect())
-            .unwrap_or_default(),
-    };
+    let endpoints = apiserver_endpoints(contexts, values);
     let np = netpol::network_policy(&inputs, &endpoints).map_err(|v: Violation| HookError::InvalidSettings(vec![v]))?;
+    let warnings = netpol::warnings(&inputs, !endpoints.is_empty());
     Ok(Output {
         values_patch: protocol::set_internal(
             values,
@@ -262,14 +255,35 @@ fn run_network_policy(
                 ("networkPolicy", np),
             ],
         ),
-        metrics: vec![Metric::set(
-            "pod_reloader_network_policy",
-            "d8_pod_reloader_apiserver_endpoints",
-            endpoints.len() as f64,
-            &[],
-        )],
-        ..Default::default()
+        metrics: vec![
+            Metric::set(
+                "pod_reloader_network_policy",
+                "d8_pod_reloader_apiserver_endpoints",
+                endpoints.len() as f64,
+                &[],
+            ),
+            Metric::set(
+                "pod_reloader_network_policy",
+                "d8_pod_reloader_network_policy_warnings",
+                warnings.len() as f64,
+                &[],
+            ),
+        ],
+        warnings,
     })
+}
+
+/// The kube-apiserver endpoints: from the binding when this run tells
+/// anything about it, else the ones found before.
+fn apiserver_endpoints(contexts: &[BindingContext], values: &Value) -> Vec<Endpoint> {
+    match protocol::binding_state(contexts, ENDPOINTS_BINDING) {
+        Some(items) => netpol::endpoints(&items),
+        None => values
+            .pointer(&format!("/{VALUES_KEY}/internal/apiserverEndpoints"))
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Endpoint::from_value).collect())
+            .unwrap_or_default(),
+    }
 }
 
 /// The result of `hook check` (module-sdk `settingscheck.Result`).
@@ -304,9 +318,35 @@ pub fn check(schema: &SettingsSchema, settings: &Value) -> CheckResult {
                     warnings
                         .push("alerting.webhook.url is set but alerting.enabled is false: no messages are sent".into());
                 }
+                warnings.extend(webhook_warnings(&inputs));
             }
             Err(v) => violations.extend(v),
         }
     }
     CheckResult { valid: violations.is_empty(), message: crate::error::join_violations(&violations), warnings }
+}
+
+/// Warnings about the alert webhook for `hook check` (never quoting the URL):
+/// its URL, and what the NetworkPolicy cannot open for it.
+fn webhook_warnings(inputs: &Inputs) -> Vec<String> {
+    let mut out = url_warnings(inputs);
+    out.extend(netpol::warnings(inputs, true));
+    out
+}
+
+/// Warnings about the webhook URL itself (the settings hook logs them too).
+fn url_warnings(inputs: &Inputs) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(Some(target)) = netpol::webhook_target(inputs) else { return out };
+    if target.scheme.as_deref() == Some("http") {
+        out.push(
+            "alerting.webhook.url uses http://: the messages, and any credentials or token in the URL, cross the \
+             network unencrypted; use https://"
+                .into(),
+        );
+    }
+    if target.scheme.is_some() && inputs.settings.alerting.webhook.port.is_some() {
+        out.push("alerting.webhook.port is used only with urlSecretRef; with url the port is the URL's".into());
+    }
+    out
 }

@@ -17,3 +17,4 @@ pub mod rbac;
 pub mod record_key;
 pub mod schema;
 pub mod settings;
+pub mod spelling;

@@ -4,10 +4,20 @@
 //!   (`d8-monitoring`); kubelet probes come from the node and are not subject
 //!   to it;
 //! - egress: the kube-apiserver endpoints (the `kubernetes` EndpointSlices in
-//!   `default`; without them any address on 443/6443), DNS in `kube-system`,
-//!   and the alert webhook's host and port when alerting is on (an IP address
-//!   as an ipBlock; a host name cannot be selected by a NetworkPolicy, so its
-//!   port is allowed to any address).
+//!   `default`), DNS in `kube-system`, and the alert webhook's port when
+//!   alerting is on, to the webhook's IP address (a `url` with an IP) and to
+//!   the networks in `alerting.webhook.egress`.
+//!
+//! Fail closed, never open: while the apiserver endpoints are unknown there is
+//! no apiserver rule at all (the controller cannot reach the API server and
+//! stays not Ready; the hook warns and its metric
+//! `d8_pod_reloader_apiserver_endpoints` is 0) rather than "any address on
+//! 443/6443", which would let the pod reach every HTTPS server. Rendering no
+//! NetworkPolicy until the endpoints are known would be worse still (no
+//! restriction at all). A webhook given by host name (or in the operator's
+//! Secret, which the module does not read) cannot be selected by a
+//! NetworkPolicy: without `alerting.webhook.egress` it gets no rule, and
+//! `hook check` and the hook warn.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -91,35 +101,78 @@ fn filter_slice(o: &Value) -> Value {
     json!({"name": o.pointer("/metadata/name"), "addressType": o.get("addressType"), "addresses": addresses, "ports": ports})
 }
 
-/// Where the alert webhook is: host and port; `None` when alerting is off.
+/// The webhook's host as far as the module knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WebhookHost {
+    /// A `url` with an IP address: selectable by an ipBlock.
+    Ip(IpAddr),
+    /// A `url` with a host name: not selectable by a NetworkPolicy.
+    Name(String),
+    /// The URL is in the operator's Secret (`urlSecretRef`), unread.
+    InSecret,
+}
+
+/// Where the alert webhook is: scheme (unknown for `urlSecretRef`), host and
+/// port; `None` when alerting is off.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WebhookTarget {
-    pub scheme: String,
-    pub host: String,
+    pub scheme: Option<String>,
+    pub host: WebhookHost,
     pub port: u16,
 }
 
+/// The port of a webhook in the operator's Secret when `port` is not set.
+pub const SECRET_WEBHOOK_DEFAULT_PORT: u16 = 443;
+
+/// The webhook target. Messages never quote the URL or any part of it
+/// (`(value redacted)`): it may carry credentials or a token.
 pub fn webhook_target(inputs: &Inputs) -> Result<Option<WebhookTarget>, Violation> {
     if !inputs.alerting_enabled() {
         return Ok(None);
     }
-    let bad = |message: String| Violation { path: "$.alerting.webhook.url".into(), message };
-    let Some(url) = inputs.settings.alerting.webhook.url.as_deref().filter(|u| !u.is_empty()) else {
-        return Err(Violation {
-            path: "$.alerting".into(),
-            message: "alerting.webhook.url is required when alerting.enabled is true".into(),
-        });
+    let webhook = &inputs.settings.alerting.webhook;
+    let bad = |message: &str| Violation {
+        path: "$.alerting.webhook.url".into(),
+        message: format!("{message} (value redacted)"),
     };
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("not an http:// or https:// URL".into()))?;
+    let url = webhook.url.as_deref().filter(|u| !u.is_empty());
+    match (url, &webhook.url_secret_ref) {
+        (Some(_), Some(_)) => {
+            return Err(Violation {
+                path: "$.alerting.webhook".into(),
+                message:
+                    "alerting.webhook.url and alerting.webhook.urlSecretRef are mutually exclusive: set one of them"
+                        .into(),
+            });
+        }
+        (None, Some(_)) => {
+            return Ok(Some(WebhookTarget {
+                scheme: None,
+                host: WebhookHost::InSecret,
+                port: webhook.port.filter(|p| *p > 0).unwrap_or(SECRET_WEBHOOK_DEFAULT_PORT),
+            }));
+        }
+        (None, None) => {
+            return Err(Violation {
+                path: "$.alerting".into(),
+                message:
+                    "alerting.webhook.url or alerting.webhook.urlSecretRef is required when alerting.enabled is true"
+                        .into(),
+            });
+        }
+        (Some(_), None) => {}
+    }
+    let url = url.unwrap_or_default();
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("not an http:// or https:// URL"))?;
     let default_port = match scheme {
         "http" => 80,
         "https" => 443,
-        _ => return Err(bad(format!("scheme {scheme:?} is not allowed; allowed: http, https"))),
+        _ => return Err(bad("the scheme is not allowed; allowed: http, https")),
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or_else(|| bad("unterminated IPv6 address".into()))?;
+        let (h, after) = v6.split_once(']').ok_or_else(|| bad("unterminated IPv6 address"))?;
         (h, after.strip_prefix(':'))
     } else {
         match authority.rsplit_once(':') {
@@ -128,17 +181,85 @@ pub fn webhook_target(inputs: &Inputs) -> Result<Option<WebhookTarget>, Violatio
         }
     };
     if host.is_empty() {
-        return Err(bad("no host".into()));
+        return Err(bad("no host"));
     }
     let port = match port {
         None => default_port,
-        Some(p) => p
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| bad(format!("port {p:?} is not a TCP port (1-65535)")))?,
+        Some(p) => {
+            p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| bad("the port is not a TCP port (1-65535)"))?
+        }
     };
-    Ok(Some(WebhookTarget { scheme: scheme.into(), host: host.into(), port }))
+    let host = match host.parse::<IpAddr>() {
+        Ok(ip) => WebhookHost::Ip(ip),
+        Err(_) => WebhookHost::Name(host.to_string()),
+    };
+    Ok(Some(WebhookTarget { scheme: Some(scheme.into()), host, port }))
+}
+
+/// `alerting.webhook.egress`, each entry checked and written canonically
+/// (`192.0.2.7/24` → `192.0.2.0/24`).
+pub fn webhook_egress_cidrs(inputs: &Inputs) -> Result<Vec<String>, Violation> {
+    inputs
+        .settings
+        .alerting
+        .webhook
+        .egress
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            canonical_cidr(c).ok_or_else(|| Violation {
+                path: format!("$.alerting.webhook.egress[{i}]"),
+                message: "is not a CIDR (an IPv4 address with /0-32 or an IPv6 address with /0-128) (value redacted)"
+                    .into(),
+            })
+        })
+        .collect()
+}
+
+fn canonical_cidr(s: &str) -> Option<String> {
+    let (addr, len) = s.split_once('/')?;
+    let len: u8 = len.parse().ok()?;
+    match addr.parse::<IpAddr>().ok()? {
+        IpAddr::V4(a) if len <= 32 => {
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+            Some(format!("{}/{len}", std::net::Ipv4Addr::from(u32::from(a) & mask)))
+        }
+        IpAddr::V6(a) if len <= 128 => {
+            let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+            Some(format!("{}/{len}", std::net::Ipv6Addr::from(u128::from(a) & mask)))
+        }
+        _ => None,
+    }
+}
+
+/// What the NetworkPolicy cannot do for the settings and the cluster as they
+/// are, for `hook check` and the hook's log.
+pub fn warnings(inputs: &Inputs, apiserver_known: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    if !apiserver_known {
+        out.push(
+            "the kube-apiserver endpoints are unknown (no ready address in the EndpointSlices of default/kubernetes): \
+             the NetworkPolicy allows no egress to the API server, so the controller stays not Ready until they are known"
+                .into(),
+        );
+    }
+    let Ok(Some(t)) = webhook_target(inputs) else { return out };
+    let cidrs = inputs.settings.alerting.webhook.egress.len();
+    match &t.host {
+        WebhookHost::Name(_) if cidrs == 0 => out.push(
+            "alerting.webhook.url names a host, which a NetworkPolicy cannot select: the controller may not reach \
+             the webhook until alerting.webhook.egress lists the networks it is in (0.0.0.0/0 for any address)"
+                .into(),
+        ),
+        WebhookHost::InSecret if cidrs == 0 => out.push(
+            "alerting.webhook.urlSecretRef: the module does not read the URL, so the controller may not reach the \
+             webhook until alerting.webhook.egress lists the networks it is in (and alerting.webhook.port its port, \
+             default 443)"
+                .into(),
+        ),
+        _ => {}
+    }
+    out
 }
 
 fn tcp(port: u16) -> Value {
@@ -154,14 +275,12 @@ fn cidr(address: &IpAddr) -> String {
 
 /// `internal.networkPolicy`: the ingress and egress rules.
 pub fn network_policy(inputs: &Inputs, apiserver: &[Endpoint]) -> Result<Value, Violation> {
+    let cidrs = webhook_egress_cidrs(inputs)?;
     let ingress = vec![json!({
         "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "d8-monitoring"}}}],
         "ports": [tcp(9090)],
     })];
     let mut egress = Vec::new();
-    if apiserver.is_empty() {
-        egress.push(json!({"ports": [tcp(443), tcp(6443)]}));
-    }
     for ep in apiserver {
         egress.push(json!({"to": [{"ipBlock": {"cidr": cidr(&ep.address)}}], "ports": [tcp(ep.port)]}));
     }
@@ -170,9 +289,19 @@ pub fn network_policy(inputs: &Inputs, apiserver: &[Endpoint]) -> Result<Value, 
         "ports": [{"protocol": "UDP", "port": 53}, tcp(53)],
     }));
     if let Some(t) = webhook_target(inputs)? {
-        match t.host.parse::<IpAddr>() {
-            Ok(ip) => egress.push(json!({"to": [{"ipBlock": {"cidr": cidr(&ip)}}], "ports": [tcp(t.port)]})),
-            Err(_) => egress.push(json!({"ports": [tcp(t.port)]})),
+        let mut to: Vec<String> = Vec::new();
+        if let WebhookHost::Ip(ip) = &t.host {
+            to.push(cidr(ip));
+        }
+        for c in cidrs {
+            if !to.contains(&c) {
+                to.push(c);
+            }
+        }
+        // Never a rule without `to`: that would be the port to any address.
+        if !to.is_empty() {
+            let peers: Vec<Value> = to.iter().map(|c| json!({"ipBlock": {"cidr": c}})).collect();
+            egress.push(json!({"to": peers, "ports": [tcp(t.port)]}));
         }
     }
     Ok(json!({"ingress": ingress, "egress": egress}))
@@ -187,16 +316,36 @@ mod tests {
             .expect("inputs")
     }
 
+    fn webhook(webhook: Value) -> Inputs {
+        Inputs::from_values(&json!({"podReloader": {"alerting": {"enabled": true, "webhook": webhook}}}))
+            .expect("inputs")
+    }
+
     #[test]
     fn webhook_ports_and_hosts() {
         let t = webhook_target(&alerting("https://hooks.slack.com/services/x")).unwrap().unwrap();
-        assert_eq!((t.host.as_str(), t.port), ("hooks.slack.com", 443));
+        assert_eq!((t.host, t.port), (WebhookHost::Name("hooks.slack.com".into()), 443));
         let t = webhook_target(&alerting("http://192.0.2.10:8080/x?y=1")).unwrap().unwrap();
-        assert_eq!((t.host.as_str(), t.port), ("192.0.2.10", 8080));
+        assert_eq!((t.host, t.port), (WebhookHost::Ip("192.0.2.10".parse().unwrap()), 8080));
         let t = webhook_target(&alerting("http://receiver.monitoring")).unwrap().unwrap();
         assert_eq!(t.port, 80);
-        assert!(webhook_target(&alerting("http://h:99999/")).is_err());
+        let e = webhook_target(&alerting("http://user:pa55@h:99999/?token=s3cr3t")).unwrap_err();
+        assert!(!e.message.contains("99999") && !e.message.contains("s3cr3t") && e.message.contains("redacted"), "{e}");
         assert!(webhook_target(&alerting("ftp://h/")).is_err());
+        let t = webhook_target(&webhook(json!({"urlSecretRef": {"name": "s"}, "port": 8443}))).unwrap().unwrap();
+        assert_eq!((t.host, t.port), (WebhookHost::InSecret, 8443));
+        let e = webhook_target(&webhook(json!({"url": "https://h/", "urlSecretRef": {"name": "s"}}))).unwrap_err();
+        assert_eq!(e.path, "$.alerting.webhook");
+    }
+
+    #[test]
+    fn cidrs_are_checked_and_canonical() {
+        assert_eq!(canonical_cidr("192.0.2.7/24").as_deref(), Some("192.0.2.0/24"));
+        assert_eq!(canonical_cidr("0.0.0.0/0").as_deref(), Some("0.0.0.0/0"));
+        assert_eq!(canonical_cidr("2001:db8::1/32").as_deref(), Some("2001:db8::/32"));
+        assert_eq!(canonical_cidr("999.0.0.1/8"), None);
+        assert_eq!(canonical_cidr("192.0.2.1/33"), None);
+        assert_eq!(canonical_cidr("192.0.2.1"), None);
     }
 
     #[test]
@@ -224,16 +373,49 @@ mod tests {
         );
     }
 
+    /// Every egress rule names its peers: none is "this port to any address".
+    fn assert_every_rule_has_peers(np: &Value) {
+        for r in np["egress"].as_array().expect("egress") {
+            assert!(r["to"].as_array().is_some_and(|t| !t.is_empty()), "rule without peers: {r}");
+        }
+    }
+
     #[test]
-    fn rules_without_endpoints_allow_443_and_6443() {
-        let np = network_policy(&alerting("http://192.0.2.10:8080/x"), &[]).unwrap();
+    fn unknown_endpoints_give_no_apiserver_rule_and_a_warning() {
+        let inputs = alerting("http://192.0.2.10:8080/x");
+        let np = network_policy(&inputs, &[]).unwrap();
+        assert_every_rule_has_peers(&np);
+        assert_eq!(np["egress"].as_array().unwrap().len(), 2, "{np}");
         assert_eq!(
-            np["egress"][0],
-            json!({"ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]})
+            np["egress"][1],
+            json!({"to": [{"ipBlock": {"cidr": "192.0.2.10/32"}}], "ports": [{"protocol": "TCP", "port": 8080}]})
         );
+        assert!(warnings(&inputs, false)[0].contains("kube-apiserver endpoints are unknown"));
+        assert!(warnings(&inputs, true).is_empty());
+    }
+
+    #[test]
+    fn host_name_webhooks_reach_only_the_listed_networks() {
+        let ep = [Endpoint { address: "192.0.2.1".parse().unwrap(), port: 6443 }];
+        let inputs = alerting("https://hooks.slack.com/x");
+        let np = network_policy(&inputs, &ep).unwrap();
+        assert_every_rule_has_peers(&np);
+        assert_eq!(np["egress"].as_array().unwrap().len(), 2, "apiserver and DNS only: {np}");
+        assert!(warnings(&inputs, true)[0].contains("alerting.webhook.egress"));
+        let inputs =
+            webhook(json!({"url": "https://hooks.slack.com/x", "egress": ["203.0.113.9/24", "2001:db8::/32"]}));
+        let np = network_policy(&inputs, &ep).unwrap();
         assert_eq!(
             np["egress"][2],
-            json!({"to": [{"ipBlock": {"cidr": "192.0.2.10/32"}}], "ports": [{"protocol": "TCP", "port": 8080}]})
+            json!({"to": [{"ipBlock": {"cidr": "203.0.113.0/24"}}, {"ipBlock": {"cidr": "2001:db8::/32"}}],
+                   "ports": [{"protocol": "TCP", "port": 443}]})
+        );
+        assert!(warnings(&inputs, true).is_empty());
+        let inputs = webhook(json!({"urlSecretRef": {"name": "s"}, "egress": ["0.0.0.0/0"], "port": 8080}));
+        let np = network_policy(&inputs, &ep).unwrap();
+        assert_eq!(
+            np["egress"][2],
+            json!({"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"protocol": "TCP", "port": 8080}]})
         );
     }
 }

@@ -1,21 +1,29 @@
-//! The controller's RBAC, least privilege for what the settings enable:
+//! The controller's RBAC: exactly the verbs the controller calls, for what
+//! the settings enable (controller/src: watch.rs lists and watches, reload.rs
+//! reads a workload with get before patching it, events.rs records through
+//! kube's Recorder, leader.rs holds the Lease through kube-lease-manager):
 //!
-//! - ConfigMaps/Secrets: get/list/watch, minus the kind in `resourcesToIgnore`.
+//! - ConfigMaps/Secrets: list/watch (reflectors; never a get), minus the kind
+//!   in `resourcesToIgnore`.
 //! - Workloads: apps deployments/daemonsets/statefulsets get/list/watch/patch,
 //!   batch cronjobs get/list/watch/patch (the job template is patched), jobs
-//!   get/list/watch/create/delete (a Job is recreated), argoproj.io rollouts
-//!   get/list/watch/update/patch only when Argo Rollouts is served; kinds in
-//!   `ignoredWorkloadTypes` are left out.
-//! - Events (core and events.k8s.io): create/patch.
-//! - Namespaces get/list/watch only with a `namespaceSelector` (cluster-wide).
-//! - Leases in the module's namespace only with leader election (HA).
+//!   get/list/watch/create/delete/patch (a Job is recreated; patch records
+//!   the rolled-to hashes), argoproj.io rollouts get/list/watch/patch only
+//!   when Argo Rollouts is served; kinds in `ignoredWorkloadTypes` are left out.
+//! - Events: events.k8s.io create/patch (kube's Recorder writes only
+//!   `events.k8s.io/v1` Events; a repeated Event is patched).
+//! - Namespaces list/watch only with a `namespaceSelector` (cluster-wide).
+//! - Leases in the module's namespace only with leader election (HA): get and
+//!   patch on the Lease `pod-reloader` by name; create, which RBAC cannot
+//!   restrict by name (the name is not known before the object exists), in
+//!   a rule of its own.
 //!
 //! Cluster-wide mode: one ClusterRole. Scoped mode (`namespaces`): a Role and
 //! a RoleBinding in each listed namespace, no ClusterRole.
 
 use serde_json::{Value, json};
 
-use crate::settings::Inputs;
+use crate::settings::{CHART_NAME, Inputs};
 
 fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> Value {
     json!({"apiGroups": [group], "resources": resources, "verbs": verbs})
@@ -26,7 +34,7 @@ pub fn namespaced_rules(inputs: &Inputs) -> Vec<Value> {
     let mut rules = Vec::new();
     let resources: Vec<&str> = ["configmaps", "secrets"].into_iter().filter(|r| inputs.resource_enabled(r)).collect();
     if !resources.is_empty() {
-        rules.push(rule("", &resources, &["get", "list", "watch"]));
+        rules.push(rule("", &resources, &["list", "watch"]));
     }
     let apps: Vec<&str> =
         ["deployments", "daemonsets", "statefulsets"].into_iter().filter(|k| inputs.workload_enabled(k)).collect();
@@ -40,9 +48,8 @@ pub fn namespaced_rules(inputs: &Inputs) -> Vec<Value> {
         rules.push(rule("batch", &["jobs"], &["get", "list", "watch", "create", "delete", "patch"]));
     }
     if inputs.workload_enabled("rollouts") {
-        rules.push(rule("argoproj.io", &["rollouts"], &["get", "list", "watch", "update", "patch"]));
+        rules.push(rule("argoproj.io", &["rollouts"], &["get", "list", "watch", "patch"]));
     }
-    rules.push(rule("", &["events"], &["create", "patch"]));
     rules.push(rule("events.k8s.io", &["events"], &["create", "patch"]));
     rules
 }
@@ -53,14 +60,16 @@ pub fn namespaced_rules(inputs: &Inputs) -> Vec<Value> {
 pub fn rbac(inputs: &Inputs) -> Value {
     let rules = namespaced_rules(inputs);
     let lease_rules: Vec<Value> = if inputs.high_availability() {
-        vec![rule("coordination.k8s.io", &["leases"], &["get", "create", "update", "patch"])]
+        let mut named = rule("coordination.k8s.io", &["leases"], &["get", "patch"]);
+        named["resourceNames"] = json!([CHART_NAME]);
+        vec![named, rule("coordination.k8s.io", &["leases"], &["create"])]
     } else {
         Vec::new()
     };
     if inputs.cluster_wide() {
         let mut cluster_rules = rules;
         if !inputs.settings.namespace_selector.trim().is_empty() {
-            cluster_rules.push(rule("", &["namespaces"], &["get", "list", "watch"]));
+            cluster_rules.push(rule("", &["namespaces"], &["list", "watch"]));
         }
         json!({"clusterRules": cluster_rules, "namespaces": [], "namespacedRules": [], "leaderElectionRules": lease_rules})
     } else {
@@ -112,10 +121,10 @@ mod tests {
                 "apps/statefulsets",
                 "batch/cronjobs",
                 "batch/jobs",
-                "/events",
                 "events.k8s.io/events"
             ]
         );
+        assert_eq!(r["clusterRules"][0]["verbs"], json!(["list", "watch"]), "no get on ConfigMaps/Secrets");
         assert_eq!(r["namespaces"], json!([]));
         assert_eq!(r["leaderElectionRules"], json!([]));
     }
@@ -123,7 +132,7 @@ mod tests {
     #[test]
     fn scoped_with_argo_and_ignores() {
         let r = rbac(&inputs(
-            json!({"namespaces": ["shop"], "resourcesToIgnore": ["secrets"], "ignoredWorkloadTypes": ["jobs", "daemonsets"], "highAvailability": true}),
+            json!({"namespaces": ["shop"], "resourcesToIgnore": ["Secrets"], "ignoredWorkloadTypes": ["Job", "DaemonSet"], "highAvailability": true}),
             true,
         ));
         assert_eq!(r["clusterRules"], json!([]));
@@ -136,11 +145,18 @@ mod tests {
                 "apps/statefulsets",
                 "batch/cronjobs",
                 "argoproj.io/rollouts",
-                "/events",
                 "events.k8s.io/events"
             ]
         );
-        assert_eq!(resources(&r["leaderElectionRules"]), ["coordination.k8s.io/leases"]);
+        assert_eq!(r["namespacedRules"][3]["verbs"], json!(["get", "list", "watch", "patch"]), "rollouts: no update");
+        assert_eq!(
+            r["leaderElectionRules"],
+            json!([
+                {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "patch"],
+                 "resourceNames": ["pod-reloader"]},
+                {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]}
+            ])
+        );
     }
 
     #[test]

@@ -48,9 +48,52 @@ pub fn module_dir(env_module_dir: Option<&str>, exe: Option<&Path>) -> Option<Pa
     has_schema(dir).then(|| dir.to_path_buf())
 }
 
+/// Settings whose values may carry secrets (a webhook URL with credentials or
+/// a token): no message ever quotes a value at or under them. A setting added
+/// later that may hold a secret belongs here.
+pub const SECRET_BEARING: &[&str] = &["$.alerting.webhook"];
+
+/// How a violation at `path` may show the value it is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shown {
+    /// Not secret and holding nothing secret: quoted as it is.
+    Plain,
+    /// At or under a secret-bearing setting: never quoted.
+    Secret,
+    /// Holds a secret-bearing setting (`$`, `$.alerting`): quoted with the
+    /// values under it replaced.
+    Holder,
+}
+
+fn shown(path: &str) -> Shown {
+    let under =
+        |p: &str, s: &str| p == s || p.strip_prefix(s).is_some_and(|r| r.starts_with('.') || r.starts_with('['));
+    if SECRET_BEARING.iter().any(|s| under(path, s)) {
+        Shown::Secret
+    } else if SECRET_BEARING.iter().any(|s| under(s, path)) {
+        Shown::Holder
+    } else {
+        Shown::Plain
+    }
+}
+
+/// `value` (found at `path`) with every value under a secret-bearing setting
+/// replaced by `"(redacted)"`.
+fn redacted(path: &str, value: &Value) -> Value {
+    match (shown(path), value) {
+        (Shown::Plain, v) => v.clone(),
+        (Shown::Holder, Value::Object(m)) => {
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), redacted(&format!("{path}.{k}"), v))).collect())
+        }
+        // A secret, or a holder of the wrong shape (which may be the secret itself).
+        _ => Value::String("(redacted)".into()),
+    }
+}
+
 /// A violation of the settings: where (a JSON path such as
 /// `$.alerting.webhook.url`) and what is wrong, with the allowed values when
-/// the schema names them.
+/// the schema names them. Values of secret-bearing settings are never
+/// quoted ([`SECRET_BEARING`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
     pub path: String,
@@ -110,7 +153,18 @@ impl SettingsSchema {
             .map(|e| {
                 let path = json_path(e.instance_path().segments());
                 let node = schema_node(&self.schema, e.schema_path().segments());
-                Violation { path, message: explain(e.kind(), e.instance(), node, &e.to_string()) }
+                // jsonschema's own text quotes the instance: used only where
+                // nothing secret can be in it.
+                let (instance, fallback) = match shown(&path) {
+                    Shown::Plain => (e.instance().to_string(), e.to_string()),
+                    Shown::Secret => ("the value".to_string(), fallback_redacted(&e)),
+                    Shown::Holder => (redacted(&path, e.instance()).to_string(), fallback_redacted(&e)),
+                };
+                let mut message = explain(e.kind(), &instance, node, &fallback);
+                if shown(&path) == Shown::Secret && !message.contains("(value redacted)") {
+                    message.push_str(" (value redacted)");
+                }
+                Violation { path, message }
             })
             .collect();
         out.sort_by(|a, b| a.path.cmp(&b.path).then(a.message.cmp(&b.message)));
@@ -227,7 +281,16 @@ fn examples(node: &Value) -> Option<String> {
     (!shown.is_empty()).then(|| list(&shown))
 }
 
-fn explain(kind: &ValidationErrorKind, instance: &Value, node: &Value, fallback: &str) -> String {
+/// What failed, without the instance: the schema keyword and its argument.
+fn fallback_redacted(e: &jsonschema::ValidationError<'_>) -> String {
+    let keyword = e.schema_path().segments().last().map(|s| match s {
+        LocationSegment::Property(p) => p.to_string(),
+        LocationSegment::Index(i) => i.to_string(),
+    });
+    format!("fails the schema rule {:?}", keyword.unwrap_or_default())
+}
+
+fn explain(kind: &ValidationErrorKind, instance: &str, node: &Value, fallback: &str) -> String {
     match kind {
         ValidationErrorKind::Enum { options } => {
             let allowed = options.as_array().map(|a| list(a)).unwrap_or_else(|| options.to_string());
@@ -251,6 +314,10 @@ fn explain(kind: &ValidationErrorKind, instance: &Value, node: &Value, fallback:
             Some(ex) => format!("{instance} has the wrong format; allowed values look like: {ex}"),
             None => format!("{instance} does not match the pattern {pattern}"),
         },
+        ValidationErrorKind::MaxLength { limit } => format!("{instance} is longer than {limit} characters"),
+        ValidationErrorKind::MaxItems { limit } => format!("{instance} has more than {limit} item(s)"),
+        ValidationErrorKind::Minimum { limit } => format!("{instance} is less than the minimum {limit}"),
+        ValidationErrorKind::Maximum { limit } => format!("{instance} is greater than the maximum {limit}"),
         ValidationErrorKind::Type { .. } => {
             let mut msg = format!("{instance} has the wrong type; expected {}", type_name(node));
             if let Some(Value::Array(e)) = node.get("enum") {
@@ -260,7 +327,9 @@ fn explain(kind: &ValidationErrorKind, instance: &Value, node: &Value, fallback:
             }
             msg
         }
-        ValidationErrorKind::AnyOf { .. } | ValidationErrorKind::OneOfNotValid { .. } => {
+        ValidationErrorKind::AnyOf { .. }
+        | ValidationErrorKind::OneOfNotValid { .. }
+        | ValidationErrorKind::Not { .. } => {
             let rules: Vec<&str> = node
                 .get("x-deckhouse-validations")
                 .and_then(Value::as_array)
@@ -305,9 +374,9 @@ mod tests {
     #[test]
     fn defaults_fill_nested_objects() {
         let s = schema().with_defaults(&json!({"alerting": {"enabled": true}}));
-        assert_eq!(s["reloadStrategy"], "env-vars");
+        assert_eq!(s["reloadStrategy"], "EnvVars");
         assert_eq!(s["reloadOnCreate"], true);
-        assert_eq!(s["alerting"]["webhook"]["sink"], "slack");
+        assert_eq!(s["alerting"]["webhook"]["sink"], "Slack");
         assert_eq!(s["resources"]["requests"]["cpu"], "10m");
         assert!(s.get("highAvailability").is_none());
     }
@@ -316,8 +385,8 @@ mod tests {
     fn violations_name_path_and_allowed_values() {
         let v = schema().violations(&json!({"reloadStrategy": "restart", "logLevel": 3, "bogus": 1}));
         let text: Vec<String> = v.iter().map(|v| v.to_string()).collect();
-        assert!(text.iter().any(|t| t.starts_with("$.reloadStrategy:") && t.contains("\"env-vars\"")), "{text:?}");
-        assert!(text.iter().any(|t| t.starts_with("$.logLevel:") && t.contains("\"debug\"")), "{text:?}");
+        assert!(text.iter().any(|t| t.starts_with("$.reloadStrategy:") && t.contains("\"EnvVars\"")), "{text:?}");
+        assert!(text.iter().any(|t| t.starts_with("$.logLevel:") && t.contains("\"Debug\"")), "{text:?}");
         assert!(text.iter().any(|t| t.starts_with("$:") && t.contains("\"bogus\"") && t.contains("reloadOnCreate")));
     }
 
@@ -326,7 +395,51 @@ mod tests {
         let v = schema().violations(&json!({"alerting": {"enabled": true}}));
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!(v[0].path, "$.alerting");
-        assert!(v[0].message.contains("alerting.webhook.url is required"), "{v:?}");
+        assert!(v[0].message.contains("alerting.webhook.url or alerting.webhook.urlSecretRef is required"), "{v:?}");
+    }
+
+    #[test]
+    fn webhook_values_are_never_quoted() {
+        let url = "https://admin:pa55w0rd@hooks.example.com:99999/x?token=s3cr3t";
+        let cases = [
+            json!({"alerting": {"enabled": true, "webhook": {"url": url}}}),
+            json!({"alerting": {"enabled": true, "webhook": {"url": url, "urlSecretRef": {"name": "s"}}}}),
+            json!({"alerting": {"webhook": {"url": url, "bogus": url}}}),
+            json!({"alerting": {"webhook": {"url": 7, "additionalInfo": url, "egress": [url]}}}),
+            json!({"alerting": {"webhook": {"url": url, "sink": url}}}),
+            json!({"alerting": {"enabled": "yes", "webhook": {"url": url}}}),
+            json!({"alerting": [url]}),
+            json!({"alerting": {"webhook": url}}),
+        ];
+        for settings in cases {
+            let v = schema().violations(&settings);
+            assert!(!v.is_empty(), "{settings} should be refused");
+            for violation in &v {
+                let text = violation.to_string();
+                for part in ["pa55w0rd", "s3cr3t", "admin", "hooks.example.com"] {
+                    assert!(!text.contains(part), "{text} quotes {part} of {settings}");
+                }
+                if violation.path.starts_with("$.alerting.webhook") {
+                    assert!(text.contains("redacted"), "{text}");
+                }
+            }
+        }
+        let v = schema().violations(&json!({"alerting": {"webhook": {"url": url}}}));
+        assert_eq!(v[0].path, "$.alerting.webhook.url");
+        assert!(v[0].message.contains("has the wrong format") && v[0].message.ends_with("(value redacted)"), "{v:?}");
+    }
+
+    #[test]
+    fn url_and_url_secret_ref_are_exclusive() {
+        let v = schema().violations(
+            &json!({"alerting": {"enabled": true, "webhook": {"url": "https://h/x", "urlSecretRef": {"name": "s"}}}}),
+        );
+        assert!(v.iter().any(|v| v.path == "$.alerting.webhook" && v.message.contains("mutually exclusive")), "{v:?}");
+        assert!(
+            schema()
+                .violations(&json!({"alerting": {"enabled": true, "webhook": {"urlSecretRef": {"name": "s"}}}}))
+                .is_empty()
+        );
     }
 
     #[test]

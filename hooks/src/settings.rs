@@ -8,14 +8,19 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::schema::Violation;
+use crate::spelling::{self, LOG_FORMATS, LOG_LEVELS, RELOAD_STRATEGIES, RESOURCES, SINKS, WORKLOADS};
 
 /// The values key of the module (`pod-reloader` in camelCase).
 pub const VALUES_KEY: &str = "podReloader";
 /// The name of the Lease, the ServiceAccount, the Deployment.
 pub const CHART_NAME: &str = "pod-reloader";
-/// Where the chart mounts the alert webhook URL (Secret `pod-reloader-alert`).
+/// Where the chart mounts the alert webhook URL (Secret `pod-reloader-alert`,
+/// or the operator's Secret of `alerting.webhook.urlSecretRef`).
 pub const WEBHOOK_URL_FILE: &str = "/etc/pod-reloader/alert/url";
 
+/// The settings as read from the values. [`Inputs::from_values`] turns the
+/// enum settings into the controller's spellings ([`crate::spelling`]), so
+/// everything after it works with `env-vars`, `configmaps`, `jobs`, `slack`…
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ModuleSettings {
@@ -47,8 +52,56 @@ pub struct Alerting {
 #[serde(rename_all = "camelCase", default)]
 pub struct Webhook {
     pub url: Option<String>,
+    pub url_secret_ref: Option<SecretRef>,
+    /// CIDRs the controller may reach the webhook in (NetworkPolicy egress).
+    pub egress: Vec<String>,
+    /// The webhook's port when the URL is in `url_secret_ref`.
+    pub port: Option<u16>,
     pub sink: Option<String>,
     pub additional_info: String,
+}
+
+/// An operator's Secret in the module namespace holding the webhook URL.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SecretRef {
+    pub name: String,
+    pub key: Option<String>,
+}
+
+impl SecretRef {
+    pub fn key(&self) -> &str {
+        self.key.as_deref().filter(|k| !k.is_empty()).unwrap_or("url")
+    }
+}
+
+impl ModuleSettings {
+    /// The enum settings in the controller's spellings (Deckhouse's
+    /// spellings in, Reloader's out); every unknown spelling is a violation.
+    fn into_controller_spellings(mut self) -> Result<Self, Vec<Violation>> {
+        let mut errors = Vec::new();
+        let mut one = |table, setting: &str, v: &mut Option<String>| {
+            if let Some(s) = v.as_deref() {
+                match spelling::to_controller(table, setting, s) {
+                    Ok(c) => *v = Some(c.to_string()),
+                    Err(e) => errors.push(e),
+                }
+            }
+        };
+        one(RELOAD_STRATEGIES, "$.reloadStrategy", &mut self.reload_strategy);
+        one(SINKS, "$.alerting.webhook.sink", &mut self.alerting.webhook.sink);
+        one(LOG_FORMATS, "$.logFormat", &mut self.log_format);
+        one(LOG_LEVELS, "$.logLevel", &mut self.log_level);
+        match spelling::list_to_controller(RESOURCES, "$.resourcesToIgnore", &self.resources_to_ignore) {
+            Ok(v) => self.resources_to_ignore = v,
+            Err(e) => errors.push(e),
+        }
+        match spelling::list_to_controller(WORKLOADS, "$.ignoredWorkloadTypes", &self.ignored_workload_types) {
+            Ok(v) => self.ignored_workload_types = v,
+            Err(e) => errors.push(e),
+        }
+        if errors.is_empty() { Ok(self) } else { Err(errors) }
+    }
 }
 
 /// Everything the hooks read from a values file.
@@ -63,13 +116,21 @@ pub struct Inputs {
 
 impl Inputs {
     /// Reads the module settings (the module's values less `internal` and
-    /// `registry`) and the few other values the hooks use.
+    /// `registry`), in the controller's spellings, and the few other values
+    /// the hooks use.
     pub fn from_values(values: &Value) -> Result<Self, Vec<Violation>> {
         let module = values.get(VALUES_KEY).cloned().unwrap_or(json!({}));
         let argo_rollouts = module.pointer("/internal/argoRolloutsEnabled").and_then(Value::as_bool).unwrap_or(false);
         let settings = settings_of(&module);
-        let settings: ModuleSettings = serde_json::from_value(settings)
-            .map_err(|e| vec![Violation { path: "$".into(), message: e.to_string() }])?;
+        // serde's message may quote the value it could not read: the schema
+        // check before this names the field, so only the kind of error is kept.
+        let settings: ModuleSettings = serde_json::from_value(settings).map_err(|e| {
+            vec![Violation {
+                path: "$".into(),
+                message: format!("the settings cannot be read ({:?} error)", e.classify()),
+            }]
+        })?;
+        let settings = settings.into_controller_spellings()?;
         let global_ha = values.pointer("/global/highAvailability").and_then(Value::as_bool).unwrap_or(false);
         Ok(Inputs { settings, global_ha, argo_rollouts })
     }
@@ -82,7 +143,7 @@ impl Inputs {
         self.settings.namespaces.is_empty()
     }
 
-    /// A workload kind (plural, lower case) is rolled: not ignored, and for
+    /// A workload kind (the controller's spelling: plural, lower case) is rolled: not ignored, and for
     /// `rollouts` only when Argo Rollouts is served.
     pub fn workload_enabled(&self, kind: &str) -> bool {
         !self.settings.ignored_workload_types.iter().any(|k| k == kind) && (kind != "rollouts" || self.argo_rollouts)
@@ -107,17 +168,12 @@ pub fn settings_of(module: &Value) -> Value {
     s
 }
 
-/// `EnvVars`/`env-vars` → `env-vars`, `Annotations`/`annotations` → `annotations`.
-pub fn normalise_strategy(s: Option<&str>) -> Result<&'static str, Violation> {
-    match s.unwrap_or("env-vars") {
-        "env-vars" | "EnvVars" => Ok("env-vars"),
-        "annotations" | "Annotations" => Ok("annotations"),
-        other => Err(Violation {
-            path: "$.reloadStrategy".into(),
-            message: format!(
-                "{other:?} is not an allowed value; allowed values: \"env-vars\", \"annotations\", \"EnvVars\", \"Annotations\""
-            ),
-        }),
+/// The reload strategy in the controller's spelling (already translated by
+/// [`Inputs::from_values`]; `env-vars` when unset).
+pub fn controller_strategy(s: Option<&str>) -> &'static str {
+    match s {
+        Some("annotations") => "annotations",
+        _ => "env-vars",
     }
 }
 
@@ -161,7 +217,7 @@ pub struct Converted {
 pub fn convert(inputs: &Inputs) -> Result<Converted, Vec<Violation>> {
     let s = &inputs.settings;
     let mut errors = Vec::new();
-    let strategy = normalise_strategy(s.reload_strategy.as_deref()).map_err(|e| errors.push(e)).unwrap_or("env-vars");
+    let strategy = controller_strategy(s.reload_strategy.as_deref());
     let resource_sel = parse_selector("resourceLabelSelector", &s.resource_label_selector, false)
         .map_err(|e| errors.push(e))
         .unwrap_or_default();
@@ -241,11 +297,29 @@ mod tests {
     }
 
     #[test]
-    fn strategy_spellings() {
-        assert_eq!(normalise_strategy(Some("EnvVars")).unwrap(), "env-vars");
-        assert_eq!(normalise_strategy(Some("Annotations")).unwrap(), "annotations");
-        assert_eq!(normalise_strategy(None).unwrap(), "env-vars");
-        assert!(normalise_strategy(Some("restart")).is_err());
+    fn deckhouse_spellings_reach_the_controller_as_reloader_spellings() {
+        let c = convert(&inputs(json!({
+            "reloadStrategy": "Annotations", "resourcesToIgnore": ["Secrets"], "ignoredWorkloadTypes": ["CronJob", "Job"],
+            "logFormat": "Text", "logLevel": "Debug",
+            "alerting": {"enabled": true, "webhook": {"url": "https://h.example/x", "sink": "GChat"}},
+        })))
+        .expect("valid");
+        let cfg = &c.controller_config;
+        assert_eq!(c.reload_strategy, "annotations");
+        assert_eq!(cfg["reloadStrategy"], "annotations");
+        assert_eq!(cfg["resourcesToIgnore"], json!(["secrets"]));
+        assert_eq!(cfg["ignoredWorkloadTypes"], json!(["cronjobs", "jobs"]));
+        assert_eq!((cfg["logFormat"].as_str(), cfg["logLevel"].as_str()), (Some("text"), Some("debug")));
+        assert_eq!(cfg["alerting"]["sink"], "gchat");
+        assert_eq!(convert(&inputs(json!({}))).expect("defaults").reload_strategy, "env-vars");
+    }
+
+    #[test]
+    fn reloader_spellings_are_refused_naming_the_setting() {
+        let e = Inputs::from_values(&json!({"podReloader": {"reloadStrategy": "env-vars", "logLevel": "debug"}}))
+            .unwrap_err();
+        let paths: Vec<&str> = e.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(paths, ["$.reloadStrategy", "$.logLevel"]);
     }
 
     #[test]

@@ -120,18 +120,18 @@ sys.stdout.write(text)
 # The Static extender reads <modules dir>/values.yaml.
 sys.stdout.write("podReloaderEnabled: true\n")
 EOF
-# Settings: the previous module's spelling, a namespace selector, HA, alerting
-# to an IP address with a port, Secrets not watched.
+# Settings: Deckhouse's spellings (the hooks translate them), a namespace selector, HA,
+# alerting to an IP address with a port, Secrets not watched.
 cat >"$WORK/settings.yaml" <<'EOF'
 reloadStrategy: Annotations
 namespaceSelector: "team in (a,b)"
 highAvailability: true
-resourcesToIgnore: ["secrets"]
+resourcesToIgnore: ["Secrets"]
 alerting:
   enabled: true
   webhook:
     url: http://192.0.2.10:8080/hooks/test
-    sink: webhook
+    sink: Webhook
 EOF
 # The test bed's apiserver runs with --endpoint-reconciler-type=none (it
 # advertises 127.0.0.1), so it keeps no `kubernetes` EndpointSlice: create the

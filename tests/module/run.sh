@@ -24,8 +24,10 @@
 #                   controller's verbs and answers 403 outside them; the
 #                   controller binary (when built) runs with the rendered
 #                   config and only its ServiceAccount's token and rolls a
-#                   Deployment, StatefulSet, DaemonSet, CronJob and Job,
-#                   cluster-wide and in the scoped mode, with no 403.
+#                   Deployment, StatefulSet, DaemonSet, CronJob and Job (and
+#                   an Argo Rollout where Rollouts are on), cluster-wide,
+#                   cluster-wide with leader election (its Lease) and in the
+#                   scoped mode, with no 403.
 #   7. promtool:    `promtool check rules` and `promtool test rules`.
 #   8. dmt:         Deckhouse's linter, ../shared/tools/dmt/dmt (from the
 #                   repository root), on the module directory: no error; its
@@ -314,6 +316,12 @@ for d in yaml.safe_load_all(open(sys.argv[1])):
         url = base64.b64decode(d["data"]["url"]).decode()
     if d and d["kind"] == "Secret" and d["metadata"]["name"] == "pod-reloader-record-key":
         key = base64.b64decode(d["data"]["key"])
+    if d and d["kind"] == "Deployment":
+        # alerting.webhook.urlSecretRef: the operator's Secret is mounted,
+        # not rendered; a stand-in URL plays its content.
+        for v in d["spec"]["template"]["spec"].get("volumes", []):
+            if v["name"] == "alert" and v["secret"]["secretName"] != "pod-reloader-alert" and url is None:
+                url = "https://alerts.example.invalid/hook"
 if key is not None:
     # The rendered record key, as the controller reads it from the mounted Secret.
     open(os.path.join(sys.argv[2], "record-key"), "wb").write(key)
@@ -418,10 +426,13 @@ out = {"apiVersion": "v1", "kind": "Config", "clusters": [cluster], "users": [us
        "current-context": "sa"}
 yaml.safe_dump(out, sys.stdout)' "$token" >"$dir/kubeconfig"
   # Every workload kind the controller patches or recreates, each following
-  # the ConfigMap through envFrom and annotated for auto reload.
-  "$PY" - "$ns" >"$dir/fixture.yaml" <<'EOF'
+  # the ConfigMap through envFrom and annotated for auto reload; an Argo
+  # Rollout too when the config has Rollouts on (the test bed serves the CRD).
+  local argo
+  argo=$("$PY" -c 'import sys, yaml; print("1" if (yaml.safe_load(open(sys.argv[1])) or {}).get("argoRollouts") else "")' "$dir/config.yaml")
+  "$PY" - "$ns" "$argo" >"$dir/fixture.yaml" <<'EOF'
 import sys, yaml
-ns = sys.argv[1]
+ns, argo = sys.argv[1], sys.argv[2] == "1"
 pod = {"metadata": {"labels": {"app": "rbac-follower"}},
        "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1",
                                 "envFrom": [{"configMapRef": {"name": "rbac-config"}}]}]}}
@@ -438,6 +449,9 @@ docs = [
      "spec": {"schedule": "0 0 1 1 *", "suspend": True, "jobTemplate": {"spec": {"template": job_pod}}}},
     {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta(), "spec": {"suspend": True, "template": job_pod}},
 ]
+if argo:
+    docs.append({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "metadata": meta(),
+                 "spec": {"replicas": 0, "selector": sel, "template": pod}})
 yaml.safe_dump_all(docs, sys.stdout, sort_keys=False)
 EOF
   kubectl delete --ignore-not-found -f "$dir/fixture.yaml" >/dev/null 2>&1 || true
@@ -452,8 +466,9 @@ EOF
   if wait_ready "$port" "$pid"; then
     pass "$case_name: the controller, with the rendered config and only its ServiceAccount, becomes ready (/readyz)"
     kubectl -n "$ns" patch configmap rbac-config --type merge -p '{"data":{"key":"two"}}' >/dev/null
-    local kind path pending=""
-    for kind in deployment statefulset daemonset cronjob job; do
+    local kind path pending="" kinds="deployment statefulset daemonset cronjob job"
+    [[ -n $argo ]] && kinds+=" rollout.argoproj.io"
+    for kind in $kinds; do
       path='{.spec.template.spec.containers[0].env[*].name}'
       [[ $kind == cronjob ]] && path='{.spec.jobTemplate.spec.template.spec.containers[0].env[*].name}'
       for i in $(seq 1 60); do
@@ -464,9 +479,9 @@ EOF
       pending+=" $kind"
     done
     if [[ -z $pending ]]; then
-      pass "$case_name: a ConfigMap change in $ns rolls the Deployment, StatefulSet, DaemonSet, CronJob and Job under the rendered RBAC"
+      pass "$case_name: a ConfigMap change in $ns rolls every kind ($kinds) under the rendered RBAC"
     else
-      fail "$case_name: a ConfigMap change in $ns rolls the Deployment, StatefulSet, DaemonSet, CronJob and Job under the rendered RBAC (not rolled:$pending)"
+      fail "$case_name: a ConfigMap change in $ns rolls every kind ($kinds) under the rendered RBAC (not rolled:$pending)"
       tail -n 30 "$dir/controller.log" | sed 's/^/    /'
     fi
   else
@@ -490,11 +505,16 @@ if ((CLUSTER)); then
   check "apply the RBAC of defaults for real" \
     kubectl apply --server-side --force-conflicts --field-manager="$FIELD_MANAGER" -f "$WORK/rbac-defaults.yaml"
   check "defaults: may list/watch ConfigMaps and Secrets in all namespaces" \
-    bash -c "$(declare -f can); SA_USER=$SA_USER; can list configmaps -A && can watch configmaps -A && can list secrets -A && can watch secrets -A && can get secrets -n shop"
+    bash -c "$(declare -f can); SA_USER=$SA_USER; can list configmaps -A && can watch configmaps -A && can list secrets -A && can watch secrets -A"
   check "defaults: may get/list/watch/patch Deployments, DaemonSets, StatefulSets" \
     bash -c "$(declare -f can); SA_USER=$SA_USER; for r in deployments daemonsets statefulsets; do for v in get list watch patch; do can \$v \$r.apps -n shop || exit 1; done; done"
   check "defaults: may read/patch CronJobs, recreate and record on Jobs, create Events" \
-    bash -c "$(declare -f can); SA_USER=$SA_USER; can list cronjobs.batch -A && can patch cronjobs.batch -n shop && can get jobs.batch -n shop && can create jobs.batch -n shop && can delete jobs.batch -n shop && can patch jobs.batch -n shop && can create events -n shop && can patch events.events.k8s.io -n shop"
+    bash -c "$(declare -f can); SA_USER=$SA_USER; can list cronjobs.batch -A && can patch cronjobs.batch -n shop && can get jobs.batch -n shop && can create jobs.batch -n shop && can delete jobs.batch -n shop && can patch jobs.batch -n shop && can create events.events.k8s.io -n shop && can patch events.events.k8s.io -n shop"
+  # Trimmed to what the controller calls: no get of a single ConfigMap or
+  # Secret (reflectors list and watch), no core Events (kube's Recorder
+  # writes events.k8s.io), no Namespaces without a namespaceSelector.
+  check "defaults: may not get a ConfigMap or Secret by name, nor create core Events" \
+    bash -c "$(declare -f cannot); SA_USER=$SA_USER; cannot get secrets -n shop && cannot get configmaps -n shop && cannot create events -n shop"
   check "defaults: may not delete/update/create Deployments, write Secrets, read Pods, Namespaces, Leases or Rollouts" \
     bash -c "$(declare -f cannot); SA_USER=$SA_USER; cannot delete deployments.apps -n shop && cannot update deployments.apps -n shop && cannot create deployments.apps -n shop && cannot create secrets -n shop && cannot update configmaps -n shop && cannot get pods -n shop && cannot list namespaces && cannot get leases.coordination.k8s.io -n d8-pod-reloader && cannot patch rollouts.argoproj.io -n shop && cannot delete cronjobs.batch -n shop && cannot create cronjobs.batch -n shop && cannot update jobs.batch -n shop"
   # Real requests under the controller's identity: a patch is allowed, a
@@ -531,13 +551,36 @@ EOF
   kubectl delete --ignore-not-found -f "${RBAC_APPLIED[0]}" >/dev/null 2>&1 || true
   RBAC_APPLIED=()
 
+  # Cluster-wide with leader election (ha): the Lease rules carry the
+  # Lease's name; create stays unnamed (RBAC cannot restrict it by name).
+  rbac_objects ha "$WORK/rbac-ha.yaml"
+  RBAC_APPLIED+=("$WORK/rbac-ha.yaml")
+  check "apply the RBAC of ha for real" \
+    kubectl apply --server-side --force-conflicts --field-manager="$FIELD_MANAGER" -f "$WORK/rbac-ha.yaml"
+  check "ha: may get/patch the Lease pod-reloader and create Leases in d8-pod-reloader" \
+    bash -c "$(declare -f can); SA_USER=$SA_USER; can get leases.coordination.k8s.io/pod-reloader -n d8-pod-reloader && can patch leases.coordination.k8s.io/pod-reloader -n d8-pod-reloader && can create leases.coordination.k8s.io -n d8-pod-reloader"
+  check "ha: may not touch other Leases, update or delete its own, nor use Leases elsewhere" \
+    bash -c "$(declare -f cannot); SA_USER=$SA_USER; cannot get leases.coordination.k8s.io/other -n d8-pod-reloader && cannot patch leases.coordination.k8s.io/other -n d8-pod-reloader && cannot update leases.coordination.k8s.io/pod-reloader -n d8-pod-reloader && cannot delete leases.coordination.k8s.io/pod-reloader -n d8-pod-reloader && cannot list leases.coordination.k8s.io -n d8-pod-reloader && cannot create leases.coordination.k8s.io -n shop"
+  kubectl -n d8-pod-reloader delete lease pod-reloader --ignore-not-found >/dev/null 2>&1 || true
+  controller_under_rbac ha pod-reloader-rbac
+  if kubectl -n d8-pod-reloader get lease pod-reloader -o jsonpath='{.spec.holderIdentity}' 2>/dev/null | grep -q .; then
+    pass "ha: the controller took the Lease d8-pod-reloader/pod-reloader under the rendered RBAC"
+  else
+    fail "ha: the controller took the Lease d8-pod-reloader/pod-reloader under the rendered RBAC"
+  fi
+  kubectl -n d8-pod-reloader delete lease pod-reloader --ignore-not-found >/dev/null 2>&1 || true
+  kubectl delete --ignore-not-found -f "${RBAC_APPLIED[0]}" >/dev/null 2>&1 || true
+  RBAC_APPLIED=()
+
   # Scoped mode (namespaces: shop, billing).
   rbac_objects namespaces "$WORK/rbac-namespaces.yaml"
   RBAC_APPLIED+=("$WORK/rbac-namespaces.yaml")
   check "apply the RBAC of namespaces (scoped) for real" \
     kubectl apply --server-side --force-conflicts --field-manager="$FIELD_MANAGER" -f "$WORK/rbac-namespaces.yaml"
   check "scoped: may read Secrets and patch Deployments, CronJobs and Rollouts in shop and billing" \
-    bash -c "$(declare -f can); SA_USER=$SA_USER; for ns in shop billing; do can list secrets -n \$ns && can watch configmaps -n \$ns && can patch deployments.apps -n \$ns && can patch cronjobs.batch -n \$ns && can update rollouts.argoproj.io -n \$ns && can patch rollouts.argoproj.io -n \$ns || exit 1; done"
+    bash -c "$(declare -f can); SA_USER=$SA_USER; for ns in shop billing; do can list secrets -n \$ns && can watch configmaps -n \$ns && can patch deployments.apps -n \$ns && can patch cronjobs.batch -n \$ns && can get rollouts.argoproj.io -n \$ns && can patch rollouts.argoproj.io -n \$ns || exit 1; done"
+  check "scoped: Rollouts are patched, never updated" \
+    bash -c "$(declare -f cannot); SA_USER=$SA_USER; for ns in shop billing; do cannot update rollouts.argoproj.io -n \$ns || exit 1; done"
   check "scoped: may not read Secrets or patch Deployments outside the list, nor list cluster-wide" \
     bash -c "$(declare -f cannot); SA_USER=$SA_USER; cannot list secrets -n default && cannot get secrets -n pod-reloader-rbac && cannot patch deployments.apps -n pod-reloader-rbac && cannot list secrets -A && cannot list configmaps -A"
   expect_fail "scoped, as the controller: read Secrets outside the list -> 403 Forbidden" "Forbidden" \

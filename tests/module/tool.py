@@ -47,6 +47,17 @@ import yaml
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 MODULE_KEY = "podReloader"
+# Deckhouse's spellings of the enum settings -> the controller's
+# (Reloader-compatible) spellings in its config file, as the hooks translate.
+CONTROLLER_SPELLING = {
+    "reloadStrategy": {"EnvVars": "env-vars", "Annotations": "annotations"},
+    "logFormat": {"Text": "text", "JSON": "json"},
+    "logLevel": {"Debug": "debug", "Info": "info", "Warn": "warn", "Error": "error"},
+    "resourcesToIgnore": {"ConfigMaps": "configmaps", "Secrets": "secrets"},
+    "ignoredWorkloadTypes": {"Deployment": "deployments", "StatefulSet": "statefulsets", "DaemonSet": "daemonsets",
+                             "CronJob": "cronjobs", "Job": "jobs", "Rollout": "rollouts"},
+    "sink": {"Slack": "slack", "Teams": "teams", "GChat": "gchat", "Webhook": "webhook"},
+}
 
 
 # --------------------------------------------------------------------------
@@ -533,11 +544,15 @@ class Checker:
                          "ignoredWorkloadTypes", "argoRollouts", "coalesceWindow", "logFormat", "logLevel",
                          "leaderElection", "alerting"}
         self.expect(set(cfg) == expected_keys, f"config keys differ: {sorted(set(cfg) ^ expected_keys)}")
-        strategy = {"EnvVars": "env-vars", "env-vars": "env-vars", "Annotations": "annotations",
-                    "annotations": "annotations"}[self.v["reloadStrategy"]]
-        self.expect(cfg.get("reloadStrategy") == strategy, f"reloadStrategy {cfg.get('reloadStrategy')} != {strategy}")
-        for k in ("reloadOnCreate", "reloadOnDelete", "autoReloadAll", "resourceLabelSelector", "resourcesToIgnore",
-                  "ignoredWorkloadTypes", "coalesceWindow", "logFormat", "logLevel", "namespaces"):
+        # Deckhouse's spellings in the settings, Reloader's in the controller's config.
+        for k in ("reloadStrategy", "logFormat", "logLevel"):
+            want = CONTROLLER_SPELLING[k][self.v[k]]
+            self.expect(cfg.get(k) == want, f"config {k}={cfg.get(k)!r}, want {want!r} for {self.v[k]!r}")
+        for k in ("resourcesToIgnore", "ignoredWorkloadTypes"):
+            want = [CONTROLLER_SPELLING[k][x] for x in self.v[k]]
+            self.expect(cfg.get(k) == want, f"config {k}={cfg.get(k)!r}, want {want!r} for {self.v[k]!r}")
+        for k in ("reloadOnCreate", "reloadOnDelete", "autoReloadAll", "resourceLabelSelector", "coalesceWindow",
+                  "namespaces"):
             self.expect(cfg.get(k) == self.v[k], f"config {k}={cfg.get(k)!r}, settings {self.v[k]!r}")
         scoped = bool(self.v["namespaces"])
         self.expect(cfg.get("namespaceSelector") == ("" if scoped else self.v["namespaceSelector"]), "namespaceSelector in config")
@@ -551,16 +566,28 @@ class Checker:
         alerting = bool(self.v["alerting"].get("enabled"))
         self.expect(cfg.get("alerting", {}).get("enabled") == alerting, "alerting.enabled in config")
         self.expect(cfg.get("alerting", {}).get("webhookUrlFile") == "/etc/pod-reloader/alert/url", "webhookUrlFile")
-        self.expect(cfg.get("alerting", {}).get("sink") == self.v["alerting"]["webhook"]["sink"], "alerting.sink")
+        sink = CONTROLLER_SPELLING["sink"][self.v["alerting"]["webhook"]["sink"]]
+        self.expect(cfg.get("alerting", {}).get("sink") == sink, f"alerting.sink {cfg.get('alerting', {}).get('sink')} != {sink}")
         url = self.v["alerting"]["webhook"].get("url")
+        ref = self.v["alerting"]["webhook"].get("urlSecretRef")
         if url:
             self.expect(url not in self.text, "the webhook URL appears in clear text in the render")
         secrets = self.find("Secret", "pod-reloader-alert")
         mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
-        if alerting:
+        volumes = {v_["name"]: v_ for v_ in pod.get("volumes", [])}
+        if alerting and ref:
+            # The operator's Secret is mounted; the module renders none of its own.
+            self.expect(not secrets, "no module alert Secret with urlSecretRef")
+            want = {"secretName": ref["name"], "items": [{"key": ref.get("key", "url"), "path": "url"}]}
+            got = {k: volumes.get("alert", {}).get("secret", {}).get(k) for k in want}
+            self.expect(got == want, f"alert volume from the operator's Secret: {got} != {want}")
+            self.expect(mounts.get("alert", {}).get("mountPath") == "/etc/pod-reloader/alert", "alert Secret mounted")
+        elif alerting:
             self.expect(len(secrets) == 1, "alert Secret expected")
             got = base64.b64decode(secrets[0]["data"]["url"]).decode() if secrets else None
             self.expect(got == url, "alert Secret holds the URL")
+            self.expect(volumes.get("alert", {}).get("secret", {}).get("secretName") == "pod-reloader-alert",
+                        "alert volume from pod-reloader-alert")
             self.expect(mounts.get("alert", {}).get("mountPath") == "/etc/pod-reloader/alert", "alert Secret mounted")
         else:
             self.expect(not secrets, "no alert Secret when alerting is off")
@@ -617,12 +644,15 @@ class Checker:
                     self.expect("*" not in r.get("verbs", []) and "*" not in r.get("resources", []) and "*" not in r.get("apiGroups", []),
                                 f"{kind}/{o['metadata']['name']}: wildcard rule")
         scoped = bool(v["namespaces"])
-        ignored = set(v["ignoredWorkloadTypes"])
+        ignored = {CONTROLLER_SPELLING["ignoredWorkloadTypes"][k] for k in v["ignoredWorkloadTypes"]}
+        resources_ignored = {CONTROLLER_SPELLING["resourcesToIgnore"][k] for k in v["resourcesToIgnore"]}
         argo = v["internal"]["argoRolloutsEnabled"]
         want = {}
+        # Exactly what the controller calls: reflectors list/watch ConfigMaps
+        # and Secrets (no get), workloads are read with get before a patch.
         for res in ("configmaps", "secrets"):
-            if res not in v["resourcesToIgnore"]:
-                want[("", res)] = {"get", "list", "watch"}
+            if res not in resources_ignored:
+                want[("", res)] = {"list", "watch"}
         for res in ("deployments", "daemonsets", "statefulsets"):
             if res not in ignored:
                 want[("apps", res)] = {"get", "list", "watch", "patch"}
@@ -631,9 +661,17 @@ class Checker:
         if "jobs" not in ignored:
             want[("batch", "jobs")] = {"get", "list", "watch", "create", "delete", "patch"}
         if argo and "rollouts" not in ignored:
-            want[("argoproj.io", "rollouts")] = {"get", "list", "watch", "update", "patch"}
-        want[("", "events")] = {"create", "patch"}
+            want[("argoproj.io", "rollouts")] = {"get", "list", "watch", "patch"}
         want[("events.k8s.io", "events")] = {"create", "patch"}
+        lease_roles = self.find("Role", "pod-reloader:leader-election", "d8-pod-reloader")
+        if lease_roles:
+            # get/patch on the one Lease by name; create cannot be restricted by name.
+            want_lease = [
+                {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "patch"],
+                 "resourceNames": ["pod-reloader"]},
+                {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+            ]
+            self.expect(lease_roles[0].get("rules") == want_lease, f"lease Role rules: {lease_roles[0].get('rules')}")
         if scoped:
             self.expect(not self.find("ClusterRole") and not self.find("ClusterRoleBinding"),
                         "scoped mode: no ClusterRole/ClusterRoleBinding")
@@ -648,7 +686,7 @@ class Checker:
             self.expect(sorted(o["metadata"]["namespace"] for o in roles) == sorted(v["namespaces"]), "Roles only in the listed namespaces")
         else:
             if v["namespaceSelector"]:
-                want[("", "namespaces")] = {"get", "list", "watch"}
+                want[("", "namespaces")] = {"list", "watch"}
             cr = self.one("ClusterRole", "d8:pod-reloader")
             got = self.rules_by_resource(cr.get("rules", []))
             self.expect(got == want, f"ClusterRole rules: {got} != {want}")
@@ -675,11 +713,10 @@ class Checker:
                 self.expect(len(match) == 1, f"egress to apiserver endpoint {ep}")
                 for m in match:
                     rules.remove(m)
-        else:
-            match = [r for r in rules if "to" not in r and r.get("ports") == [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]]
-            self.expect(len(match) == 1, "egress to the apiserver on 443/6443")
-            for m in match:
-                rules.remove(m)
+        # Unknown endpoints: no apiserver rule at all (fail closed); checked by
+        # "no rule without peers" below.
+        for r in egress:
+            self.expect(bool(r.get("to")), f"egress rule without peers (the port to any address): {r}")
         dns = [r for r in rules if r.get("ports") == [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]]
         self.expect(len(dns) == 1 and dns[0].get("to") == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
                     "egress to DNS in kube-system")
@@ -687,12 +724,22 @@ class Checker:
             rules.remove(m)
         if self.v["alerting"].get("enabled"):
             from urllib.parse import urlparse
-            u = urlparse(self.v["alerting"]["webhook"]["url"])
-            port = u.port or (443 if u.scheme == "https" else 80)
+            webhook = self.v["alerting"]["webhook"]
+            cidrs = list(webhook.get("egress") or [])
+            if webhook.get("url"):
+                u = urlparse(webhook["url"])
+                port = u.port or (443 if u.scheme == "https" else 80)
+                if re.match(r"^[0-9.]+$", u.hostname or ""):
+                    cidrs = [u.hostname + "/32"] + [c for c in cidrs if c != u.hostname + "/32"]
+            else:
+                port = webhook.get("port", 443)
             match = [r for r in rules if r.get("ports") == [{"protocol": "TCP", "port": port}]]
-            self.expect(len(match) == 1, f"egress to the webhook port {port}")
-            if match and re.match(r"^[0-9.]+$", u.hostname or ""):
-                self.expect(match[0].get("to") == [{"ipBlock": {"cidr": u.hostname + "/32"}}], "webhook IP as ipBlock")
+            if cidrs:
+                self.expect(len(match) == 1 and match[0].get("to") == [{"ipBlock": {"cidr": c}} for c in cidrs],
+                            f"egress to the webhook port {port} in {cidrs}: {match}")
+            else:
+                # A host name without alerting.webhook.egress: no rule (never the port to any address).
+                self.expect(not match, f"no egress to the webhook port {port} without egress CIDRs: {match}")
             for m in match:
                 rules.remove(m)
         self.expect(not rules, f"unexpected egress rules: {rules}")

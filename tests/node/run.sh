@@ -13,7 +13,7 @@
 #   2. module:     the chart, rendered by Helm from the values addon-operator
 #                  would pass (openapi defaults, the hooks' internal values,
 #                  the image as `make images` builds it: testbed/node/controller-image.sh)
-#                  with alerting on: a `webhook` sink posting to a receiver
+#                  with alerting on: a `Webhook` sink posting to a receiver
 #                  on the node (tests/node/alert-receiver.py on the node's
 #                  bridge address, which pods reach); applied for real; the
 #                  controller pod runs under the rendered ServiceAccount and
@@ -266,9 +266,8 @@ render_module() {
   fi
   # Default settings except alerting: on, to the receiver on the node; the
   # image from this machine. The settings are spelled as a ModuleConfig
-  # spells them and go through the hooks like every other (tool.py values);
-  # the sink is written as openapi/config-values.yaml's enum has it now: when
-  # that enum's spelling changes, this value follows it.
+  # spells them (Deckhouse's CamelCase enum) and go through the hooks like
+  # every other (tool.py values), which translate `Webhook` for the controller.
   [[ -n $ALERT_URL ]] || { echo "no alert receiver"; return 1; }
   cat >"$WORK/case.yaml" <<EOF
 settings:
@@ -276,7 +275,7 @@ settings:
     enabled: true
     webhook:
       url: "$ALERT_URL"
-      sink: webhook
+      sink: Webhook
       additionalInfo: node-e2e
 global:
   modulesImages:
