@@ -18,9 +18,11 @@
 # variables and functions.
 # shellcheck disable=SC2034  # CARGO_TOOLS_BIN is used by the scripts that source this file
 
+# NAME@VERSION[+FEATURES] (comma-separated features; cargo-about's binary
+# needs its "cli" feature).
 CARGO_TOOLS=(
   cargo-deny@0.20.2
-  cargo-about@0.9.3
+  cargo-about@0.9.3+cli
   cargo-cyclonedx@0.5.9
   cargo-auditable@0.7.7
 )
@@ -34,11 +36,22 @@ cargo_tool_installed() {
     grep -q "\"$1 $2 (registry+" "$CARGO_TOOLS_ROOT/.crates2.json" 2>/dev/null
 }
 
+# cargo_tool_spec SPEC: sets TOOL_NAME, TOOL_VERSION, TOOL_FEATURES.
+cargo_tool_spec() {
+  TOOL_NAME=${1%%@*}
+  TOOL_VERSION=${1#*@}
+  TOOL_FEATURES=
+  case $TOOL_VERSION in
+    *+*) TOOL_FEATURES=${TOOL_VERSION#*+} TOOL_VERSION=${TOOL_VERSION%%+*} ;;
+  esac
+}
+
 cargo_tools_check() {
   local spec rc=0
   for spec in "${CARGO_TOOLS[@]}"; do
-    if ! cargo_tool_installed "${spec%@*}" "${spec#*@}"; then
-      printf 'missing: %s %s\n' "${spec%@*}" "${spec#*@}" >&2
+    cargo_tool_spec "$spec"
+    if ! cargo_tool_installed "$TOOL_NAME" "$TOOL_VERSION"; then
+      printf 'missing: %s %s\n' "$TOOL_NAME" "$TOOL_VERSION" >&2
       rc=1
     fi
   done
@@ -46,10 +59,12 @@ cargo_tools_check() {
 }
 
 cargo_tools_install() {
-  local spec name version t0
+  local spec name version features t0
   mkdir -p "$CARGO_TOOLS_ROOT"
   for spec in "${CARGO_TOOLS[@]}"; do
-    name=${spec%@*} version=${spec#*@}
+    cargo_tool_spec "$spec"
+    name=$TOOL_NAME version=$TOOL_VERSION features=()
+    [ -z "$TOOL_FEATURES" ] || features=(--features "$TOOL_FEATURES")
     cargo_tool_installed "$name" "$version" && continue
     t0=$SECONDS
     printf 'cargo install %s %s (into %s)\n' "$name" "$version" "$CARGO_TOOLS_ROOT" >&2
@@ -61,7 +76,7 @@ cargo_tools_install() {
     env -u RUSTFLAGS -u CARGO_ENCODED_RUSTFLAGS -u CARGO_BUILD_RUSTFLAGS \
       CARGO_TARGET_DIR="$CARGO_TOOLS_ROOT/build" \
       CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
-      nice cargo install --locked --version "$version" --root "$CARGO_TOOLS_ROOT" "$name" >&2 ||
+      nice cargo install --locked --version "$version" "${features[@]}" --root "$CARGO_TOOLS_ROOT" "$name" >&2 ||
       { printf 'error: cargo install %s %s failed\n' "$name" "$version" >&2; return 1; }
     printf 'installed %s %s in %d s\n' "$name" "$version" $((SECONDS - t0)) >&2
   done

@@ -161,28 +161,32 @@ third_party_licenses() {
 }
 
 # --- SBOMs ----------------------------------------------------------------------
-# write_sboms DIR: DIR/<binary>.cdx.json for both binaries (cargo cyclonedx,
-# CycloneDX 1.5 JSON, musl target, the binary's crate and what it links).
-# cargo cyclonedx writes next to each Cargo.toml; the files are moved out at
-# once. Its random serial number and the timestamp become the commit's
-# (urn:uuid from the commit hash and crate, created = commit time) so a
-# rebuild writes the same bytes.
+# write_sboms DIR: DIR/<binary>.cdx.json for both binaries (cargo cyclonedx:
+# CycloneDX 1.5 JSON of each binary target, musl target, no build
+# dependencies: the crates linked into the binary). cargo cyclonedx writes
+# <binary>_bin.cdx.json next to every Cargo.toml of the workspace; the two
+# wanted are moved out and the others removed at once. Made reproducible:
+# the random serial number becomes a UUID derived from the commit and the
+# binary, the timestamp the commit time, and the clone's path in bom-refs
+# /src (where the werf build has the sources).
 write_sboms() {
-  local dir=$1 crate bin src serial
+  local dir=$1 crate bin serial f
   mkdir -p "$dir"
+  cargo cyclonedx --format json --spec-version 1.5 --target "$TARGET" \
+    --describe binaries --no-build-deps >"$WORK/cyclonedx.log" 2>&1 ||
+    { cat "$WORK/cyclonedx.log" >&2; rm -f ./*/*_bin.cdx.json; die "cargo cyclonedx failed"; }
   for crate in controller:pod-reloader hooks:pod-reloader-hooks; do
     bin=${crate#*:} crate=${crate%%:*}
-    src=$crate/$bin.sbom.cdx.json
-    rm -f "$src"
-    cargo cyclonedx --manifest-path "$crate/Cargo.toml" --format json --spec-version 1.5 \
-      --target "$TARGET" --describe binaries --override-filename "$bin.sbom" >"$WORK/cyclonedx.log" 2>&1 ||
-      { cat "$WORK/cyclonedx.log" >&2; die "cargo cyclonedx ($crate) failed"; }
-    ls "$crate"/*.cdx.json >&2
-    serial=$(printf '%s %s' "$GIT_COMMIT" "$bin" | sha256sum | sed -E 's/^(.{8})(.{4}).(.{3}).(.{3})(.{12}).*/\1-\2-5\3-8\4-\5/')
-    jq -S --arg serial "urn:uuid:$serial" --arg t "$CREATED" \
-      '.serialNumber = $serial | .metadata.timestamp = $t' "$src" >"$dir/$bin.cdx.json"
-    rm -f "$src"
+    f=$crate/${bin}_bin.cdx.json
+    [ -f "$f" ] || { rm -f ./*/*_bin.cdx.json; die "cargo cyclonedx wrote no $f"; }
+    serial=$(printf '%s %s' "$GIT_COMMIT" "$bin" | sha256sum |
+      sed -E 's/^(.{8})(.{4}).(.{3}).(.{3})(.{12}).*/\1-\2-5\3-8\4-\5/')
+    jq -S --arg serial "urn:uuid:$serial" --arg t "$CREATED" --arg root "path+file://$REPO_ROOT" \
+      '.serialNumber = $serial | .metadata.timestamp = $t |
+       walk(if type == "string" then (if startswith($root) then "path+file:///src" + .[($root | length):] else . end) else . end)' \
+      "$f" >"$dir/$bin.cdx.json"
   done
+  rm -f ./*/*_bin.cdx.json
 }
 
 # --- 3. images ----------------------------------------------------------------

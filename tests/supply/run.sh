@@ -13,9 +13,10 @@
 #              werf's cargo-auditable is the pin of scripts/cargo-tools.sh.
 #   werf       the build context images/*/werf.inc.yaml describes (its `git`
 #              includePaths/excludePaths, tests/supply/werf_context.py), laid
-#              out alone in target/werf-context, built with the werf file's
-#              own cargo build line, offline (the crates are in the local
-#              registry cache from earlier builds). The debug profile instead
+#              out alone in target/werf-context, where the cargo lines of the
+#              werf setup stage run offline (the crates are in the local
+#              registry cache from earlier builds): the build, then the
+#              license report (its /out under the context). The debug profile instead
 #              of --release: the context, the lock file and the flags are
 #              what this test is about, and the release profile (fat LTO, one
 #              codegen unit) costs about five minutes more per change on two
@@ -87,7 +88,7 @@ toolchain_suite() {
     python3 '$CONTEXT_PY' spec '$builder' | jq -e --arg v '$CHANNEL' \
       '.vars.rustToolchain == \$v and .from == \"docker.io/library/rust:\" + \$v + \"-alpine\"'"
   local pins
-  pins=$(printf '%s\n' "${CARGO_TOOLS[@]}" | jq -R 'split("@") | {(.[0]): .[1]}' | jq -s add)
+  pins=$(printf '%s\n' "${CARGO_TOOLS[@]}" | jq -R 'split("@") | {(.[0]): (.[1] | split("+")[0])}' | jq -s add)
   check "werf installs cargo-auditable and cargo-about --locked at the pins of scripts/cargo-tools.sh" bash -c "
     python3 '$CONTEXT_PY' spec '$builder' | jq -e --argjson pins '$pins' '
       .vars.cargoAuditable == \$pins[\"cargo-auditable\"] and .vars.cargoAbout == \$pins[\"cargo-about\"] and
@@ -167,6 +168,11 @@ deny_suite() {
     grep -qx "license = \"Apache-2.0\"" Cargo.toml &&
     head -3 LICENSE | grep -q "Apache License" && head -3 LICENSE | grep -q "Version 2.0, January 2004" &&
     grep -q "END OF TERMS AND CONDITIONS" LICENSE'
+  # cargo deny reads `cargo metadata` of every platform, so every crate of
+  # Cargo.lock must be in the registry cache (windows-sys and the like are
+  # never built here): fetched first, from crates.io, checked against
+  # Cargo.lock; the checks themselves run offline.
+  check "cargo fetch --locked (every crate of Cargo.lock in the local registry)" cargo fetch --locked
   check "cargo deny check licenses bans sources" \
     env PATH="$CARGO_TOOLS_BIN:$PATH" cargo deny --offline check licenses bans sources
 
@@ -174,39 +180,42 @@ deny_suite() {
     skip "cargo deny check advisories: no RustSec snapshot at $ADVISORY_DB (../shared/advisory-db)"
     return
   fi
-  # cargo-deny opens the database as a git checkout under db-path, in the
-  # directory it derives from db-urls (deny.toml): a throwaway repository of
-  # the snapshot, committed at the snapshot's date so the staleness check
-  # measures the snapshot's age, not this run's.
-  local dbs=$WORK/advisory-dbs db snapdate
-  db=$dbs/advisory-db-3157b0e258782691
+  # cargo-deny opens the database as a git checkout under
+  # $CARGO_HOME/advisory-dbs, in the directory it derives from deny.toml's
+  # db-urls: here a throwaway repository of the snapshot, committed at the
+  # snapshot's date (the staleness check then measures the snapshot's age),
+  # in a CARGO_HOME of this run whose registry is the real one.
+  local home=$WORK/cargo-home real_home=${CARGO_HOME:-$HOME/.cargo} db snapdate
+  db=$home/advisory-dbs/advisory-db-3157b0e258782691
   snapdate=$(grep -oE '\(20[0-9]{2}-[0-9]{2}-[0-9]{2}\)' "$ADVISORY_DB/SNAPSHOT.md" | head -1 | tr -d '()')
-  mkdir -p "$dbs"
+  mkdir -p "$home/advisory-dbs"
+  ln -s "$real_home/registry" "$home/registry"
+  [ ! -e "$real_home/config.toml" ] || ln -s "$real_home/config.toml" "$home/config.toml"
   cp -r "$ADVISORY_DB" "$db"
   chmod -R u+w "$db"
   (cd "$db" && git init -q && git add -A &&
     GIT_AUTHOR_DATE="${snapdate}T00:00:00Z" GIT_COMMITTER_DATE="${snapdate}T00:00:00Z" \
       git -c user.name=snapshot -c user.email=snapshot@localhost commit -qm "RustSec snapshot $snapdate") ||
     { fail "make a git copy of $ADVISORY_DB"; return; }
-  check "cargo deny check advisories (RustSec snapshot of $snapdate, offline)" \
-    env PATH="$CARGO_TOOLS_BIN:$PATH" POD_RELOADER_ADVISORY_DBS="$dbs" \
-    cargo deny --offline check advisories
+  check "cargo deny check advisories (RustSec snapshot of $snapdate, offline, $(find "$db/crates" -name 'RUSTSEC-*.md' | wc -l) advisories)" \
+    env PATH="$CARGO_TOOLS_BIN:$PATH" CARGO_HOME="$home" cargo deny --offline check advisories
 }
 
 # --- images: auditable binaries, licenses, SBOMs ---------------------------------
-# dep_list BINARY: "name version" of every crate linked into BINARY by
-# cargo auditable's record (the .dep-v0 section: zlib-compressed JSON),
-# sorted; the workspace crates and build-time crates (kind "build": build
-# scripts, proc macros, not in the binary) left out.
+# dep_list BINARY KIND: "name version" of the crates.io crates cargo
+# auditable recorded in BINARY (the .dep-v0 section: zlib-compressed JSON),
+# sorted. KIND runtime: those linked in; all: also the build-time ones
+# (build scripts, proc macros: kind "build"). Workspace crates left out.
 dep_list() {
-  objcopy -O binary --only-section=.dep-v0 "$1" "$WORK/dep-v0.bin" &&
+  rm -f "$WORK/dep-v0.bin"
+  objcopy --dump-section .dep-v0="$WORK/dep-v0.bin" "$1" "$WORK/objcopy.out" &&
     [ -s "$WORK/dep-v0.bin" ] &&
     python3 -c '
 import json, sys, zlib
 deps = json.loads(zlib.decompress(open(sys.argv[1], "rb").read()))
 for p in deps["packages"]:
-    if p.get("source") != "local" and p.get("kind", "runtime") != "build":
-        print(p["name"], p["version"])' "$WORK/dep-v0.bin" | LC_ALL=C sort -u
+    if p.get("source") != "local" and (sys.argv[2] == "all" or p.get("kind", "runtime") == "runtime"):
+        print(p["name"], p["version"])' "$WORK/dep-v0.bin" "$2" | LC_ALL=C sort -u
 }
 
 # layer_files OCI_DIR NAME DEST: extract the single layer of image NAME of an
@@ -240,7 +249,8 @@ images_suite() {
       podReloader) bin=pod-reloader; binpath=$fs/pod-reloader ;;
       hooks) bin=pod-reloader-hooks; binpath=$fs/hooks/pod-reloader-hooks ;;
     esac
-    if dep_list "$binpath" >"$WORK/deps-$bin.txt" 2>"$WORK/deps.err" && [ -s "$WORK/deps-$bin.txt" ]; then
+    if dep_list "$binpath" runtime >"$WORK/deps-$bin.txt" 2>"$WORK/deps.err" && [ -s "$WORK/deps-$bin.txt" ] &&
+      dep_list "$binpath" all >"$WORK/deps-all-$bin.txt" 2>>"$WORK/deps.err"; then
       pass "$image: $bin carries its dependency list (.dep-v0, $(wc -l <"$WORK/deps-$bin.txt") crates)"
     else
       fail "$image: $bin has no readable .dep-v0 section (not built with cargo auditable?)"
@@ -251,8 +261,8 @@ images_suite() {
       cmp "$fs/usr/share/doc/pod-reloader/LICENSE" LICENSE
     check "$image: THIRD-PARTY-LICENSES.txt names every crate $bin embeds, with a license text" \
       licenses_cover "$fs/usr/share/doc/pod-reloader/THIRD-PARTY-LICENSES.txt" "$WORK/deps-$bin.txt"
-    check "SBOM $bin.cdx.json: CycloneDX, describes $bin, components = the crates it embeds" \
-      sbom_matches "$out/sbom/$bin.cdx.json" "$bin" "$WORK/deps-$bin.txt"
+    check "SBOM $bin.cdx.json: CycloneDX of $bin; lists every crate linked in, and only crates of $bin's build" \
+      sbom_matches "$out/sbom/$bin.cdx.json" "$bin" "$WORK/deps-$bin.txt" "$WORK/deps-all-$bin.txt"
   done
   # A second SBOM run from the same commit gives the same bytes (they go into
   # the release bundle, whose digest must not change on a rebuild).
@@ -277,15 +287,23 @@ licenses_cover() {
     grep -q "Permission is hereby granted, free of charge" "$file"
 }
 
-# sbom_matches FILE BINARY DEPS
+# sbom_matches FILE BINARY LINKED BUILT: the SBOM describes BINARY; every
+# crate of LINKED (cargo auditable's runtime record) is a component, and
+# every component is in BUILT (its whole record: proc macros are components
+# too), so it describes this binary and not the workspace.
 sbom_matches() {
-  local file=$1 bin=$2 deps=$3
+  local file=$1 bin=$2 linked=$3 built=$4
   jq -e --arg b "$bin" '.bomFormat == "CycloneDX" and (.specVersion | test("^1\\.[4-9]")) and
-    (.metadata.component.name | test($b)) and (.components | length > 0)' "$file" >/dev/null ||
-    { echo "$file: not a CycloneDX SBOM of $bin"; jq '{bomFormat, specVersion, metadata: .metadata.component.name}' "$file"; return 1; }
-  jq -r '[.components[] | select(.purl | startswith("pkg:cargo/")) | "\(.name) \(.version)"] | unique[]' "$file" |
+    .metadata.component.name == $b and (.components | length > 0)' "$file" >/dev/null ||
+    { echo "$file: not a CycloneDX SBOM of $bin"; jq -c '{bomFormat, specVersion, name: .metadata.component.name}' "$file"; return 1; }
+  jq -r '[.components[] | select(."bom-ref" | startswith("registry+")) | "\(.name) \(.version)"] | unique[]' "$file" |
     LC_ALL=C sort -u >"$WORK/sbom-$bin.txt"
-  diff "$deps" "$WORK/sbom-$bin.txt"
+  local missing extra
+  missing=$(LC_ALL=C comm -23 "$linked" "$WORK/sbom-$bin.txt")
+  extra=$(LC_ALL=C comm -13 "$built" "$WORK/sbom-$bin.txt")
+  [ -z "$missing" ] || { echo "linked into $bin but not in the SBOM:"; echo "$missing"; }
+  [ -z "$extra" ] || { echo "in the SBOM but not part of $bin's build:"; echo "$extra"; }
+  [ -z "$missing$extra" ] && echo "$(wc -l <"$WORK/sbom-$bin.txt") components"
 }
 
 for part in "${PARTS[@]}"; do
