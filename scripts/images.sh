@@ -15,9 +15,9 @@
 #    out here: both binaries, /etc/passwd and /etc/group naming the non-root
 #    user 64535, the CA bundle of the local Debian ca-certificates, the
 #    controller's (empty, read-only) mount targets, and
-#    /usr/share/doc/pod-reloader/ with LICENSE and THIRD-PARTY-LICENSES.txt
-#    (cargo about, about.toml + about.hbs: the licenses of every crate linked
-#    into the binaries, with their texts).
+#    /usr/share/doc/pod-reloader/ with LICENSE and
+#    THIRD-PARTY-LICENSES.<binary>.txt (cargo about, about.toml + about.hbs:
+#    the licenses of every crate linked into each binary, with their texts).
 # 3. One image per images/<dir>/werf.inc.yaml, named camelCase(<dir>)
 #    (podReloader, hooks): the image's `import`s (add -> to) copied into a
 #    root filesystem, packed as one deterministic layer (GNU tar, entries
@@ -146,18 +146,33 @@ lay_out_artifact() {
   install -m 0644 /etc/ssl/certs/ca-certificates.crt "$out/etc/ssl/certs/ca-certificates.crt"
   install -d -m 0755 "$out/usr" "$out/usr/share" "$out/usr/share/doc" "$out/usr/share/doc/pod-reloader"
   install -m 0644 LICENSE "$out/usr/share/doc/pod-reloader/LICENSE"
-  third_party_licenses "$out/usr/share/doc/pod-reloader/THIRD-PARTY-LICENSES.txt"
+  third_party_licenses "$out/usr/share/doc/pod-reloader"
 }
 
-# third_party_licenses FILE: the licenses of the crates linked into the
-# controller and the hooks (about.toml: musl target, no build or dev
-# dependencies), with their texts (about.hbs). Same line as the werf build.
+# third_party_licenses DIR: DIR/THIRD-PARTY-LICENSES.<binary>.txt for the
+# controller and the hooks: the licenses of the crates linked into each
+# (about.toml: musl target, no build or dev dependencies), with their texts
+# (about.hbs); the werf build runs the same lines. cargo about reads every
+# license file of some 200 crates (minutes on two cores), so the reports are
+# cached under the hash of what they are made from: the lock file, the
+# manifests, about.toml, about.hbs and the cargo-about pin.
 third_party_licenses() {
-  cargo about generate --locked --offline --fail \
-    -m controller/Cargo.toml -m hooks/Cargo.toml \
-    -c about.toml -o "$1" about.hbs >&2 2>"$WORK/about.log" ||
-    { cat "$WORK/about.log" >&2; die "cargo about generate failed"; }
-  chmod 0644 "$1"
+  local dir=$1 key cache crate bin
+  key=$( { printf '%s\n' "${CARGO_TOOLS[@]}"; git ls-files -z -- Cargo.lock '*Cargo.toml' about.toml about.hbs |
+    xargs -0 sha256sum; } | sha256sum | cut -c1-32)
+  cache=$RELEASE_CACHE/third-party-licenses/$key
+  mkdir -p "$cache"
+  for crate in controller:pod-reloader hooks:pod-reloader-hooks; do
+    bin=${crate#*:} crate=${crate%%:*}
+    if [ ! -s "$cache/$bin.txt" ]; then
+      log "cargo about generate ($bin; cached in $cache)"
+      cargo about generate --locked --offline --fail -m "$crate/Cargo.toml" -c about.toml \
+        -o "$cache/$bin.txt.tmp" about.hbs >"$WORK/about.log" 2>&1 ||
+        { cat "$WORK/about.log" >&2; die "cargo about generate ($crate) failed"; }
+      mv "$cache/$bin.txt.tmp" "$cache/$bin.txt"
+    fi
+    install -m 0644 "$cache/$bin.txt" "$dir/THIRD-PARTY-LICENSES.$bin.txt"
+  done
 }
 
 # --- SBOMs ----------------------------------------------------------------------

@@ -15,8 +15,9 @@
 #              includePaths/excludePaths, tests/supply/werf_context.py), laid
 #              out alone in target/werf-context, where the cargo lines of the
 #              werf setup stage run offline (the crates are in the local
-#              registry cache from earlier builds): the build, then the
-#              license report (its /out under the context). The debug profile instead
+#              registry cache from earlier builds): the build line (the
+#              license report lines are held to scripts/images.sh's, which
+#              the images part checks). The debug profile instead
 #              of --release: the context, the lock file and the flags are
 #              what this test is about, and the release profile (fat LTO, one
 #              codegen unit) costs about five minutes more per change on two
@@ -28,8 +29,8 @@
 #              read offline (SKIP with the reason when it is absent).
 #   images     scripts/images.sh: both binaries carry cargo auditable's
 #              .dep-v0 dependency list; both image layers hold
-#              /usr/share/doc/pod-reloader/{LICENSE,THIRD-PARTY-LICENSES.txt}
-#              naming every crate the binaries embed; one CycloneDX SBOM per
+#              /usr/share/doc/pod-reloader/LICENSE and
+#              THIRD-PARTY-LICENSES.<binary>.txt naming every crate linked in; one CycloneDX SBOM per
 #              binary (target/images/sbom/<binary>.cdx.json) whose components
 #              are exactly the crates the binary embeds; SBOMs are
 #              byte-identical across builds.
@@ -141,15 +142,13 @@ werf_suite() {
         CARGO_TARGET_DIR="$WERF_TARGET_DIR" PATH="$CARGO_TOOLS_BIN:$PATH" \
         nice sh -c "$1") >"$WORK/werf-run.log" 2>&1
   }
-  # Every cargo line of the setup stage, in order: the build, then the
-  # license report (its /out written under the context instead).
+  # The build line. The license reports (cargo about, minutes for each
+  # binary) are not run here: the check below holds them to the lines
+  # scripts/images.sh runs, whose output the images part checks.
   local cmd
   while IFS= read -r cmd; do
     cmd=${cmd#cd /src && }
-    cmd=${cmd//\/out\//$ctx/out/}
-    case $cmd in
-      *"cargo auditable build"* | *"cargo build"*) cmd=${cmd/ --release / } ;;
-    esac
+    cmd=${cmd/ --release / }
     t0=$SECONDS
     if run_in_context "$cmd"; then
       pass "werf setup in the context, offline: ${cmd:0:140} ($((SECONDS - t0)) s)"
@@ -158,7 +157,21 @@ werf_suite() {
       grep -vE '^ +(Compiling|Checking|Fresh) ' "$WORK/werf-run.log" | tail -n 25 | indent
       return
     fi
-  done < <(jq -r '.shell.setup[] | select(test("\\bcargo "))' "$spec")
+  done < <(jq -r .build "$spec")
+  check "werf's license reports are scripts/images.sh's cargo about line, for the controller and the hooks" \
+    werf_about_lines "$spec"
+}
+
+# werf_about_lines SPEC: the werf setup has one cargo about line per binary,
+# with the arguments of scripts/images.sh's (the crate and output aside).
+werf_about_lines() {
+  local ours werf
+  ours=$(grep -oE '^ +cargo about generate (--[a-z]+ )+' scripts/images.sh | sed 's/^ *//; s/ *$//')
+  werf=$(jq -r '.shell.setup[] | select(test("cargo about"))' "$1")
+  printf 'images.sh: %s\nwerf:\n%s\n' "$ours" "$werf"
+  [ "$(grep -c . <<<"$werf")" = 2 ] &&
+    grep -qF -- "$ours -m controller/Cargo.toml -c about.toml -o /out/usr/share/doc/pod-reloader/THIRD-PARTY-LICENSES.pod-reloader.txt about.hbs" <<<"$werf" &&
+    grep -qF -- "$ours -m hooks/Cargo.toml -c about.toml -o /out/usr/share/doc/pod-reloader/THIRD-PARTY-LICENSES.pod-reloader-hooks.txt about.hbs" <<<"$werf"
 }
 
 # --- cargo deny -------------------------------------------------------------------
@@ -259,8 +272,8 @@ images_suite() {
     fi
     check "$image: /usr/share/doc/pod-reloader/LICENSE is the repository's" \
       cmp "$fs/usr/share/doc/pod-reloader/LICENSE" LICENSE
-    check "$image: THIRD-PARTY-LICENSES.txt names every crate $bin embeds, with a license text" \
-      licenses_cover "$fs/usr/share/doc/pod-reloader/THIRD-PARTY-LICENSES.txt" "$WORK/deps-$bin.txt"
+    check "$image: THIRD-PARTY-LICENSES.$bin.txt names every crate linked into $bin, with the license texts" \
+      licenses_cover "$fs/usr/share/doc/pod-reloader/THIRD-PARTY-LICENSES.$bin.txt" "$WORK/deps-$bin.txt"
     check "SBOM $bin.cdx.json: CycloneDX of $bin; lists every crate linked in, and only crates of $bin's build" \
       sbom_matches "$out/sbom/$bin.cdx.json" "$bin" "$WORK/deps-$bin.txt" "$WORK/deps-all-$bin.txt"
   done
