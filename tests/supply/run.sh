@@ -13,7 +13,7 @@
 #              werf's cargo-auditable is the pin of scripts/cargo-tools.sh.
 #   werf       the build context images/*/werf.inc.yaml describes (its `git`
 #              includePaths/excludePaths, tests/supply/werf_context.py), laid
-#              out alone in target/werf-context, where the cargo lines of the
+#              out alone (~/.cache/pod-reloader/werf-context/<clone>), where the cargo lines of the
 #              werf setup stage run offline (the crates are in the local
 #              registry cache from earlier builds): the build line (the
 #              license report lines are held to scripts/images.sh's, which
@@ -51,6 +51,7 @@ trap 'rm -rf "$WORK"' EXIT
 CONTEXT_PY=$HERE/werf_context.py
 ADVISORY_DB=${POD_RELOADER_ADVISORY_DB:-$ROOT/../shared/advisory-db}
 WERF_TARGET_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/pod-reloader/cargo-target-werf-context
+WERF_CONTEXT=${XDG_CACHE_HOME:-$HOME/.cache}/pod-reloader/werf-context/$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)
 
 PARTS=("$@")
 [ ${#PARTS[@]} -gt 0 ] || PARTS=(toolchain werf deny images)
@@ -117,8 +118,9 @@ werf_suite() {
     jq -e '[.shell[][] | select(test("cargo fetch"))] | length > 0 and all(test("--locked"))' "$spec"
 
   # The context alone: wiped and laid out again each run, file times kept so
-  # an unchanged tree compiles nothing.
-  ctx=$ROOT/target/werf-context
+  # an unchanged tree compiles nothing. Outside the clone (one per clone), so
+  # linters that walk the module directory never see a second copy.
+  ctx=$WERF_CONTEXT
   rm -rf "$ctx"
   mkdir -p "$ctx"
   local n
@@ -127,7 +129,7 @@ werf_suite() {
     indent <"$WORK/assemble.err"
     return
   fi
-  pass "build context of $builder laid out: $n files in target/werf-context"
+  pass "build context of $builder laid out: $n files in $ctx"
 
   # The werf line runs in /src; the image's CARGO_HOME is the rust image's,
   # here the local one (the registry cache). RUSTUP_TOOLCHAIN stands for the
