@@ -61,6 +61,10 @@ cargo_tools_check() {
 cargo_tools_install() {
   local spec name version features t0
   mkdir -p "$CARGO_TOOLS_ROOT"
+  # One installer at a time (CI starts one in the background early; the
+  # image build's call then waits here and finds the tools installed).
+  exec 9>"$CARGO_TOOLS_ROOT/.install-lock"
+  flock 9
   for spec in "${CARGO_TOOLS[@]}"; do
     cargo_tool_spec "$spec"
     name=$TOOL_NAME version=$TOOL_VERSION features=()

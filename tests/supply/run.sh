@@ -321,6 +321,21 @@ sbom_matches() {
   [ -z "$missing$extra" ] && echo "$(wc -l <"$WORK/sbom-$bin.txt") components"
 }
 
+# The pinned cargo tools (scripts/cargo-tools.sh): installed once, then
+# reused; a fresh machine compiles them here (or waits for .ci/run's early
+# install to finish).
+if [[ " ${PARTS[*]} " =~ \ (werf|deny|images)\  ]]; then
+  t0=$SECONDS
+  if scripts/cargo-tools.sh install >"$WORK/cargo-tools.log" 2>&1; then
+    pass "cargo tools ${CARGO_TOOLS[*]} in $CARGO_TOOLS_BIN ($((SECONDS - t0)) s)"
+  else
+    fail "install the cargo tools (scripts/cargo-tools.sh install)"
+    tail -n 20 "$WORK/cargo-tools.log" | indent
+    summary
+    exit 1
+  fi
+fi
+
 for part in "${PARTS[@]}"; do
   case $part in
     toolchain) toolchain_suite ;;
