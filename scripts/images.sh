@@ -15,9 +15,9 @@
 #    out here: both binaries, /etc/passwd and /etc/group naming the non-root
 #    user 64535, the CA bundle of the local Debian ca-certificates, the
 #    controller's (empty, read-only) mount targets, and
-#    /usr/share/doc/pod-reloader/ with LICENSE and
-#    THIRD-PARTY-LICENSES.<binary>.txt (cargo about, about.toml + about.hbs:
-#    the licenses of every crate linked into each binary, with their texts).
+#    /usr/share/doc/pod-reloader/ with LICENSE and THIRD-PARTY-LICENSES.txt
+#    (cargo about, about.toml + about.hbs: the licenses of every crate linked
+#    into the binaries, with their texts).
 # 3. One image per images/<dir>/werf.inc.yaml, named camelCase(<dir>)
 #    (podReloader, hooks): the image's `import`s (add -> to) copied into a
 #    root filesystem, packed as one deterministic layer (GNU tar, entries
@@ -149,30 +149,31 @@ lay_out_artifact() {
   third_party_licenses "$out/usr/share/doc/pod-reloader"
 }
 
-# third_party_licenses DIR: DIR/THIRD-PARTY-LICENSES.<binary>.txt for the
-# controller and the hooks: the licenses of the crates linked into each
-# (about.toml: musl target, no build or dev dependencies), with their texts
-# (about.hbs); the werf build runs the same lines. cargo about reads every
-# license file of some 200 crates (minutes on two cores), so the reports are
-# cached under the hash of what they are made from: the lock file, the
-# manifests, about.toml, about.hbs and the cargo-about pin.
+# third_party_licenses DIR: DIR/THIRD-PARTY-LICENSES.txt, the licenses of
+# the crates the controller and the hooks link, with their texts (about.toml:
+# musl target, no build or dev dependencies; about.hbs). One report for the
+# workspace: the binaries are built together, so features unify across them
+# and a report per crate misses crates one binary links only through the
+# other's features (cargo about -m hooks/Cargo.toml left out `log`, which the
+# hooks binary links); the workspace report is a superset of both. The werf
+# build runs the same line. cargo about reads every license file of some 250
+# crates (about 6 minutes on two loaded cores), so the report is cached under
+# the hash of what it is made from: the lock file, the manifests, about.toml,
+# about.hbs and the tool pins.
 third_party_licenses() {
-  local dir=$1 key cache crate bin
+  local dir=$1 key cache
   key=$( { printf '%s\n' "${CARGO_TOOLS[@]}"; git ls-files -z -- Cargo.lock '*Cargo.toml' about.toml about.hbs |
     xargs -0 sha256sum; } | sha256sum | cut -c1-32)
   cache=$RELEASE_CACHE/third-party-licenses/$key
   mkdir -p "$cache"
-  for crate in controller:pod-reloader hooks:pod-reloader-hooks; do
-    bin=${crate#*:} crate=${crate%%:*}
-    if [ ! -s "$cache/$bin.txt" ]; then
-      log "cargo about generate ($bin; cached in $cache)"
-      cargo about generate --locked --offline --fail -m "$crate/Cargo.toml" -c about.toml \
-        -o "$cache/$bin.txt.tmp" about.hbs >"$WORK/about.log" 2>&1 ||
-        { cat "$WORK/about.log" >&2; die "cargo about generate ($crate) failed"; }
-      mv "$cache/$bin.txt.tmp" "$cache/$bin.txt"
-    fi
-    install -m 0644 "$cache/$bin.txt" "$dir/THIRD-PARTY-LICENSES.$bin.txt"
-  done
+  if [ ! -s "$cache/THIRD-PARTY-LICENSES.txt" ]; then
+    log "cargo about generate (cached in $cache)"
+    cargo about generate --locked --offline --fail --workspace -c about.toml \
+      -o "$cache/THIRD-PARTY-LICENSES.txt.tmp" about.hbs >"$WORK/about.log" 2>&1 ||
+      { cat "$WORK/about.log" >&2; die "cargo about generate failed"; }
+    mv "$cache/THIRD-PARTY-LICENSES.txt.tmp" "$cache/THIRD-PARTY-LICENSES.txt"
+  fi
+  install -m 0644 "$cache/THIRD-PARTY-LICENSES.txt" "$dir/THIRD-PARTY-LICENSES.txt"
 }
 
 # --- SBOMs ----------------------------------------------------------------------

@@ -30,7 +30,7 @@
 #   images     scripts/images.sh: both binaries carry cargo auditable's
 #              .dep-v0 dependency list; both image layers hold
 #              /usr/share/doc/pod-reloader/LICENSE and
-#              THIRD-PARTY-LICENSES.<binary>.txt naming every crate linked in; one CycloneDX SBOM per
+#              THIRD-PARTY-LICENSES.txt naming every crate linked into each; one CycloneDX SBOM per
 #              binary (target/images/sbom/<binary>.cdx.json) whose components
 #              are exactly the crates the binary embeds; SBOMs are
 #              byte-identical across builds.
@@ -160,20 +160,19 @@ werf_suite() {
       return
     fi
   done < <(jq -r .build "$spec")
-  check "werf's license reports are scripts/images.sh's cargo about line, for the controller and the hooks" \
+  check "werf's license report is scripts/images.sh's cargo about line" \
     werf_about_lines "$spec"
 }
 
-# werf_about_lines SPEC: the werf setup has one cargo about line per binary,
-# with the arguments of scripts/images.sh's (the crate and output aside).
+# werf_about_lines SPEC: the werf setup has one cargo about line, with the
+# arguments of scripts/images.sh's (the output path aside).
 werf_about_lines() {
   local ours werf
   ours=$(grep -oE '^ +cargo about generate (--[a-z]+ )+' scripts/images.sh | sed 's/^ *//; s/ *$//')
   werf=$(jq -r '.shell.setup[] | select(test("cargo about"))' "$1")
   printf 'images.sh: %s\nwerf:\n%s\n' "$ours" "$werf"
-  [ "$(grep -c . <<<"$werf")" = 2 ] &&
-    grep -qF -- "$ours -m controller/Cargo.toml -c about.toml -o /out/usr/share/doc/pod-reloader/THIRD-PARTY-LICENSES.pod-reloader.txt about.hbs" <<<"$werf" &&
-    grep -qF -- "$ours -m hooks/Cargo.toml -c about.toml -o /out/usr/share/doc/pod-reloader/THIRD-PARTY-LICENSES.pod-reloader-hooks.txt about.hbs" <<<"$werf"
+  [ "$(grep -c . <<<"$werf")" = 1 ] &&
+    grep -qF -- "$ours -c about.toml -o /out/usr/share/doc/pod-reloader/THIRD-PARTY-LICENSES.txt about.hbs" <<<"$werf"
 }
 
 # --- cargo deny -------------------------------------------------------------------
@@ -274,8 +273,8 @@ images_suite() {
     fi
     check "$image: /usr/share/doc/pod-reloader/LICENSE is the repository's" \
       cmp "$fs/usr/share/doc/pod-reloader/LICENSE" LICENSE
-    check "$image: THIRD-PARTY-LICENSES.$bin.txt names every crate linked into $bin, with the license texts" \
-      licenses_cover "$fs/usr/share/doc/pod-reloader/THIRD-PARTY-LICENSES.$bin.txt" "$WORK/deps-$bin.txt"
+    check "$image: THIRD-PARTY-LICENSES.txt names every crate linked into $bin, with the license texts" \
+      licenses_cover "$fs/usr/share/doc/pod-reloader/THIRD-PARTY-LICENSES.txt" "$WORK/deps-$bin.txt"
     check "SBOM $bin.cdx.json: CycloneDX of $bin; lists every crate linked in, and only crates of $bin's build" \
       sbom_matches "$out/sbom/$bin.cdx.json" "$bin" "$WORK/deps-$bin.txt" "$WORK/deps-all-$bin.txt"
   done
