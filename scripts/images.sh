@@ -5,13 +5,19 @@
 #
 # 1. Static musl release binaries of the controller and the hooks
 #    (x86_64-unknown-linux-musl, symbols stripped, cargo's registry paths
-#    remapped), compiled into a cache outside the clone
+#    remapped), built with `cargo auditable` (the dependency list embedded
+#    as a .dep-v0 section, for scanners) by the toolchain of
+#    rust-toolchain.toml, with the flags of the werf build line; compiled
+#    into a cache outside the clone
 #    (${XDG_CACHE_HOME:-~/.cache}/pod-reloader/cargo-target-musl), so a warm
-#    run compiles nothing.
+#    run compiles nothing. The cargo tools come from scripts/cargo-tools.sh.
 # 2. The rust artifact's /out tree of images/pod-reloader/werf.inc.yaml, laid
 #    out here: both binaries, /etc/passwd and /etc/group naming the non-root
 #    user 64535, the CA bundle of the local Debian ca-certificates, the
-#    controller's (empty, read-only) mount targets.
+#    controller's (empty, read-only) mount targets, and
+#    /usr/share/doc/pod-reloader/ with LICENSE and THIRD-PARTY-LICENSES.txt
+#    (cargo about, about.toml + about.hbs: the licenses of every crate linked
+#    into the binaries, with their texts).
 # 3. One image per images/<dir>/werf.inc.yaml, named camelCase(<dir>)
 #    (podReloader, hooks): the image's `import`s (add -> to) copied into a
 #    root filesystem, packed as one deterministic layer (GNU tar, entries
@@ -27,6 +33,10 @@
 #   images_digests.json   {"hooks": "sha256:…", "podReloader": "sha256:…"}
 #   images.tsv            name, dir, digest, compressed size in bytes
 #   artifact/             the /out tree (binaries included)
+#   sbom/<binary>.cdx.json  CycloneDX SBOM of each shipped binary
+#                         (cargo cyclonedx; serial number and timestamp
+#                         derived from the commit, so a rebuild gives the
+#                         same bytes)
 #   oci/                  both images as an OCI image layout (unless --no-layout)
 # With --push REPO the images are also copied to REPO/pod-reloader by digest
 # (Deckhouse pulls <ModuleSource repo>/pod-reloader@<digest>), each tagged
@@ -38,6 +48,8 @@ umask 022
 . "$(dirname "$0")/../testbed/lib.sh"
 # shellcheck source-path=SCRIPTDIR
 . "$(dirname "$0")/oci-lib.sh"
+# shellcheck source-path=SCRIPTDIR
+. "$(dirname "$0")/cargo-tools.sh"
 cd "$REPO_ROOT"
 
 OUT=$REPO_ROOT/target/images
@@ -50,7 +62,7 @@ while [ $# -gt 0 ]; do
     --push) PUSH=${2%/}; shift 2 ;;
     --build-registry) BUILD_REGISTRY=$2; shift 2 ;;
     --no-layout) LAYOUT=0; shift ;;
-    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,47p' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
@@ -69,6 +81,8 @@ cleanup() {
 trap cleanup EXIT
 
 # --- toolchain ---------------------------------------------------------------
+# rustup runs the toolchain of rust-toolchain.toml here (cd "$REPO_ROOT"
+# above), the one the werf build's rust image carries.
 ensure_toolchain() {
   if command -v rustup >/dev/null && ! rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then
     log "rustup target add $TARGET"
@@ -85,12 +99,16 @@ ensure_toolchain() {
     fi
   fi
   [ -r /etc/ssl/certs/ca-certificates.crt ] || die "/etc/ssl/certs/ca-certificates.crt missing (apt-get install ca-certificates)"
+  # cargo auditable, cargo about, cargo cyclonedx (pinned, cached).
+  "$REPO_ROOT/scripts/cargo-tools.sh" install >/dev/null || die "could not install the cargo tools (scripts/cargo-tools.sh)"
+  PATH=$CARGO_TOOLS_BIN:$PATH
 }
 
 # --- 1. binaries --------------------------------------------------------------
 build_binaries() {
   local t0=$SECONDS cargo_home=${CARGO_HOME:-$HOME/.cargo}
-  log "cargo build --release --target $TARGET (cache: $MUSL_TARGET_DIR)"
+  log "cargo auditable build --release --target $TARGET (cache: $MUSL_TARGET_DIR)"
+  # The werf build line's flags (images/pod-reloader/werf.inc.yaml).
   # RUSTFLAGS replaces any from the environment: what goes into a published
   # binary is decided here. Workspace paths are already relative; cargo's
   # registry sources are mapped to /cargo so the build machine's home does
@@ -100,7 +118,7 @@ build_binaries() {
     CARGO_PROFILE_RELEASE_STRIP=symbols \
     CARGO_INCREMENTAL=0 \
     RUSTFLAGS="--remap-path-prefix=$cargo_home=/cargo" \
-    cargo build --release --locked --target "$TARGET" \
+    cargo auditable build --release --locked --target "$TARGET" \
     --bin pod-reloader --bin pod-reloader-hooks >&2
   BIN=$MUSL_TARGET_DIR/$TARGET/release
   local b
@@ -126,6 +144,65 @@ lay_out_artifact() {
   chmod 0644 "$out/etc/passwd" "$out/etc/group"
   install -d -m 0755 "$out/etc/ssl" "$out/etc/ssl/certs"
   install -m 0644 /etc/ssl/certs/ca-certificates.crt "$out/etc/ssl/certs/ca-certificates.crt"
+  install -d -m 0755 "$out/usr" "$out/usr/share" "$out/usr/share/doc" "$out/usr/share/doc/pod-reloader"
+  install -m 0644 LICENSE "$out/usr/share/doc/pod-reloader/LICENSE"
+  third_party_licenses "$out/usr/share/doc/pod-reloader"
+}
+
+# third_party_licenses DIR: DIR/THIRD-PARTY-LICENSES.txt, the licenses of
+# the crates the controller and the hooks link, with their texts (about.toml:
+# musl target, no build or dev dependencies; about.hbs). One report for the
+# workspace: the binaries are built together, so features unify across them
+# and a report per crate misses crates one binary links only through the
+# other's features (cargo about -m hooks/Cargo.toml left out `log`, which the
+# hooks binary links); the workspace report is a superset of both. The werf
+# build runs the same line. cargo about reads every license file of some 250
+# crates (about 6 minutes on two loaded cores), so the report is cached under
+# the hash of what it is made from: the lock file, the manifests, about.toml,
+# about.hbs and the tool pins.
+third_party_licenses() {
+  local dir=$1 key cache
+  key=$( { printf '%s\n' "${CARGO_TOOLS[@]}"; git ls-files -z -- Cargo.lock '*Cargo.toml' about.toml about.hbs |
+    xargs -0 sha256sum; } | sha256sum | cut -c1-32)
+  cache=$RELEASE_CACHE/third-party-licenses/$key
+  mkdir -p "$cache"
+  if [ ! -s "$cache/THIRD-PARTY-LICENSES.txt" ]; then
+    log "cargo about generate (cached in $cache)"
+    cargo about generate --locked --offline --fail --workspace -c about.toml \
+      -o "$cache/THIRD-PARTY-LICENSES.txt.tmp" about.hbs >"$WORK/about.log" 2>&1 ||
+      { cat "$WORK/about.log" >&2; die "cargo about generate failed"; }
+    mv "$cache/THIRD-PARTY-LICENSES.txt.tmp" "$cache/THIRD-PARTY-LICENSES.txt"
+  fi
+  install -m 0644 "$cache/THIRD-PARTY-LICENSES.txt" "$dir/THIRD-PARTY-LICENSES.txt"
+}
+
+# --- SBOMs ----------------------------------------------------------------------
+# write_sboms DIR: DIR/<binary>.cdx.json for both binaries (cargo cyclonedx:
+# CycloneDX 1.5 JSON of each binary target, musl target, no build
+# dependencies: the crates linked into the binary). cargo cyclonedx writes
+# <binary>_bin.cdx.json next to every Cargo.toml of the workspace; the two
+# wanted are moved out and the others removed at once. Made reproducible:
+# the random serial number becomes a UUID derived from the commit and the
+# binary, the timestamp the commit time, and the clone's path in bom-refs
+# /src (where the werf build has the sources).
+write_sboms() {
+  local dir=$1 crate bin serial f
+  mkdir -p "$dir"
+  cargo cyclonedx --format json --spec-version 1.5 --target "$TARGET" \
+    --describe binaries --no-build-deps >"$WORK/cyclonedx.log" 2>&1 ||
+    { cat "$WORK/cyclonedx.log" >&2; rm -f ./*/*_bin.cdx.json; die "cargo cyclonedx failed"; }
+  for crate in controller:pod-reloader hooks:pod-reloader-hooks; do
+    bin=${crate#*:} crate=${crate%%:*}
+    f=$crate/${bin}_bin.cdx.json
+    [ -f "$f" ] || { rm -f ./*/*_bin.cdx.json; die "cargo cyclonedx wrote no $f"; }
+    serial=$(printf '%s %s' "$GIT_COMMIT" "$bin" | sha256sum |
+      sed -E 's/^(.{8})(.{4}).(.{3}).(.{3})(.{12}).*/\1-\2-5\3-8\4-\5/')
+    jq -S --arg serial "urn:uuid:$serial" --arg t "$CREATED" --arg root "path+file://$REPO_ROOT" \
+      '.serialNumber = $serial | .metadata.timestamp = $t |
+       walk(if type == "string" then (if startswith($root) then "path+file:///src" + .[($root | length):] else . end) else . end)' \
+      "$f" >"$dir/$bin.cdx.json"
+  done
+  rm -f ./*/*_bin.cdx.json
 }
 
 # --- 3. images ----------------------------------------------------------------
@@ -241,6 +318,7 @@ main() {
   mkdir -p "$OUT"
   ARTIFACT=$OUT/artifact
   lay_out_artifact "$ARTIFACT"
+  write_sboms "$OUT/sbom"
   : >"$OUT/images.tsv"
 
   if [ -n "$BUILD_REGISTRY" ]; then

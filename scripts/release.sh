@@ -147,6 +147,10 @@ build_bundle() {
   done < <(git ls-files -z -- "${present[@]}")
   install -D -m 0755 "$IMAGES_OUT/artifact/pod-reloader-hooks" "$rootfs/hooks/pod-reloader-hooks"
   cp "$IMAGES_OUT/images_digests.json" "$rootfs/images_digests.json"
+  # --- SBOMs (supply chain): CycloneDX of each shipped binary, from scripts/images.sh.
+  install -d -m 0755 "$rootfs/sbom"
+  cp "$IMAGES_OUT"/sbom/*.cdx.json "$rootfs/sbom/"
+  # --- end SBOMs
   printf '{"version":"%s"}\n' "$VERSION" >"$rootfs/version.json"
   normalize_modes "$rootfs"
   push_files "$rootfs" "$BUILD_ADDR/$MODULE_NAME:$VERSION" "pod-reloader module bundle" \

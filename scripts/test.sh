@@ -42,6 +42,8 @@ fi
 
 step "addon-operator runs the module's hooks (tests/hooks/addon-operator.sh)" tests/hooks/addon-operator.sh
 step "release: images without Docker, module source, channels (tests/release/run.sh)" tests/release/run.sh
+# After the release suite, whose image builds leave the musl cache warm.
+step "supply chain: toolchain, werf build context, cargo deny, licenses, SBOMs (tests/supply/run.sh)" tests/supply/run.sh
 step "node end-to-end (containerd, kubelet; the chart in-cluster)" tests/node/run.sh
 
 if [ ${#failed[@]} -gt 0 ]; then

@@ -652,6 +652,14 @@ EOF
   fi
 fi
 
+# --- SBOMs in the bundle (supply chain; tests/supply/run.sh checks their contents)
+section "SBOMs in the bundle"
+for bin in pod-reloader pod-reloader-hooks; do
+  check "bundle: sbom/$bin.cdx.json is the CycloneDX SBOM scripts/images.sh wrote" bash -c "
+    jq -e '.bomFormat == \"CycloneDX\" and (.components | length > 0)' '$WORK/bundle/sbom/$bin.cdx.json' >/dev/null &&
+    cmp '$WORK/bundle/sbom/$bin.cdx.json' '$WORK/build1/sbom/$bin.cdx.json'"
+done
+
 # --- 4. lint -----------------------------------------------------------------------
 section "lint"
 if command -v shellcheck >/dev/null; then
