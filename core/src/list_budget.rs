@@ -18,7 +18,12 @@
 //! A workload whose new patterns would take its namespace (or the cluster)
 //! over budget keeps no reload list at all; the rest of its policy applies.
 //! What a workload was charged is returned when it is deleted or its
-//! annotations change (its new lists are then charged anew).
+//! annotations change (its new lists are then charged anew). A refused
+//! workload is not admitted later on its own when room is made: it is
+//! charged again when its annotations change or the controller restarts.
+//! After a restart the workloads are charged in the order they are listed
+//! (by kind stream, then by name), so under a full budget the ones that
+//! keep their lists may differ from before.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -57,7 +62,7 @@ pub enum Scope {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
     "the reload lists need {} KiB of compiled patterns new to {} {} KiB of its {} KiB are in use; lists not used",
-    kib(*.needed), scope_name(*.scope, .namespace), kib(*.in_use), kib(*.limit)
+    .needed.div_ceil(1024), scope_name(*.scope, .namespace), .in_use / 1024, .limit / 1024
 )]
 pub struct OverBudget {
     pub scope: Scope,
@@ -65,10 +70,6 @@ pub struct OverBudget {
     pub needed: usize,
     pub in_use: usize,
     pub limit: usize,
-}
-
-fn kib(bytes: usize) -> usize {
-    bytes.div_ceil(1024)
 }
 
 fn scope_name(scope: Scope, namespace: &str) -> String {

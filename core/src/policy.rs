@@ -251,7 +251,9 @@ impl WorkloadPolicy {
                 Some(Source::PodTemplate) => template,
                 _ => meta,
             };
-            keys.extend(annotations::reload_list(kind).names().into_iter().filter_map(|n| map.get(n).map(|v| (n, v.as_str()))));
+            keys.extend(
+                annotations::reload_list(kind).names().into_iter().filter_map(|n| map.get(n).map(|v| (n, v.as_str()))),
+            );
         }
         self.configmap.reload_list = Vec::new();
         self.secret.reload_list = Vec::new();
