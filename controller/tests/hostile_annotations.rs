@@ -10,6 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Patch, PatchParams};
 use pod_reloader_testsupport::{ControllerProcess, TestNamespace, admin_client, wait_for};
@@ -253,4 +254,166 @@ async fn a_200_kib_malformed_value_gives_a_short_event_and_log_line() {
     let longest = log.lines().map(str::len).max().unwrap_or(0);
     assert!(longest < 4096, "a log line of {longest} bytes");
     assert!(log.contains("(truncated, 204800 bytes)"), "the log marks the cut");
+}
+
+/// The namespace of each Warning's object, with its note, for every
+/// InvalidAnnotation Warning in `ns` (one list of the namespace's events).
+async fn invalid_annotation_notes(client: &kube::Client, ns: &str) -> Vec<(String, String)> {
+    let api: kube::Api<k8s_openapi::api::events::v1::Event> = kube::Api::namespaced(client.clone(), ns);
+    let list = api.list(&Default::default()).await.expect("list events");
+    list.items
+        .into_iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some("InvalidAnnotation"))
+        .map(|e| {
+            let name = e.regarding.and_then(|r| r.name).unwrap_or_default();
+            (name, e.note.unwrap_or_default())
+        })
+        .collect()
+}
+
+/// A Deployment of no replicas (no pods, no ReplicaSet churn) with `annotations`.
+fn idle_deployment(name: &str, annotations: &serde_json::Value, uses: Use) -> serde_json::Value {
+    let mut d = workload("Deployment", name, annotations, &json!({}), pod_spec(Res::ConfigMap, "cfg", uses));
+    d["spec"]["replicas"] = json!(0);
+    d
+}
+
+/// 64 distinct large patterns (each compiles to about 24 KiB; no comma,
+/// which would split the entry), unique to Deployment `d` and list `l`.
+fn near_limit_list(d: usize, l: usize) -> String {
+    (0..64).map(|i| format!("f{d}-{l}-{i}-[a-z0-9.-]{{230}}")).collect::<Vec<_>>().join(",")
+}
+
+const FLOOD: usize = 300;
+const TOP_UP: usize = 100;
+
+/// 300 Deployments in one namespace, each with its own lists of large
+/// patterns (the per-workload bound alone lets each hold 512 KiB), then 100
+/// with a name each to fill what room is left: the namespace's budget stops
+/// them, the controller stays small, and reloads go on elsewhere and for
+/// what the namespace had before the flood; what comes after is refused.
+///
+/// Before the budget (and the shared patterns) the controller went from
+/// 35.7 MiB idle to 234 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_distinct_lists_is_held_to_the_namespace_budget() {
+    let client = admin_client().await;
+    let flood_ns = TestNamespace::create(&client, "flood").await;
+    let calm_ns = TestNamespace::create(&client, "calm").await;
+    let (f, o) = (flood_ns.name.clone(), calm_ns.name.clone());
+    let args = [format!("--namespaces={f},{o}"), "--coalesce-window=0".to_string()];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut c = ControllerProcess::spawn(BIN, &args);
+    c.wait_ready(Duration::from_secs(30)).await;
+    for ns in [&f, &o] {
+        create(&client, ns, configmap("cfg", json!({"key": "v1"}), json!({}), json!({}))).await;
+    }
+    // Followed by reference (auto) in the other namespace; by a small list in the flooded one, before the flood.
+    create(&client, &o, idle_deployment("calm", &json!({"reloader.stakater.com/auto": "true"}), Use::EnvFrom)).await;
+    create(&client, &f, idle_deployment("early", &json!({CM_LIST: "cfg"}), Use::Nothing)).await;
+    wait_indexed(&c, 2).await;
+    let idle = rss(&mut c);
+
+    // Six requests at a time.
+    let creator = {
+        let (client, f) = (client.clone(), f.clone());
+        tokio::spawn(async move {
+            futures::stream::iter(0..FLOOD)
+                .map(|d| {
+                    let (client, f) = (client.clone(), f.clone());
+                    async move {
+                        let lists = json!({
+                            CM_LIST: near_limit_list(d, 0),
+                            CM_LIST_DH: near_limit_list(d, 1),
+                            SECRET_LIST: near_limit_list(d, 2),
+                            SECRET_LIST_DH: near_limit_list(d, 3),
+                        });
+                        create(&client, &f, idle_deployment(&format!("flood-{d}"), &lists, Use::Nothing)).await;
+                    }
+                })
+                .buffer_unordered(6)
+                .collect::<Vec<()>>()
+                .await
+        })
+    };
+    let started = std::time::Instant::now();
+    let mut peak = idle;
+    while !creator.is_finished() {
+        peak = peak.max(peak_rss(&mut c, Duration::from_millis(500)).await);
+    }
+    creator.await.expect("flood created");
+    eprintln!("{FLOOD} Deployments created in {:?}", started.elapsed());
+    // RSS sampled until every Deployment is indexed.
+    let indexed = "reloader_watched_resources_total{kind=\"Deployment\"}";
+    while c.metric(indexed).await.map(|n| n as usize) != Some(FLOOD + 2) {
+        assert!(started.elapsed() < Duration::from_secs(300), "{FLOOD} Deployments not indexed in 300 s");
+        peak = peak.max(peak_rss(&mut c, Duration::from_millis(500)).await);
+    }
+    eprintln!("{FLOOD} Deployments indexed {:?} after the flood began", started.elapsed());
+    peak = peak.max(peak_rss(&mut c, Duration::from_secs(3)).await);
+    eprintln!("RSS idle {idle} KiB, peak during and after the flood {peak} KiB");
+
+    // The large lists leave less room than one of them needs; small lists
+    // of one name each fill it up.
+    futures::stream::iter(0..TOP_UP)
+        .map(|d| {
+            let (client, f) = (&client, &f);
+            async move {
+                let list = json!({CM_LIST: format!("top-{d}")});
+                create(client, f, idle_deployment(&format!("top-{d}"), &list, Use::Nothing)).await;
+            }
+        })
+        .buffer_unordered(6)
+        .collect::<Vec<()>>()
+        .await;
+    // Created after the flood, with a small list of its own: refused too.
+    create(&client, &f, idle_deployment("late", &json!({CM_LIST: "cf[g]"}), Use::Nothing)).await;
+    wait_for("every Deployment indexed", Duration::from_secs(60), || async {
+        (c.metric(indexed).await? as usize == FLOOD + TOP_UP + 3).then_some(())
+    })
+    .await;
+
+    // The over-budget Deployments and `late` are told why; `early` is not.
+    let over_budget = wait_for("budget Warnings on the flood and on late", Duration::from_secs(120), || {
+        let (client, f) = (&client, &f);
+        async move {
+            let notes = invalid_annotation_notes(client, f).await;
+            let refused: std::collections::BTreeSet<String> =
+                notes.into_iter().filter(|(_, note)| note.contains("namespace budget")).map(|(n, _)| n).collect();
+            let flood = refused.iter().filter(|n| n.starts_with("flood-")).count();
+            let topped_up = refused.iter().any(|n| n.starts_with("top-"));
+            (refused.contains("late") && topped_up && flood >= FLOOD * 9 / 10).then_some(refused)
+        }
+    })
+    .await;
+    assert!(!over_budget.contains("early"), "early kept its list");
+    let late_note = invalid_annotation_notes(&client, &f)
+        .await
+        .into_iter()
+        .find(|(n, _)| n == "late")
+        .map(|(_, note)| note)
+        .expect("late's Warning");
+    assert!(late_note.contains(CM_LIST) && late_note.contains("KiB"), "names the key and the budget: {late_note}");
+    let refused = |prefix: &str| over_budget.iter().filter(|n| n.starts_with(prefix)).count();
+    eprintln!(
+        "refused: {} of {FLOOD} large, {} of {TOP_UP} small; late's Warning: {late_note}",
+        refused("flood-"),
+        refused("top-")
+    );
+
+    // Reloads go on: in the other namespace, and in this one for `early`; `late` has no list to follow.
+    for ns in [&f, &o] {
+        set_value(&client, ns, Res::ConfigMap, "cfg", "v2").await;
+    }
+    for (ns, name) in [(&o, "calm"), (&f, "early")] {
+        wait_for(&format!("{name} reloaded"), Duration::from_secs(60), || async {
+            let t = pod_template(&client, ns, "Deployment", name).await?;
+            (env_value(&t, "app", "STAKATER_CFG_CONFIGMAP")? == sha1_hex(b"key=v2")).then_some(())
+        })
+        .await;
+    }
+    let late = pod_template(&client, &f, "Deployment", "late").await.expect("late's template");
+    assert_eq!(env_value(&late, "app", "STAKATER_CFG_CONFIGMAP"), None, "late's refused list rolled it");
+    let end = peak_rss(&mut c, Duration::from_secs(1)).await;
+    eprintln!("RSS at the end {end} KiB");
 }

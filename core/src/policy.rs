@@ -14,6 +14,7 @@
 //! applies.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use regex_automata::meta::{self, Regex};
@@ -24,6 +25,7 @@ use sha1::{Digest, Sha1};
 use crate::annotations::{self, Key, WORKLOAD_KEYS};
 use crate::duration::{WANT_DURATION, parse_go_duration};
 use crate::keys::ResourceKind;
+use crate::pattern_pool::{CompiledPattern, PatternPool};
 use crate::quote::UserValue;
 
 /// What one workload's annotations may make the controller compile and keep.
@@ -104,12 +106,9 @@ pub enum Source {
 }
 
 /// One entry of a reload list: the text as written and its anchored regex
-/// (compiled for bytes in ASCII mode; see `compile`).
-#[derive(Clone, Debug)]
-pub struct ListEntry {
-    pub pattern: String,
-    pub regex: Regex,
-}
+/// (compiled for bytes in ASCII mode; see `compile`), shared with every
+/// other list holding the same text (see `pattern_pool`).
+pub type ListEntry = Arc<CompiledPattern>;
 
 /// The policy for one resource kind (ConfigMaps or Secrets).
 #[derive(Clone, Debug, Default)]
@@ -230,6 +229,41 @@ impl WorkloadPolicy {
             .all(|k| k.auto == Flag::Unset && k.typed_auto == Flag::Unset && !k.search && k.reload_list.is_empty())
     }
 
+    /// Every compiled pattern of the reload lists (both kinds).
+    pub fn patterns(&self) -> Vec<ListEntry> {
+        self.configmap.reload_list.iter().chain(&self.secret.reload_list).cloned().collect()
+    }
+
+    /// Drops both reload lists, the rest of the policy kept, and reports it
+    /// as one problem on the first list key set, naming every list key set
+    /// (`why`: the budget broken). It goes first: the Warning's note is cut
+    /// at 1 KiB, and the other problems of hostile lists are long.
+    /// `meta` and `template` are the annotations the policy was parsed from.
+    pub fn refuse_lists(
+        &mut self,
+        meta: &BTreeMap<String, String>,
+        template: &BTreeMap<String, String>,
+        why: impl std::fmt::Display,
+    ) {
+        let mut keys: Vec<(&'static str, &str)> = Vec::new();
+        for kind in [ResourceKind::ConfigMap, ResourceKind::Secret] {
+            let map = match self.for_kind(kind).source {
+                Some(Source::PodTemplate) => template,
+                _ => meta,
+            };
+            keys.extend(
+                annotations::reload_list(kind).names().into_iter().filter_map(|n| map.get(n).map(|v| (n, v.as_str()))),
+            );
+        }
+        self.configmap.reload_list = Vec::new();
+        self.secret.reload_list = Vec::new();
+        let Some(&(first, first_value)) = keys.first() else {
+            return;
+        };
+        let names: Vec<&str> = keys.iter().map(|(n, _)| *n).collect();
+        self.problems.insert(0, Problem::new(first, first_value, format!("{why}: {}", names.join(", "))));
+    }
+
     /// Parses the annotations of a workload (`meta`) and its pod template (`template`).
     pub fn parse(meta: &BTreeMap<String, String>, template: &BTreeMap<String, String>) -> Self {
         let mut problems = Vec::new();
@@ -314,8 +348,8 @@ fn parse_kind(
             let mut invalid = Skipped::new(name);
             let mut budget = limits::LIST_REGEX_BUDGET;
             for pattern in entries(name, value, problems) {
-                match compile(pattern).and_then(|r| take_budget(r, &mut budget)) {
-                    Ok(regex) => reload_list.push(ListEntry { pattern: pattern.to_string(), regex }),
+                match PatternPool::global().get(pattern).and_then(|p| take_budget(p, &mut budget)) {
+                    Ok(entry) => reload_list.push(entry),
                     Err(e) => invalid.add(pattern, || format!("{e}, entry skipped")),
                 }
             }
@@ -344,11 +378,12 @@ pub enum PatternError {
     OverBudget,
 }
 
-/// Keeps `regex` if its memory fits in what is left of the list's budget.
-fn take_budget(regex: Regex, budget: &mut usize) -> Result<Regex, PatternError> {
-    let size = regex.memory_usage();
-    *budget = budget.checked_sub(size).ok_or(PatternError::OverBudget)?;
-    Ok(regex)
+/// Keeps `entry` if its memory fits in what is left of the list's budget.
+/// (A pattern shared with other workloads counts in full here: the list
+/// budget bounds what one workload may make the controller hold.)
+fn take_budget(entry: ListEntry, budget: &mut usize) -> Result<ListEntry, PatternError> {
+    *budget = budget.checked_sub(entry.size()).ok_or(PatternError::OverBudget)?;
+    Ok(entry)
 }
 
 /// The non-empty, trimmed entries of a comma-separated list, at most

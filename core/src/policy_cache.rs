@@ -10,11 +10,17 @@
 //! Bounded: one entry per workload of the stream, removed when the workload
 //! is deleted, and entries for workloads that a re-list no longer shows are
 //! dropped when the re-list ends.
+//!
+//! Each parsed policy's reload lists are charged to its namespace's
+//! [`ListBudget`] (shared by the streams of every kind); lists that do not
+//! fit are refused. The charge is returned whenever the cache lets go of
+//! the policy: the workload is deleted, not listed again, or parsed anew.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::keys::WorkloadKey;
+use crate::list_budget::ListBudget;
 use crate::policy::{PolicyDigest, WorkloadPolicy};
 
 struct Cached {
@@ -22,17 +28,28 @@ struct Cached {
     policy: Arc<WorkloadPolicy>,
 }
 
-#[derive(Default)]
 pub struct PolicyCache {
     current: HashMap<WorkloadKey, Cached>,
     /// During a re-list: the entries of before it, moved to `current` as
     /// their workloads are listed again.
     before_relist: Option<HashMap<WorkloadKey, Cached>>,
+    budget: Arc<ListBudget>,
+}
+
+impl Default for PolicyCache {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl PolicyCache {
+    /// A cache charging the process-wide budget ([`ListBudget::global`]).
     pub fn new() -> Self {
-        Self::default()
+        Self::with_budget(ListBudget::global())
+    }
+
+    pub fn with_budget(budget: Arc<ListBudget>) -> Self {
+        PolicyCache { current: HashMap::new(), before_relist: None, budget }
     }
 
     /// The policy for `key` given its annotations, parsed only when they
@@ -59,7 +76,11 @@ impl PolicyCache {
         {
             return (c.policy.clone(), false);
         }
-        let policy = Arc::new(WorkloadPolicy::parse(meta, template));
+        let mut policy = WorkloadPolicy::parse(meta, template);
+        if let Err(over) = self.budget.charge(key, &policy.patterns()) {
+            policy.refuse_lists(meta, template, over);
+        }
+        let policy = Arc::new(policy);
         self.current.insert(key.clone(), Cached { digest, policy: policy.clone() });
         (policy, true)
     }
@@ -70,6 +91,7 @@ impl PolicyCache {
         if let Some(b) = self.before_relist.as_mut() {
             b.remove(key);
         }
+        self.budget.release(key);
     }
 
     /// A full list starts: what it does not list again is dropped at its end.
@@ -83,7 +105,9 @@ impl PolicyCache {
     }
 
     pub fn relist_done(&mut self) {
-        self.before_relist = None;
+        for key in self.before_relist.take().unwrap_or_default().keys() {
+            self.budget.release(key);
+        }
     }
 
     /// How many policies are kept.
@@ -93,6 +117,16 @@ impl PolicyCache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl Drop for PolicyCache {
+    /// A stream that ends returns what its workloads were charged.
+    fn drop(&mut self) {
+        let before = self.before_relist.take().unwrap_or_default();
+        for key in self.current.keys().chain(before.keys()) {
+            self.budget.release(key);
+        }
     }
 }
 
@@ -142,6 +176,53 @@ mod tests {
         assert!(parsed);
     }
 
+    /// A reload list of `n` distinct large patterns (about 29 KiB each as
+    /// the namespace budget counts them), unique to `tag`.
+    fn heavy_list(tag: &str, n: usize) -> String {
+        (0..n).map(|i| format!("{tag}-{i}-[a-z0-9.-]{{230}}")).collect::<Vec<_>>().join(",")
+    }
+
+    #[test]
+    fn lists_over_the_namespace_budget_are_refused_and_returned_on_delete_or_change() {
+        let budget = Arc::new(ListBudget::new(512 * 1024, 8 << 20));
+        let mut cache = PolicyCache::with_budget(budget.clone());
+        let cm = "configmap.reloader.stakater.com/reload";
+        let small = map(&[(cm, "cfg")]);
+        let (early, _) = cache.policy(&key("early"), &small, &map(&[]));
+        assert!(early.configmap.listed("cfg").is_some());
+        // Four lists of 4 × 29 KiB fill 512 KiB with `early`; the fifth workload's do not fit.
+        let mut refused = Vec::new();
+        for w in 0..5 {
+            let ann = map(&[(cm, &heavy_list(&format!("w{w}"), 4)), ("reloader.stakater.com/auto", "true")]);
+            let (p, _) = cache.policy(&key(&format!("w{w}")), &ann, &map(&[]));
+            if p.configmap.reload_list.is_empty() {
+                assert!(p.configmap.auto.is_true(), "the rest of the policy applies");
+                let shown: Vec<String> = p.problems.iter().map(ToString::to_string).collect();
+                assert_eq!(shown.len(), 1, "{shown:?}");
+                assert!(shown[0].contains(cm) && shown[0].contains("namespace budget"), "{shown:?}");
+                assert!(shown[0].contains("512 KiB"), "{shown:?}");
+                refused.push(w);
+            }
+        }
+        assert_eq!(refused, [4], "used {} bytes", budget.used("ns"));
+        assert!(budget.used("ns") <= 512 * 1024);
+        // A workload whose list names only patterns the namespace holds costs nothing more.
+        let (shared, _) = cache.policy(&key("shared"), &small, &map(&[]));
+        assert!(shared.configmap.listed("cfg").is_some());
+        // Deleting w0 returns its share: w4 fits when its annotations change.
+        cache.remove(&key("w0"));
+        let ann = map(&[(cm, &heavy_list("w4", 2))]);
+        let (p, parsed) = cache.policy(&key("w4"), &ann, &map(&[]));
+        assert!(parsed && p.configmap.reload_list.len() == 2 && p.problems.is_empty(), "{:?}", p.problems);
+        // w1 changes to a small list: its heavy patterns are returned.
+        let before = budget.used("ns");
+        cache.policy(&key("w1"), &map(&[(cm, "other")]), &map(&[]));
+        assert!(budget.used("ns") < before - 100 * 1024);
+        // Dropping the cache (the stream ended) returns everything.
+        drop(cache);
+        assert_eq!(budget.total(), 0);
+    }
+
     #[test]
     fn deletes_and_relists_prune() {
         let mut cache = PolicyCache::new();
@@ -164,5 +245,19 @@ mod tests {
         assert!(!parsed);
         cache.relist_done();
         assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn workloads_gone_at_a_relist_return_their_charge() {
+        let budget = Arc::new(ListBudget::new(1 << 20, 1 << 20));
+        let mut cache = PolicyCache::with_budget(budget.clone());
+        let cm = "configmap.reloader.stakater.com/reload";
+        cache.policy(&key("a"), &map(&[(cm, "a-.*")]), &map(&[]));
+        cache.policy(&key("b"), &map(&[(cm, "b-.*")]), &map(&[]));
+        let both = budget.used("ns");
+        cache.relist_started();
+        cache.policy(&key("a"), &map(&[(cm, "a-.*")]), &map(&[]));
+        cache.relist_done();
+        assert!(budget.used("ns") > 0 && budget.used("ns") < both, "b's share returned");
     }
 }
