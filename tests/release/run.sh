@@ -127,7 +127,7 @@ variant() { # variant NAME PYTHON: module.yaml edited by a Python statement on `
 expect_fail "requirements.bootstrapped: true (the old module.yaml) does not decode" "cannot unmarshal bool into Go struct field" \
   "$DHCHECK" module-yaml "$(variant mod-bootstrapped.yaml 's = s.replace("requirements:\n", "requirements:\n  bootstrapped: true\n")')"
 expect_fail "enabledInBundles is refused: the module would be enabled without a ModuleConfig" "without a ModuleConfig" \
-  "$DHCHECK" module-yaml -explicit-enable "$(variant mod-bundles.yaml 's += "accessibility:\n  editions:\n    _default:\n      available: true\n      enabledInBundles: [Default]\n"')"
+  "$DHCHECK" module-yaml -explicit-enable "$(variant mod-bundles.yaml 's = s.replace("      available: true\n", "      available: true\n      enabledInBundles: [Default]\n")')"
 expect_fail "an unknown module.yaml field is refused" 'unknown field "enabled"' \
   "$DHCHECK" module-yaml "$(variant mod-unknown.yaml 's += "enabled: true\n"')"
 expect_fail "a requirement that is not a version range is refused" "not a version range" \
