@@ -278,7 +278,10 @@ mod tests {
 
     #[test]
     fn reloader_forms_mix_with_standard_terms() {
-        assert_eq!(reloader("team:a,reloader:*,env=*,tier in (web,api),!legacy,x!=y"), "team=a,reloader,env,tier in (web,api),!legacy,x!=y");
+        assert_eq!(
+            reloader("team:a,reloader:*,env=*,tier in (web,api),!legacy,x!=y"),
+            "team=a,reloader,env,tier in (web,api),!legacy,x!=y"
+        );
         assert_eq!(reloader(""), "");
     }
 

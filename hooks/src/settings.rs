@@ -221,9 +221,8 @@ pub fn convert(inputs: &Inputs) -> Result<Converted, Vec<Violation>> {
     let resource_sel = parse_selector("resourceLabelSelector", &s.resource_label_selector)
         .map_err(|e| errors.push(e))
         .unwrap_or_default();
-    let namespace_sel = parse_selector("namespaceSelector", &s.namespace_selector)
-        .map_err(|e| errors.push(e))
-        .unwrap_or_default();
+    let namespace_sel =
+        parse_selector("namespaceSelector", &s.namespace_selector).map_err(|e| errors.push(e)).unwrap_or_default();
     if let Err(e) = crate::netpol::webhook_target(inputs) {
         errors.push(e);
     }
