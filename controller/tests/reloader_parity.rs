@@ -175,3 +175,84 @@ async fn each_flag_without_effect_logs_why_at_start() {
     }
     assert!(logs.contains("level-triggered"), "sync-after-restart says why:\n{logs}");
 }
+
+/// A reload the apiserver refuses is reported as Reloader reports it: a
+/// Warning event with reason `ReloadFail` on the workload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_reload_is_a_reload_fail_event() {
+    use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
+    use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+
+    let client = admin_client().await;
+    let ns = TestNamespace::create(&client, "reloadfail").await;
+    let n = ns.name.as_str();
+    create(&client, n, configmap("cfg", json!({"key": "v1"}), json!({}), json!({}))).await;
+    let auto = json!({"reloader.stakater.com/auto": "true"});
+    create(
+        &client,
+        n,
+        workload("Deployment", "frozen", &auto, &json!({}), pod_spec(Res::ConfigMap, "cfg", Use::EnvFrom)),
+    )
+    .await;
+    // An admission policy that refuses any change of this namespace's pod
+    // templates: a reload is refused, a metadata-only record is not.
+    let policy_name = format!("freeze-templates-{n}");
+    let policy: ValidatingAdmissionPolicy = serde_json::from_value(json!({
+        "metadata": {"name": policy_name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["UPDATE"], "resources": ["deployments"]
+            }]},
+            "validations": [{
+                "expression": "object.spec.template.spec == oldObject.spec.template.spec",
+                "message": "pod templates are frozen in this namespace"
+            }]
+        }
+    }))
+    .unwrap();
+    let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(json!({
+        "metadata": {"name": policy_name},
+        "spec": {
+            "policyName": policy_name,
+            "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": n}}}
+        }
+    }))
+    .unwrap();
+    let policies: kube::Api<ValidatingAdmissionPolicy> = kube::Api::all(client.clone());
+    let bindings: kube::Api<ValidatingAdmissionPolicyBinding> = kube::Api::all(client.clone());
+    policies.create(&PostParams::default(), &policy).await.unwrap();
+    bindings.create(&PostParams::default(), &binding).await.unwrap();
+    // Policies load asynchronously: wait until a dry-run template change is refused.
+    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> = kube::Api::namespaced(client.clone(), n);
+    let probe = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "env": [{"name": "PROBE", "value": "1"}]}]}}}});
+    wait_for("the admission policy enforced", Duration::from_secs(30), || async {
+        let r = deployments.patch("frozen", &PatchParams::default().dry_run(), &Patch::Strategic(probe.clone())).await;
+        r.is_err().then_some(())
+    })
+    .await;
+
+    let c = ControllerProcess::start(BIN, &[&format!("--namespaces={n}"), "--coalesce-window=0"]).await;
+    wait_for("Deployment indexed", Duration::from_secs(30), || async {
+        let v = c.metric("reloader_watched_resources_total{kind=\"Deployment\"}").await?;
+        (v as usize == 1).then_some(())
+    })
+    .await;
+    set_value(&client, n, Res::ConfigMap, "cfg", "v2").await;
+    let events = wait_for("a ReloadFail Warning on the Deployment", Duration::from_secs(30), || async {
+        let ev = events_for(&client, n, "frozen").await;
+        ev.iter().any(|(t, r, _)| t == "Warning" && r == "ReloadFail").then_some(ev)
+    })
+    .await;
+    let _ = bindings.delete(&policy_name, &DeleteParams::default()).await;
+    let _ = policies.delete(&policy_name, &DeleteParams::default()).await;
+    let (_, _, note) = events.iter().find(|(_, r, _)| r == "ReloadFail").unwrap();
+    assert!(
+        note.contains("cfg") && note.contains("frozen in this namespace"),
+        "the note names the ConfigMap and the refusal: {note}"
+    );
+    assert!(events.iter().all(|(_, r, _)| r != "ReloadFailed"), "no event under the old reason: {events:?}");
+    let t = pod_template(&client, n, "Deployment", "frozen").await.unwrap();
+    assert!(all_env_names(&t).is_empty(), "the refused reload changed nothing");
+}
