@@ -109,13 +109,13 @@ fn convert_reloader_term(term: &str) -> String {
     if t.contains('(') {
         return t.to_string();
     }
-    if !t.contains('=') {
-        if let Some((k, v)) = t.split_once(':') {
-            return match v.trim() {
-                "*" => k.trim().to_string(),
-                v => format!("{}={v}", k.trim()),
-            };
-        }
+    if !t.contains('=')
+        && let Some((k, v)) = t.split_once(':')
+    {
+        return match v.trim() {
+            "*" => k.trim().to_string(),
+            v => format!("{}={v}", k.trim()),
+        };
     }
     match t.split_once('=') {
         Some((k, v)) if v.trim() == "*" && !k.ends_with('!') => k.trim().to_string(),
