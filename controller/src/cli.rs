@@ -89,7 +89,36 @@ pub struct RunFlags {
     /// it from a Secret); without it the record holds bare SHA-1s.
     #[arg(long, global = true)]
     pub record_key_file: Option<String>,
+    /// Reloader's; accepted, nothing to do: every start reconciles (see the start log).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = go_bool)]
+    pub sync_after_restart: Option<bool>,
+    /// Reloader's; accepted, nothing to do: there is no Go profiler here.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = go_bool)]
+    pub enable_pprof: Option<bool>,
+    /// Reloader's; accepted with --enable-pprof, nothing to do.
+    #[arg(long)]
+    pub pprof_addr: Option<String>,
+    /// Accepted (Reloader's chart has passed it), nothing to do: nothing here is OpenShift-specific.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = go_bool)]
+    pub is_openshift: Option<bool>,
 }
+
+/// Parses a boolean as Go's `strconv.ParseBool` does (Reloader's flag parser):
+/// 1, t, T, TRUE, true, True and their false counterparts.
+fn go_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        other => Err(format!("{other:?} is not a boolean (want true or false)")),
+    }
+}
+
+/// Why a Reloader flag that is accepted needs nothing here: one line per flag given.
+const SYNC_AFTER_RESTART: &str = "pod-reloader is level-triggered: after every start it compares each workload's \
+    recorded hashes with its ConfigMaps and Secrets and reloads what changed while it was down, without replaying creates";
+const PPROF: &str = "pprof is Go's profiler and pod-reloader is not a Go program; its work and memory are in /metrics";
+const OPENSHIFT: &str = "nothing here is OpenShift-specific: Deployments, DaemonSets, StatefulSets, CronJobs, Jobs and \
+    Rollouts are handled alike everywhere, and DeploymentConfigs are not reloaded (Reloader dropped them in v1.4.5)";
 
 impl RunFlags {
     /// Lays the given flags over `settings`.
@@ -122,6 +151,20 @@ impl RunFlags {
     }
 }
 
+impl RunFlags {
+    /// The Reloader flags given that have no effect here, each with the
+    /// reason, for one log line apiece at start.
+    pub fn accepted_without_effect(&self) -> Vec<(&'static str, &'static str)> {
+        let given = [
+            ("--sync-after-restart", self.sync_after_restart.is_some(), SYNC_AFTER_RESTART),
+            ("--enable-pprof", self.enable_pprof.is_some(), PPROF),
+            ("--pprof-addr", self.pprof_addr.is_some(), PPROF),
+            ("--is-openshift", self.is_openshift.is_some(), OPENSHIFT),
+        ];
+        given.into_iter().filter(|(_, given, _)| *given).map(|(flag, _, why)| (flag, why)).collect()
+    }
+}
+
 /// Trims entries and drops empty ones (`--namespaces=a,,b ` → a, b).
 fn clean(v: &[String]) -> Vec<String> {
     v.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
@@ -149,5 +192,78 @@ mod tests {
         assert_eq!(s.namespaces, ["a", "b"]);
         assert_eq!(s.coalesce_window, "2s");
         assert_eq!(s.record_key_file, "/k");
+    }
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("pod-reloader").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?} refused: {e}"))
+    }
+
+    fn flags_of(cli: &Cli) -> Vec<&'static str> {
+        cli.run.accepted_without_effect().into_iter().map(|(f, _)| f).collect()
+    }
+
+    #[test]
+    fn reloader_flags_without_effect_are_accepted_in_every_spelling() {
+        // Booleans bare, with =value (Go's spellings) and, as clap allows, a separate value.
+        for args in [
+            &["--sync-after-restart", "--enable-pprof", "--pprof-addr=:6060", "--is-openshift"][..],
+            &["--sync-after-restart=true", "--enable-pprof=True", "--pprof-addr", ":6061", "--is-openshift=1"],
+            &["--sync-after-restart=false", "--enable-pprof=F", "--pprof-addr=127.0.0.1:6060", "--is-openshift=FALSE"],
+        ] {
+            let cli = parse(args);
+            assert_eq!(
+                flags_of(&cli),
+                ["--sync-after-restart", "--enable-pprof", "--pprof-addr", "--is-openshift"],
+                "{args:?}"
+            );
+        }
+        let cli = parse(&["--enable-pprof", "--pprof-addr", ":6060", "--sync-after-restart", "true"]);
+        assert_eq!(cli.run.enable_pprof, Some(true));
+        assert_eq!(cli.run.pprof_addr.as_deref(), Some(":6060"));
+        assert_eq!(cli.run.sync_after_restart, Some(true));
+    }
+
+    #[test]
+    fn each_flag_without_effect_says_why() {
+        let cli = parse(&["--sync-after-restart", "--enable-pprof", "--pprof-addr=:6060", "--is-openshift"]);
+        let notes = cli.run.accepted_without_effect();
+        assert!(notes.iter().find(|(f, _)| *f == "--sync-after-restart").unwrap().1.contains("level-triggered"));
+        assert!(notes.iter().find(|(f, _)| *f == "--enable-pprof").unwrap().1.contains("/metrics"));
+        assert!(notes.iter().find(|(f, _)| *f == "--is-openshift").unwrap().1.contains("OpenShift"));
+        assert!(parse(&[]).run.accepted_without_effect().is_empty(), "nothing logged when none is given");
+    }
+
+    #[test]
+    fn flags_without_effect_change_no_setting() {
+        let with = parse(&["--sync-after-restart", "--enable-pprof", "--pprof-addr=:6060", "--is-openshift"]);
+        let without = parse(&[]);
+        let (a, b) = (with.run.overlay(Settings::default()), without.run.overlay(Settings::default()));
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn bad_boolean_is_refused_with_the_flag_named() {
+        let e = Cli::try_parse_from(["pod-reloader", "--enable-pprof=yes"]).unwrap_err().to_string();
+        assert!(e.contains("--enable-pprof") && e.contains("\"yes\" is not a boolean"), "{e}");
+    }
+
+    #[test]
+    fn is_argo_rollouts_keeps_its_effect() {
+        let s = parse(&["--is-Argo-Rollouts=true"]).run.overlay(Settings::default());
+        assert!(s.argo_rollouts);
+        let s = parse(&["--is-Argo-Rollouts"]).run.overlay(Settings::default());
+        assert!(s.argo_rollouts);
+        let s =
+            parse(&["--is-Argo-Rollouts=false"]).run.overlay(Settings { argo_rollouts: true, ..Default::default() });
+        assert!(!s.argo_rollouts);
+    }
+
+    #[test]
+    fn reloader_log_levels_fatal_and_panic_mean_error() {
+        for level in ["fatal", "panic"] {
+            let s = parse(&[&format!("--log-level={level}")]).run.overlay(Settings::default());
+            assert_eq!(s.validate().unwrap().log_level, "error", "{level}");
+        }
     }
 }

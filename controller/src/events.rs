@@ -1,5 +1,5 @@
 //! Kubernetes Events on workloads (`kubectl describe` shows them):
-//! `Reloaded` (Normal), `ReloadFailed` and `InvalidAnnotation` (Warning).
+//! `Reloaded` (Normal), `ReloadFail` and `InvalidAnnotation` (Warning).
 //! Messages name the ConfigMap/Secret, never its data.
 //!
 //! The apiserver refuses an `events.k8s.io/v1` Event whose note is over

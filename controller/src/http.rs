@@ -1,4 +1,4 @@
-//! The HTTP server: /metrics, /healthz, /readyz.
+//! The HTTP server: /metrics, /healthz (and Reloader's /live), /readyz.
 
 use std::sync::Arc;
 
@@ -20,12 +20,14 @@ pub async fn serve(addr: &str, metrics: Arc<Metrics>, health: Arc<Health>) -> an
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok" }))
+        // Reloader's liveness path: a Reloader manifest's probe keeps working.
+        .route("/live", get(|| async { "ok" }))
         .route("/readyz", get(ready_handler))
         .with_state(Shared { metrics, health });
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on --listen-address {addr}: {e}"))?;
-    tracing::info!(address = addr, "serving /metrics, /healthz, /readyz");
+    tracing::info!(address = addr, "serving /metrics, /healthz, /live, /readyz");
     axum::serve(listener, app).await?;
     Ok(())
 }

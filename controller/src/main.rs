@@ -62,6 +62,9 @@ fn main() -> ExitCode {
         };
     }
     logging::init(&settings);
+    for (flag, why) in cli.run.accepted_without_effect() {
+        tracing::info!(flag, "Reloader flag accepted, nothing to do: {why}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
     let runtime = match runtime {
         Ok(r) => r,

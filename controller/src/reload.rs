@@ -298,7 +298,7 @@ impl Reloader {
                     } else {
                         format!("Reload for {} failed: {e}", resources.join(", "))
                     };
-                    self.events.publish(&reference(key, None), true, "ReloadFailed", note).await;
+                    self.events.publish(&reference(key, None), true, "ReloadFail", note).await;
                     return;
                 }
             }

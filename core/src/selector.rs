@@ -52,22 +52,16 @@ impl Selector {
         Ok(Selector(reqs))
     }
 
-    /// Like [`Selector::parse`], but first converts Reloader's legacy
-    /// `--namespace-selector` forms `key:value` and `key:*`.
-    pub fn parse_namespace_selector(input: &str) -> Result<Self, SelectorError> {
+    /// Like [`Selector::parse`], but first converts the forms Stakater
+    /// Reloader accepts in `--namespace-selector` and
+    /// `--resource-label-selector`: `key:value` → `key=value`, and `key:*`
+    /// or `key=*` → `key` (the key exists). Used for both settings, so a
+    /// Reloader user's selectors keep their meaning.
+    pub fn parse_reloader_forms(input: &str) -> Result<Self, SelectorError> {
         let converted: Vec<String> = split_terms(input)
             .map_err(|r| SelectorError { input: input.into(), reason: r.into() })?
             .into_iter()
-            .map(|t| {
-                let t = t.trim();
-                match t.split_once(':') {
-                    Some((k, "*")) if !t.contains('=') && !t.contains('(') => k.trim().to_string(),
-                    Some((k, v)) if !t.contains('=') && !t.contains('(') => {
-                        format!("{}={}", k.trim(), v.trim())
-                    }
-                    _ => t.to_string(),
-                }
-            })
+            .map(convert_reloader_term)
             .collect();
         Self::parse(&converted.join(",")).map_err(|e| SelectorError { input: input.into(), reason: e.reason })
     }
@@ -104,6 +98,28 @@ impl fmt::Display for Selector {
             })
             .collect();
         f.write_str(&terms.join(","))
+    }
+}
+
+/// One term in Reloader's forms to the standard form; any other term is
+/// returned as it is (trimmed) and judged by [`Selector::parse`]. `key!=*`
+/// and `key==*` are not Reloader forms and stay invalid.
+fn convert_reloader_term(term: &str) -> String {
+    let t = term.trim();
+    if t.contains('(') {
+        return t.to_string();
+    }
+    if !t.contains('=')
+        && let Some((k, v)) = t.split_once(':')
+    {
+        return match v.trim() {
+            "*" => k.trim().to_string(),
+            v => format!("{}={v}", k.trim()),
+        };
+    }
+    match t.split_once('=') {
+        Some((k, v)) if v.trim() == "*" && !k.ends_with('!') => k.trim().to_string(),
+        _ => t.to_string(),
     }
 }
 
@@ -227,9 +243,57 @@ mod tests {
         assert!(Selector::parse("a in (b").is_err());
     }
 
+    fn reloader(input: &str) -> String {
+        Selector::parse_reloader_forms(input).unwrap().to_string()
+    }
+
     #[test]
-    fn legacy_namespace_selector_forms() {
-        let s = Selector::parse_namespace_selector("team:a,reloader:*").unwrap();
-        assert_eq!(s.to_string(), "team=a,reloader");
+    fn reloader_colon_value_form_is_equality() {
+        assert_eq!(reloader("team:a"), "team=a");
+        assert_eq!(reloader(" example.com/team : a "), "example.com/team=a");
+        let s = Selector::parse_reloader_forms("team:a").unwrap();
+        assert_eq!(s, Selector::parse("team=a").unwrap());
+        assert!(s.matches(&labels(&[("team", "a")])));
+        assert!(!s.matches(&labels(&[("team", "b")])));
+    }
+
+    #[test]
+    fn reloader_colon_star_form_is_existence() {
+        assert_eq!(reloader("reloader:*"), "reloader");
+        let s = Selector::parse_reloader_forms("reloader:*").unwrap();
+        assert_eq!(s, Selector(vec![Requirement::Exists("reloader".into())]));
+        assert!(s.matches(&labels(&[("reloader", "anything")])));
+        assert!(!s.matches(&labels(&[("other", "x")])));
+    }
+
+    #[test]
+    fn reloader_equals_star_form_is_existence() {
+        assert_eq!(reloader("reloader=*"), "reloader");
+        assert_eq!(reloader("reloader = *"), "reloader");
+        assert_eq!(
+            Selector::parse_reloader_forms("reloader=*").unwrap(),
+            Selector(vec![Requirement::Exists("reloader".into())])
+        );
+    }
+
+    #[test]
+    fn reloader_forms_mix_with_standard_terms() {
+        assert_eq!(
+            reloader("team:a,reloader:*,env=*,tier in (web,api),!legacy,x!=y"),
+            "team=a,reloader,env,tier in (web,api),!legacy,x!=y"
+        );
+        assert_eq!(reloader(""), "");
+    }
+
+    #[test]
+    fn non_reloader_star_forms_stay_invalid() {
+        for bad in ["k!=*", "k==*", "k*", "k:a:b", "k in (*)", "bad key:a"] {
+            let e = Selector::parse_reloader_forms(bad).unwrap_err();
+            assert_eq!(e.input, bad);
+        }
+        // The standard parser alone never accepts the Reloader forms.
+        for form in ["k:a", "k:*", "k=*"] {
+            assert!(Selector::parse(form).is_err(), "{form}");
+        }
     }
 }

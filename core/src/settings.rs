@@ -192,11 +192,11 @@ impl Settings {
         }
         let namespace_selector = match self.namespace_selector.trim() {
             "" => None,
-            s => Some(Selector::parse_namespace_selector(s).map_err(|e| err("namespaceSelector", s, e.reason))?),
+            s => Some(Selector::parse_reloader_forms(s).map_err(|e| err("namespaceSelector", s, e.reason))?),
         };
         let resource_label_selector = match self.resource_label_selector.trim() {
             "" => None,
-            s => Some(Selector::parse(s).map_err(|e| err("resourceLabelSelector", s, e.reason))?),
+            s => Some(Selector::parse_reloader_forms(s).map_err(|e| err("resourceLabelSelector", s, e.reason))?),
         };
 
         let mut resource_kinds: BTreeSet<ResourceKind> = ResourceKind::ALL.into_iter().collect();
@@ -252,8 +252,11 @@ impl Settings {
         let log_level = match self.log_level.to_ascii_lowercase().as_str() {
             l @ ("trace" | "debug" | "info" | "warn" | "error") => l.to_string(),
             "warning" => "warn".into(),
+            // Reloader's levels above error: this controller never exits on a
+            // log line, so they mean "errors only".
+            "fatal" | "panic" => "error".into(),
             other => {
-                return Err(err("logLevel", other, "want debug, info, warn or error".into()));
+                return Err(err("logLevel", other, "want trace, debug, info, warn, error, fatal or panic".into()));
             }
         };
 
@@ -335,5 +338,27 @@ mod tests {
         assert_eq!(s.validate().unwrap_err().setting, "resourcesToIgnore");
         let s = Settings { coalesce_window: "soon".into(), ..Default::default() };
         assert_eq!(s.validate().unwrap_err().setting, "coalesceWindow");
+    }
+
+    #[test]
+    fn reloader_selector_forms_become_standard_selectors() {
+        let s = Settings {
+            namespace_selector: "team:*".into(),
+            resource_label_selector: "reloader:enabled,tier=*".into(),
+            ..Default::default()
+        };
+        let v = s.validate().unwrap();
+        assert_eq!(v.namespace_selector.unwrap().to_string(), "team");
+        assert_eq!(v.resource_label_selector.unwrap().to_string(), "reloader=enabled,tier");
+    }
+
+    #[test]
+    fn reloader_fatal_and_panic_log_levels_mean_error() {
+        for level in ["fatal", "panic", "Fatal", "PANIC"] {
+            let s = Settings { log_level: level.into(), ..Default::default() };
+            assert_eq!(s.validate().unwrap().log_level, "error", "{level}");
+        }
+        let s = Settings { log_level: "verbose".into(), ..Default::default() };
+        assert_eq!(s.validate().unwrap_err().setting, "logLevel");
     }
 }

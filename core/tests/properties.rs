@@ -57,7 +57,7 @@ proptest! {
             // What parses renders to something that parses to the same.
             prop_assert_eq!(Selector::parse(&sel.to_string()).unwrap(), sel);
         }
-        let _ = Selector::parse_namespace_selector(&s);
+        let _ = Selector::parse_reloader_forms(&s);
         let _ = parse_go_duration(&s);
         let _ = parse_go_duration(&d);
     }

@@ -194,8 +194,8 @@ pub fn selector_value(sel: &Selector) -> Value {
     json!({"selector": sel.to_string(), "matchExpressions": exprs})
 }
 
-fn parse_selector(setting: &str, input: &str, namespace: bool) -> Result<Selector, Violation> {
-    let parsed = if namespace { Selector::parse_namespace_selector(input) } else { Selector::parse(input) };
+fn parse_selector(setting: &str, input: &str) -> Result<Selector, Violation> {
+    let parsed = Selector::parse_reloader_forms(input);
     parsed.map_err(|e| Violation {
         path: format!("$.{setting}"),
         message: format!("{input:?} is not a label selector: {}", e.reason),
@@ -218,12 +218,11 @@ pub fn convert(inputs: &Inputs) -> Result<Converted, Vec<Violation>> {
     let s = &inputs.settings;
     let mut errors = Vec::new();
     let strategy = controller_strategy(s.reload_strategy.as_deref());
-    let resource_sel = parse_selector("resourceLabelSelector", &s.resource_label_selector, false)
+    let resource_sel = parse_selector("resourceLabelSelector", &s.resource_label_selector)
         .map_err(|e| errors.push(e))
         .unwrap_or_default();
-    let namespace_sel = parse_selector("namespaceSelector", &s.namespace_selector, true)
-        .map_err(|e| errors.push(e))
-        .unwrap_or_default();
+    let namespace_sel =
+        parse_selector("namespaceSelector", &s.namespace_selector).map_err(|e| errors.push(e)).unwrap_or_default();
     if let Err(e) = crate::netpol::webhook_target(inputs) {
         errors.push(e);
     }
