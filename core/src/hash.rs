@@ -38,17 +38,7 @@ impl ContentHash {
 
     /// Parses 40 hex digits (either case), as found in an env var or annotation.
     pub fn parse_hex(s: &str) -> Option<Self> {
-        let s = s.as_bytes();
-        if s.len() != 40 {
-            return None;
-        }
-        let mut out = [0u8; 20];
-        for (i, pair) in s.chunks(2).enumerate() {
-            let hi = (pair[0] as char).to_digit(16)?;
-            let lo = (pair[1] as char).to_digit(16)?;
-            out[i] = (hi * 16 + lo) as u8;
-        }
-        Some(Self(out))
+        crate::hex::decode(s).map(Self)
     }
 
     pub fn to_hex(&self) -> String {
@@ -63,10 +53,7 @@ impl ContentHash {
 
 impl fmt::Display for ContentHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        crate::hex::write(f, &self.0)
     }
 }
 

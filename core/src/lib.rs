@@ -12,6 +12,7 @@ pub mod duration;
 pub mod envvar;
 pub mod explain;
 pub mod hash;
+pub mod hex;
 pub mod index;
 pub mod keys;
 pub mod list_budget;

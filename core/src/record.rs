@@ -67,31 +67,13 @@ type HmacSha256 = Hmac<Sha256>;
 /// Hashes by resource, as Reloader's env vars and annotation give them.
 pub type Hashes = BTreeMap<(ResourceKind, String), ContentHash>;
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    let s = s.as_bytes();
-    if s.len() != 2 * N {
-        return None;
-    }
-    let mut out = [0u8; N];
-    for (i, pair) in s.chunks(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
-    Some(out)
-}
-
 /// Names a record key without revealing it (8 bytes of a MAC under the key).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyId([u8; 8]);
 
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex(&self.0))
+        crate::hex::write(f, &self.0)
     }
 }
 
@@ -155,7 +137,7 @@ pub struct Sealed([u8; 32]);
 
 impl fmt::Display for Sealed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex(&self.0))
+        crate::hex::write(f, &self.0)
     }
 }
 
@@ -220,14 +202,14 @@ impl Record {
         let mut record = Record::new();
         for (k, v) in map {
             if k == KEY_ID_MEMBER {
-                record.key_id = parse_hex::<8>(&v).map(KeyId);
+                record.key_id = crate::hex::decode::<8>(&v).map(KeyId);
                 continue;
             }
             let Some((kind, name)) = k.split_once('/') else { continue };
             let Some(kind) = kind_of(kind) else { continue };
             let value = match v.len() {
                 40 => ContentHash::parse_hex(&v).map(RolledTo::Plain),
-                64 => parse_hex::<32>(&v).map(|b| RolledTo::Sealed(Sealed(b))),
+                64 => crate::hex::decode::<32>(&v).map(|b| RolledTo::Sealed(Sealed(b))),
                 _ => None,
             };
             if let Some(value) = value {
@@ -421,7 +403,10 @@ mod tests {
         };
         let inner = Sha256::new().chain_update(pad(0x36)).chain_update(h.as_bytes()).finalize();
         let outer = Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize();
-        assert_eq!(RecordKey::new(&secret).unwrap().seal(h).to_string(), hex(&outer));
+        assert_eq!(
+            RecordKey::new(&secret).unwrap().seal(h).to_string(),
+            outer.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
     }
 
     #[test]
