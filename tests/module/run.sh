@@ -30,8 +30,9 @@
 #                   scoped mode, with no 403.
 #   7. promtool:    `promtool check rules` and `promtool test rules`.
 #   8. dmt:         Deckhouse's linter, ../shared/tools/dmt/dmt (from the
-#                   repository root), on the module directory: no error; its
-#                   warnings are listed (skipped when dmt is absent).
+#                   repository root), on the module directory: no error, and
+#                   no warning but the ones tool.py's DMT_KEPT_WARNINGS keeps
+#                   with their reasons (skipped when dmt is absent).
 #
 # Ends with "N passed, N failed" (", N skipped" when dmt or the controller
 # binary is missing); exits non-zero if anything failed.
