@@ -43,39 +43,57 @@ async fn change_while_down_rolls_once_and_a_clean_restart_rolls_nothing() {
         workload("Deployment", "web", &auto(), &json!({}), pod_spec(Res::ConfigMap, "cfg", Use::EnvFrom)),
     )
     .await;
+    let mut barrier = Barrier::create(&client, n, &[Res::ConfigMap], json!({})).await;
     wait_replica_sets(&client, n, "web", 1, Duration::from_secs(30)).await;
 
     // First sight: a baseline record, no rollout.
     let mut c = ControllerProcess::start(BIN, &args).await;
     wait_record(&client, n, "web", "ConfigMap/cfg", &sha1_hex(b"key=v1")).await;
+    barrier.wait_followed().await;
     c.stop();
-    assert_eq!(replica_sets(&client, n, "web").await, 1, "a baseline never rolls");
+    assert_eq!(settled_replica_sets(&client, n, "web").await, 1, "a baseline never rolls");
 
     // Edited while nobody watches: the next start rolls it, once.
     set_value(&client, n, Res::ConfigMap, "cfg", "v2").await;
-    rolls_once_and_a_clean_restart_rolls_nothing(&client, n, &args, "ConfigMap/cfg", &sha1_hex(b"key=v2")).await;
+    rolls_once_and_a_clean_restart_rolls_nothing(
+        &client,
+        n,
+        &args,
+        &mut barrier,
+        "ConfigMap/cfg",
+        &sha1_hex(b"key=v2"),
+    )
+    .await;
 }
 
 /// Starts the controller on `n`, where Deployment `web` was rolled once
 /// (one ReplicaSet) and `resource` changed since: the start rolls `web`
 /// exactly once and records `hash`; a restart without an edit rolls nothing.
+/// `barrier` (ConfigMap sentinels in `n`, followed by the earlier run) is
+/// passed under each controller once it is ready: a start's decisions come
+/// before the sentinel's edit on the ConfigMap stream.
 async fn rolls_once_and_a_clean_restart_rolls_nothing(
     client: &kube::Client,
     n: &str,
     args: &[&str],
+    barrier: &mut Barrier,
     resource: &str,
     hash: &str,
 ) {
     let mut c = ControllerProcess::start(BIN, args).await;
     wait_replica_sets(client, n, "web", 2, Duration::from_secs(30)).await;
     wait_record(client, n, "web", resource, hash).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(replica_sets(client, n, "web").await, 2, "exactly one rollout");
+    assert_quiet_after(barrier, || async {
+        assert_eq!(settled_replica_sets(client, n, "web").await, 2, "exactly one rollout");
+    })
+    .await;
     c.stop();
 
     let _c = ControllerProcess::start(BIN, args).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(replica_sets(client, n, "web").await, 2, "a clean restart rolls nothing");
+    assert_quiet_after(barrier, || async {
+        assert_eq!(settled_replica_sets(client, n, "web").await, 2, "a clean restart rolls nothing");
+    })
+    .await;
 }
 
 /// A reload list names resources by regex, without a reference: they are
@@ -99,19 +117,22 @@ async fn reload_list_names_changed_while_down_roll_once() {
         workload("Deployment", "web", &list, &json!({}), pod_spec(Res::ConfigMap, "base", Use::EnvFrom)),
     )
     .await;
+    let mut barrier = Barrier::create(&client, n, &[Res::ConfigMap], json!({})).await;
     wait_replica_sets(&client, n, "web", 1, Duration::from_secs(30)).await;
 
     let mut c = ControllerProcess::start(BIN, &args).await;
     wait_record(&client, n, "web", "ConfigMap/feature-b", &sha1_hex(b"key=v1")).await;
+    barrier.wait_followed().await;
     c.stop();
     let record = record_of(&client, n, "web").await.expect("a record");
     assert_eq!(record["ConfigMap/feature-a"], sha1_hex(b"key=v1"), "{record}");
     assert!(record.get("ConfigMap/other").is_none() && record.get("ConfigMap/base").is_none(), "{record}");
-    assert_eq!(replica_sets(&client, n, "web").await, 1, "a baseline never rolls");
+    assert_eq!(settled_replica_sets(&client, n, "web").await, 1, "a baseline never rolls");
 
     set_value(&client, n, Res::ConfigMap, "feature-b", "v2").await;
     set_value(&client, n, Res::ConfigMap, "other", "v2").await;
-    rolls_once_and_a_clean_restart_rolls_nothing(&client, n, &args, "ConfigMap/feature-b", &sha1_hex(b"key=v2")).await;
+    let hash = sha1_hex(b"key=v2");
+    rolls_once_and_a_clean_restart_rolls_nothing(&client, n, &args, &mut barrier, "ConfigMap/feature-b", &hash).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,6 +160,7 @@ async fn migration_from_reloader_values() {
         let spec = pod_spec(Res::ConfigMap, &format!("cfg-{name}"), Use::EnvFrom);
         create(&client, n, workload("Deployment", name, &auto(), &tmpl, spec)).await;
     }
+    let mut barrier = Barrier::create(&client, n, &[Res::ConfigMap], json!({})).await;
     for name in ["env-current", "env-stale", "ann-current", "ann-stale"] {
         wait_replica_sets(&client, n, name, 1, Duration::from_secs(30)).await;
     }
@@ -149,10 +171,13 @@ async fn migration_from_reloader_values() {
     for name in ["env-current", "ann-current"] {
         wait_record(&client, n, name, &format!("ConfigMap/cfg-{name}"), &current).await;
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    for (name, want) in [("env-current", 1), ("ann-current", 1), ("env-stale", 2), ("ann-stale", 2)] {
-        assert_eq!(replica_sets(&client, n, name).await, want, "{name}");
-    }
+    barrier.wait_followed().await;
+    assert_quiet_after(&mut barrier, || async {
+        for (name, want) in [("env-current", 1), ("ann-current", 1), ("env-stale", 2), ("ann-stale", 2)] {
+            assert_eq!(settled_replica_sets(&client, n, name).await, want, "{name}");
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,6 +192,7 @@ async fn failover_reloads_a_change_made_during_the_handover_once() {
         workload("Deployment", "web", &auto(), &json!({}), pod_spec(Res::ConfigMap, "cfg", Use::EnvFrom)),
     )
     .await;
+    let mut barrier = Barrier::create(&client, &n, &[Res::ConfigMap], json!({})).await;
     wait_replica_sets(&client, &n, "web", 1, Duration::from_secs(30)).await;
 
     let args = [format!("--namespaces={n}"), "--enable-ha".to_string(), "--coalesce-window=0".to_string()];
@@ -184,6 +210,7 @@ async fn failover_reloads_a_change_made_during_the_handover_once() {
     })
     .await;
     wait_record(&client, &n, "web", "ConfigMap/cfg", &sha1_hex(b"key=v1")).await;
+    barrier.wait_followed().await;
 
     // Kill the leader (no chance to release the lease) and edit during the handover.
     let pos = replicas.iter().position(|(id, _)| *id == holder).expect("holder is one of ours");
@@ -193,8 +220,12 @@ async fn failover_reloads_a_change_made_during_the_handover_once() {
     set_value(&client, &n, Res::ConfigMap, "cfg", "v2").await;
     wait_replica_sets(&client, &n, "web", 2, Duration::from_secs(15)).await;
     let took = edited.elapsed();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(replica_sets(&client, &n, "web").await, 2, "exactly one rollout");
+    // Only the new leader can roll the sentinel: the barrier runs under it,
+    // after its decisions on the change made during the handover.
+    assert_quiet_after(&mut barrier, || async {
+        assert_eq!(settled_replica_sets(&client, &n, "web").await, 2, "exactly one rollout");
+    })
+    .await;
     let new_holder = leases.get("pod-reloader").await.unwrap().spec.unwrap().holder_identity.unwrap();
     assert_ne!(new_holder, holder, "the standby took over");
     eprintln!("failover: rolled {took:?} after the edit");

@@ -75,6 +75,9 @@ async fn migration_to_the_keyed_record_rolls_only_what_changed() {
         let spec = pod_spec(res, used, Use::EnvFrom);
         create(&client, n, workload("Deployment", name, &auto_with_record(record), &json!({}), spec)).await;
     }
+    // Both kinds are under test (the Secret of `current`, the ConfigMaps of
+    // the others): a sentinel on each stream.
+    let mut barrier = Barrier::create(&client, n, &[Res::ConfigMap, Res::Secret], json!({})).await;
     for name in ["current", "stale", "foreign"] {
         wait_replica_sets(&client, n, name, 1, Duration::from_secs(30)).await;
     }
@@ -92,15 +95,18 @@ async fn migration_to_the_keyed_record_rolls_only_what_changed() {
     wait_record(&client, n, "stale", &keyed(&key, &[("ConfigMap/cfg-stale", b"key=v1")])).await;
     // Another key: no rollout, a new baseline under this key.
     wait_record(&client, n, "foreign", &keyed(&key, &[("ConfigMap/cfg-foreign", b"key=v1")])).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(replica_sets(&client, n, "stale").await, 2, "exactly one rollout");
-    assert_eq!(replica_sets(&client, n, "foreign").await, 1, "a record under another key never rolls");
-    assert_eq!(replica_sets(&client, n, "current").await, 1, "an equal unkeyed record rolls nothing");
-    assert_eq!(
-        record_text(&client, n, "current").await.as_deref(),
-        Some(current_before.as_str()),
-        "an equal unkeyed record is not rewritten at upgrade"
-    );
+    barrier.wait_followed().await;
+    assert_quiet_after(&mut barrier, || async {
+        assert_eq!(settled_replica_sets(&client, n, "stale").await, 2, "exactly one rollout");
+        assert_eq!(settled_replica_sets(&client, n, "foreign").await, 1, "a record under another key never rolls");
+        assert_eq!(settled_replica_sets(&client, n, "current").await, 1, "an equal unkeyed record rolls nothing");
+        assert_eq!(
+            record_text(&client, n, "current").await.as_deref(),
+            Some(current_before.as_str()),
+            "an equal unkeyed record is not rewritten at upgrade"
+        );
+    })
+    .await;
     let logs = c.logs();
     assert!(logs.contains(&key.id().to_string()), "the key id is logged at start:\n{logs}");
     assert!(!logs.contains("no --record-key-file"), "{logs}");
@@ -118,11 +124,14 @@ async fn migration_to_the_keyed_record_rolls_only_what_changed() {
     }
 
     // Keyed records are compared under the key after a restart: nothing rolls.
+    // The start's decisions come before the sentinels' edits.
     let c = ControllerProcess::start(BIN, &args).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    for (name, want) in [("current", 2), ("stale", 2), ("foreign", 1)] {
-        assert_eq!(replica_sets(&client, n, name).await, want, "{name} after a clean restart");
-    }
+    assert_quiet_after(&mut barrier, || async {
+        for (name, want) in [("current", 2), ("stale", 2), ("foreign", 1)] {
+            assert_eq!(settled_replica_sets(&client, n, name).await, want, "{name} after a clean restart");
+        }
+    })
+    .await;
     drop(c);
 
     // explain compares the keyed record under the key; without it, it says it cannot.
