@@ -7,7 +7,7 @@ use std::fmt;
 /// A violation of the settings: where (a JSON path such as
 /// `$.alerting.webhook.url`) and what is wrong, with the allowed values when
 /// the schema names them. Values of secret-bearing settings are never
-/// quoted ([`SECRET_BEARING`](crate::schema::SECRET_BEARING)).
+/// quoted (the schema's `SECRET_BEARING`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
     pub path: String,
