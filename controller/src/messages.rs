@@ -1,10 +1,15 @@
-//! What the watch tasks tell the state task. Messages carry hashes and
-//! parsed policies, never object data.
+//! What the tasks tell each other: the watch tasks tell the state task what
+//! changed ([`Msg`]), the state task asks the scheduler for reloads
+//! ([`ReloadRequest`]), the scheduler hands the reloader one [`Batch`] per
+//! workload. Messages carry hashes and parsed policies, never object data.
+//! They live here, apart from the tasks, so that no task imports another.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pod_reloader_core::index::WorkloadEntry;
+use pod_reloader_core::patch::ReloadItem;
+use pod_reloader_core::policy::RolloutStrategy;
 use pod_reloader_core::{ContentHash, ResourceKey, ResourceKind, WorkloadKey, WorkloadKind};
 
 /// What one watch stream covers.
@@ -83,4 +88,74 @@ pub enum Msg {
     NamespaceDeleted {
         name: String,
     },
+}
+
+/// What to do for one resource of one workload.
+#[derive(Debug, Clone)]
+pub enum Work {
+    /// Roll the workload to the resource's new hash.
+    Reload(ReloadItem),
+    /// Record the hash as what the workload runs, without rolling.
+    Baseline(ResourceKey, ContentHash),
+}
+
+/// One resource change to carry into one workload (state task → scheduler).
+#[derive(Debug, Clone)]
+pub struct ReloadRequest {
+    pub workload: WorkloadKey,
+    pub work: Work,
+    pub pause_period: Option<Duration>,
+    pub rollout_strategy: RolloutStrategy,
+    /// When the change was observed (for the latency histogram).
+    pub seen: Instant,
+}
+
+/// The requests gathered for one workload (scheduler → reloader).
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub workload: WorkloadKey,
+    /// In arrival order; a later change to the same resource replaces the earlier.
+    pub items: Vec<ReloadItem>,
+    /// Hashes to record without rolling (first sight of a workload).
+    pub baseline: Vec<(ResourceKey, ContentHash)>,
+    pub pause_period: Option<Duration>,
+    pub rollout_strategy: RolloutStrategy,
+    pub first_seen: Instant,
+}
+
+impl Batch {
+    /// A batch holding one request; it was first seen when that request was.
+    pub fn new(r: ReloadRequest) -> Self {
+        let mut b = Batch {
+            workload: r.workload.clone(),
+            items: Vec::new(),
+            baseline: Vec::new(),
+            pause_period: r.pause_period,
+            rollout_strategy: r.rollout_strategy,
+            first_seen: r.seen,
+        };
+        b.add(r);
+        b
+    }
+
+    /// Adds a later request for the same workload: a reload replaces an
+    /// earlier reload or baseline of the same resource, a baseline never
+    /// replaces a reload; the latest policy wins.
+    pub fn add(&mut self, r: ReloadRequest) {
+        match r.work {
+            Work::Reload(item) => {
+                self.items.retain(|i| i.resource != item.resource);
+                self.baseline.retain(|(k, _)| *k != item.resource);
+                self.items.push(item);
+            }
+            Work::Baseline(key, hash) => {
+                if !self.items.iter().any(|i| i.resource == key) {
+                    self.baseline.retain(|(k, _)| *k != key);
+                    self.baseline.push((key, hash));
+                }
+            }
+        }
+        self.pause_period = r.pause_period;
+        self.rollout_strategy = r.rollout_strategy;
+    }
 }

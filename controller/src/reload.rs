@@ -24,8 +24,9 @@ use thiserror::Error;
 
 use crate::alerts::Alerter;
 use crate::events::{Events, reference};
+use crate::messages::Batch;
 use crate::metrics::Metrics;
-use crate::scheduler::Batch;
+use crate::scheduler::Execute;
 use crate::watch::{rollout_resource, rollout_template};
 use pod_reloader_core::ResourceKey;
 use pod_reloader_core::alert::{self, AlertFacts};
@@ -524,6 +525,13 @@ impl Reloader {
                 tracing::warn!(kind = key.kind.as_str(), namespace = %key.namespace, name = %key.name, error = %e, "cannot resume Deployment")
             }
         }
+    }
+}
+
+/// The scheduler hands each coalesced batch to the reloader.
+impl Execute for Reloader {
+    fn execute(&self, batch: Batch) -> impl Future<Output = ()> + Send {
+        self.reload(batch)
     }
 }
 

@@ -17,9 +17,8 @@ use tokio::sync::mpsc::{Receiver, Sender};
 use tokio::sync::watch;
 
 use crate::health::Health;
-use crate::messages::{Msg, PauseState, ResourceState, StreamId, Watched};
+use crate::messages::{Msg, PauseState, ReloadRequest, ResourceState, StreamId, Watched, Work};
 use crate::metrics::Metrics;
-use crate::scheduler::{ReloadRequest, Work};
 
 /// Side effects the state task asks for besides reloads.
 #[derive(Debug)]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-use crate::schema::Violation;
+use crate::violation::{Violation, join_violations};
 
 #[derive(Debug, Error)]
 pub enum HookError {
@@ -39,8 +39,4 @@ pub enum HookError {
     InvalidSettings(Vec<Violation>),
     #[error("{0}")]
     Usage(String),
-}
-
-pub fn join_violations(violations: &[Violation]) -> String {
-    violations.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("; ")
 }

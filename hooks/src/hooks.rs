@@ -21,8 +21,9 @@ use crate::netpol::{self, ENDPOINTSLICE_JQ, Endpoint};
 use crate::protocol::{self, BindingContext, Item, Metric, Output};
 use crate::rbac;
 use crate::record_key;
-use crate::schema::{SettingsSchema, Violation};
+use crate::schema::SettingsSchema;
 use crate::settings::{self, Inputs, VALUES_KEY};
+use crate::violation::{Violation, join_violations};
 
 pub const ARGO_BINDING: &str = "argo_rollouts_crd";
 pub const ARGO_CRD: &str = "rollouts.argoproj.io";
@@ -323,7 +324,7 @@ pub fn check(schema: &SettingsSchema, settings: &Value) -> CheckResult {
             Err(v) => violations.extend(v),
         }
     }
-    CheckResult { valid: violations.is_empty(), message: crate::error::join_violations(&violations), warnings }
+    CheckResult { valid: violations.is_empty(), message: join_violations(&violations), warnings }
 }
 
 /// Warnings about the alert webhook for `hook check` (never quoting the URL):

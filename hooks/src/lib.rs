@@ -3,6 +3,7 @@
 //! list`, `hook config`, `hook run <index>`, `hook ready`, `hook check`).
 //!
 //! - [`schema`]: the settings schema (`openapi/config-values.yaml`), compiled once.
+//! - [`violation`]: what is wrong with the settings (the schema's and the hooks' findings).
 //! - [`protocol`]: files, binding contexts, values patches, metrics.
 //! - [`settings`], [`rbac`], [`netpol`], [`record_key`]: what the hooks compute.
 //! - [`hooks`]: the hooks, their configs, `hook check`.
@@ -18,3 +19,4 @@ pub mod record_key;
 pub mod schema;
 pub mod settings;
 pub mod spelling;
+pub mod violation;

@@ -25,8 +25,8 @@ use std::net::IpAddr;
 use serde_json::{Value, json};
 
 use crate::protocol::Item;
-use crate::schema::Violation;
 use crate::settings::Inputs;
+use crate::violation::Violation;
 
 /// One kube-apiserver endpoint.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]

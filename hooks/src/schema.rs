@@ -13,6 +13,7 @@ use jsonschema::paths::LocationSegment;
 use serde_json::{Map, Value};
 
 use crate::error::HookError;
+use crate::violation::Violation;
 
 /// `openapi/config-values.yaml` as it was when the binary was built.
 pub const EMBEDDED_CONFIG_VALUES: &str = include_str!("../../openapi/config-values.yaml");
@@ -87,22 +88,6 @@ fn redacted(path: &str, value: &Value) -> Value {
         }
         // A secret, or a holder of the wrong shape (which may be the secret itself).
         _ => Value::String("(redacted)".into()),
-    }
-}
-
-/// A violation of the settings: where (a JSON path such as
-/// `$.alerting.webhook.url`) and what is wrong, with the allowed values when
-/// the schema names them. Values of secret-bearing settings are never
-/// quoted ([`SECRET_BEARING`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Violation {
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for Violation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
     }
 }
 

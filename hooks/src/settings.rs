@@ -7,8 +7,8 @@ use pod_reloader_core::settings::Settings as ControllerSettings;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::schema::Violation;
 use crate::spelling::{self, LOG_FORMATS, LOG_LEVELS, RELOAD_STRATEGIES, RESOURCES, SINKS, WORKLOADS};
+use crate::violation::Violation;
 
 /// The values key of the module (`pod-reloader` in camelCase).
 pub const VALUES_KEY: &str = "podReloader";

@@ -8,7 +8,7 @@
 //! violation naming the setting (the hooks may run on values the schema has
 //! not seen, such as hand-written test values).
 
-use crate::schema::Violation;
+use crate::violation::Violation;
 
 /// `reloadStrategy`.
 pub const RELOAD_STRATEGIES: &[(&str, &str)] = &[("EnvVars", "env-vars"), ("Annotations", "annotations")];
