@@ -15,6 +15,7 @@ pub mod hash;
 pub mod hex;
 pub mod index;
 pub mod keys;
+pub mod kinds;
 pub mod list_budget;
 pub mod patch;
 pub mod pattern_pool;
@@ -28,4 +29,5 @@ pub mod selector;
 pub mod settings;
 
 pub use hash::ContentHash;
-pub use keys::{ResourceKey, ResourceKind, WorkloadKey, WorkloadKind};
+pub use keys::{ResourceKey, ResourceKind, WorkloadKey};
+pub use kinds::{KindSpec, WorkloadKind};

@@ -2,6 +2,7 @@
 //! what the settings hook derives from them: the normalised reload strategy,
 //! the parsed selectors, the watch scope and the controller's config file.
 
+use pod_reloader_core::KindSpec;
 use pod_reloader_core::selector::{Requirement, Selector};
 use pod_reloader_core::settings::Settings as ControllerSettings;
 use serde::Deserialize;
@@ -143,10 +144,10 @@ impl Inputs {
         self.settings.namespaces.is_empty()
     }
 
-    /// A workload kind (the controller's spelling: plural, lower case) is rolled: not ignored, and for
-    /// `rollouts` only when Argo Rollouts is served.
-    pub fn workload_enabled(&self, kind: &str) -> bool {
-        !self.settings.ignored_workload_types.iter().any(|k| k == kind) && (kind != "rollouts" || self.argo_rollouts)
+    /// A workload kind is rolled: not ignored (`ignoredWorkloadTypes`, in the controller's spelling: its
+    /// plural), and an opt-in kind (Argo Rollouts) only when it is served.
+    pub fn workload_enabled(&self, kind: &KindSpec) -> bool {
+        !self.settings.ignored_workload_types.iter().any(|k| k == kind.plural) && (!kind.opt_in || self.argo_rollouts)
     }
 
     pub fn resource_enabled(&self, kind: &str) -> bool {
