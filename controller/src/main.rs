@@ -33,7 +33,7 @@ use crate::health::Health;
 use crate::messages::{StreamId, Watched};
 use crate::metrics::Metrics;
 use crate::reload::Reloader;
-use crate::state::{Notice, State};
+use crate::state::{Notice, Outputs, State};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -161,8 +161,9 @@ async fn run(listen_address: String, settings: ValidSettings) -> anyhow::Result<
     } else {
         leader::Leadership::always()
     };
-    let state = State::new(settings.clone(), stream_ids, reload_tx, notice_tx, health.clone(), metrics.clone());
-    let state_task = tokio::spawn(state.run(msg_rx, leadership.receiver.clone()));
+    let state = State::new(settings.clone(), stream_ids, metrics.clone());
+    let outputs = Outputs { reloads: reload_tx, notices: notice_tx, health: health.clone() };
+    let state_task = tokio::spawn(state::run(state, msg_rx, leadership.receiver.clone(), outputs));
     tokio::spawn(scheduler::run(settings.coalesce_window, reload_rx, reloader.clone()));
 
     // Notices: warnings and scheduled resumes, off the state task's path.

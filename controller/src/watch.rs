@@ -14,6 +14,7 @@ use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource, ResourceExt};
 use pod_reloader_core::annotations::{self, IGNORE, MATCH};
+use pod_reloader_core::facts::ResourceFacts;
 use pod_reloader_core::hash::{configmap_hash, secret_hash};
 use pod_reloader_core::index::WorkloadEntry;
 use pod_reloader_core::policy_cache::PolicyCache;
@@ -22,7 +23,7 @@ use serde::de::DeserializeOwned;
 use std::time::Duration;
 use tokio::sync::mpsc::Sender;
 
-use crate::messages::{Msg, PauseState, ResourceState, StreamId, Watched};
+use crate::messages::{Msg, PauseState, StreamId, Watched};
 
 /// Retry delays for a failing watch: 0.5 s doubling up to 5 s, reset by
 /// the next successful event. kube's default caps at 30 s; a shorter cap
@@ -195,7 +196,7 @@ fn applied(kind: ResourceKind, meta: &kube::api::ObjectMeta, hash: pod_reloader_
     let ann = meta.annotations.as_ref().unwrap_or(&empty);
     Msg::ResourceApplied {
         key: resource_key(kind, meta),
-        state: ResourceState { hash, ignored: flag(ann, IGNORE), matched: flag(ann, MATCH) },
+        facts: ResourceFacts { hash, ignored: flag(ann, IGNORE), matched: flag(ann, MATCH) },
         seen: Instant::now(),
     }
 }

@@ -11,6 +11,7 @@ pub mod decision;
 pub mod duration;
 pub mod envvar;
 pub mod explain;
+pub mod facts;
 pub mod hash;
 pub mod hex;
 pub mod index;
