@@ -9,24 +9,15 @@
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use pod_reloader_core::{WorkloadKey, WorkloadKind};
+use pod_reloader_core::WorkloadKey;
 
 pub struct Events {
     recorder: Recorder,
 }
 
-/// apiVersion of each workload kind, for event references.
-pub fn api_version(kind: WorkloadKind) -> &'static str {
-    match kind {
-        WorkloadKind::Deployment | WorkloadKind::StatefulSet | WorkloadKind::DaemonSet => "apps/v1",
-        WorkloadKind::CronJob | WorkloadKind::Job => "batch/v1",
-        WorkloadKind::Rollout => "argoproj.io/v1alpha1",
-    }
-}
-
 pub fn reference(key: &WorkloadKey, uid: Option<String>) -> ObjectReference {
     ObjectReference {
-        api_version: Some(api_version(key.kind).into()),
+        api_version: Some(key.kind.spec().api_version()),
         kind: Some(key.kind.as_str().into()),
         name: Some(key.name.to_string()),
         namespace: Some(key.namespace.to_string()),

@@ -8,25 +8,20 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ConfigMap, PodTemplateSpec, Secret};
-use kube::api::{ApiResource, DynamicObject, ListParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::ListParams;
 use kube::{Api, Client};
 use pod_reloader_core::annotations::{self, IGNORE, MATCH};
 use pod_reloader_core::explain;
 use pod_reloader_core::facts::ResourceFacts;
 use pod_reloader_core::hash::{configmap_hash, secret_hash};
 use pod_reloader_core::index::WorkloadEntry;
+use pod_reloader_core::policy_cache::PolicyCache;
 use pod_reloader_core::record::RecordKey;
 use pod_reloader_core::settings::ValidSettings;
-use pod_reloader_core::{ResourceKind, WorkloadKey, WorkloadKind};
+use pod_reloader_core::{ResourceKind, WorkloadKind};
 
-use crate::events::api_version;
-
-fn api_resource(kind: WorkloadKind) -> ApiResource {
-    let api_version = api_version(kind).to_string();
-    let (group, version) = api_version.split_once('/').map(|(g, v)| (g.to_string(), v.to_string())).unwrap_or_default();
-    ApiResource { group, version, api_version, kind: kind.as_str().into(), plural: kind.plural().into() }
-}
+use crate::watch::workload_api;
 
 /// Where the module keeps the record key (templates/secret-record-key.yaml).
 const KEY_SECRET_NAMESPACE: &str = "d8-pod-reloader";
@@ -48,26 +43,15 @@ pub async fn run(target: &str, namespace: &str, settings: &ValidSettings) -> any
         .split_once('/')
         .ok_or_else(|| anyhow::anyhow!("want <kind>/<name>, e.g. deployment/web; got {target:?}"))?;
     let kind = WorkloadKind::parse(kind_text).ok_or_else(|| {
-        anyhow::anyhow!("unknown kind {kind_text:?}: want deployment, statefulset, daemonset, cronjob, job or rollout")
+        anyhow::anyhow!("unknown kind {kind_text:?}: want {}", WorkloadKind::plurals_text(WorkloadKind::ALL))
     })?;
     let client =
         Client::try_default().await.map_err(|e| anyhow::anyhow!("cannot configure the Kubernetes client: {e}"))?;
-    let ar = api_resource(kind);
-    let obj = Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &ar)
-        .get_opt(name)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("{}.{} \"{name}\" not found in namespace {namespace}", ar.plural, ar.group))?;
-    let template_value = match kind {
-        WorkloadKind::CronJob => obj.data["spec"]["jobTemplate"]["spec"]["template"].clone(),
-        _ => obj.data["spec"]["template"].clone(),
-    };
-    let template: Option<PodTemplateSpec> = serde_json::from_value(template_value).ok();
-    let empty = BTreeMap::new();
-    let entry = WorkloadEntry::from_object(
-        WorkloadKey::new(kind, namespace, name),
-        obj.metadata.annotations.as_ref().unwrap_or(&empty),
-        template.as_ref(),
-    );
+    let mut obj = workload_api(&client, kind, Some(namespace)).get_opt(name).await?.ok_or_else(|| {
+        let spec = kind.spec();
+        anyhow::anyhow!("{}.{} \"{name}\" not found in namespace {namespace}", spec.plural, spec.group)
+    })?;
+    let (entry, _) = WorkloadEntry::from_workload_object(kind, &obj.metadata, &mut obj.data, &mut PolicyCache::new());
 
     let key = match &settings.record_key {
         Some(k) => Some(k.clone()),

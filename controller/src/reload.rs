@@ -1,23 +1,23 @@
 //! Carrying out a reload: read the workload, plan the template change, and
-//! patch it the way its kind allows. Deployments, StatefulSets, DaemonSets
-//! and CronJobs get a strategic-merge patch (for CronJobs, of the job
-//! template, so the next run uses the new configuration without starting an
-//! unplanned run); Jobs, whose template is immutable, are recreated; Argo
-//! Rollouts are updated through the dynamic API.
+//! apply it the way the kind's descriptor says (`KindSpec::apply`): a
+//! strategic-merge patch at the template path (built-in kinds; for CronJobs
+//! the job template, so the next run uses the new configuration without
+//! starting an unplanned run), a JSON merge patch of the template diff
+//! (custom resources such as Argo Rollouts), or delete-and-create (Jobs,
+//! whose template is immutable). One path per method, none per kind.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::api::batch::v1::Job;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
-use kube::{Api, Client, Resource};
+use kube::{Api, Client};
+use pod_reloader_core::WorkloadKey;
 use pod_reloader_core::annotations::PAUSED_AT;
+use pod_reloader_core::kinds::{ApplyMethod, KindSpec};
 use pod_reloader_core::patch::{ReloadItem, Strategy, plan};
 use pod_reloader_core::policy::RolloutStrategy;
 use pod_reloader_core::record::{RECORD_ANNOTATION, Record, RecordKey};
-use pod_reloader_core::{WorkloadKey, WorkloadKind};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use thiserror::Error;
@@ -27,7 +27,7 @@ use crate::events::{Events, reference};
 use crate::messages::Batch;
 use crate::metrics::Metrics;
 use crate::scheduler::Execute;
-use crate::watch::{rollout_resource, rollout_template};
+use crate::watch::workload_api;
 use pod_reloader_core::ResourceKey;
 use pod_reloader_core::alert::{self, AlertFacts};
 
@@ -121,17 +121,12 @@ fn post_params() -> PostParams {
     PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }
 }
 
-fn cronjob_template(c: &CronJob) -> Option<&PodTemplateSpec> {
-    c.spec.as_ref()?.job_template.spec.as_ref().map(|j| &j.template)
-}
-
-fn no_extra<K>(_: &K, _: &Batch, _: &mut Value) {}
-
-/// `pause-period`: pause the Deployment with the reload and record when, so
-/// the resume can be scheduled from the object (it survives restarts).
-fn pause_deployment(d: &Deployment, batch: &Batch, body: &mut Value) {
-    let paused = d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false);
-    if batch.pause_period.is_some() && !paused {
+/// `pause-period` on a kind that has it (a Deployment): pause it with the
+/// reload and record when, so the resume can be scheduled from the object
+/// (it survives restarts).
+fn pause_with_reload(spec: &KindSpec, obj: &DynamicObject, batch: &Batch, body: &mut Value) {
+    let paused = obj.data.pointer("/spec/paused").and_then(Value::as_bool).unwrap_or(false);
+    if spec.pause_period && batch.pause_period.is_some() && !paused {
         body["spec"]["paused"] = json!(true);
         body["metadata"]["annotations"][PAUSED_AT.stakater] = json!(now_rfc3339());
     }
@@ -308,48 +303,27 @@ impl Reloader {
 
     async fn try_reload(&self, batch: &Batch) -> Result<Outcome, ReloadError> {
         let now = now_unix();
-        match batch.workload.kind {
-            WorkloadKind::Deployment => {
-                self.patch_typed::<Deployment>(batch, now, |d| d.spec.as_ref().map(|s| &s.template), pause_deployment)
-                    .await
-            }
-            WorkloadKind::StatefulSet => {
-                self.patch_typed::<StatefulSet>(batch, now, |o| o.spec.as_ref().map(|s| &s.template), no_extra).await
-            }
-            WorkloadKind::DaemonSet => {
-                self.patch_typed::<DaemonSet>(batch, now, |o| o.spec.as_ref().map(|s| &s.template), no_extra).await
-            }
-            WorkloadKind::CronJob => self.patch_typed::<CronJob>(batch, now, cronjob_template, no_extra).await,
-            WorkloadKind::Job => self.recreate_job(batch, now).await,
-            WorkloadKind::Rollout => self.update_rollout(batch, now).await,
+        let spec = batch.workload.kind.spec();
+        match spec.apply {
+            ApplyMethod::StrategicMerge => self.strategic_merge(spec, batch, now).await,
+            ApplyMethod::MergePatchDiff => self.merge_patch_diff(spec, batch, now).await,
+            ApplyMethod::Recreate => self.recreate_job(batch, now).await,
         }
     }
 
-    /// Reads a built-in workload, plans the template change and sends it as a
-    /// strategic-merge patch at the kind's template path; `extra` may add to
-    /// the patch (the Deployment pause).
-    async fn patch_typed<K>(
-        &self,
-        batch: &Batch,
-        now: i64,
-        template_of: fn(&K) -> Option<&PodTemplateSpec>,
-        extra: fn(&K, &Batch, &mut Value),
-    ) -> Result<Outcome, ReloadError>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug,
-    {
+    /// Reads the workload, plans the template change and sends it as a
+    /// strategic-merge patch at the kind's template path (with the pause of
+    /// `pause-period` where the kind has it).
+    async fn strategic_merge(&self, spec: &KindSpec, batch: &Batch, now: i64) -> Result<Outcome, ReloadError> {
         let key = &batch.workload;
-        let api: Api<K> = Api::namespaced(self.client.clone(), &key.namespace);
+        let api = workload_api(&self.client, key.kind, Some(&key.namespace));
         let Some(obj) = api.get_opt(&key.name).await? else {
             return Ok(Outcome::Gone);
         };
-        let template = template_of(&obj).ok_or_else(|| ReloadError::Decode("no pod template".into()))?;
-        let (items, record) = pending(batch, obj.meta().annotations.as_ref(), self.record_key.as_ref());
-        let change = plan(self.strategy, template, &items, now);
-        let metadata = patch_metadata(obj.meta().resource_version.clone(), record.as_ref());
+        let template = spec.template(&obj.data).ok_or_else(|| ReloadError::Decode("no pod template".into()))?;
+        let (items, record) = pending(batch, obj.metadata.annotations.as_ref(), self.record_key.as_ref());
+        let change = plan(self.strategy, &template, &items, now);
+        let metadata = patch_metadata(obj.metadata.resource_version.clone(), record.as_ref());
         if change.is_empty() {
             if record.is_none() {
                 return Ok(Outcome::AlreadyCurrent);
@@ -357,15 +331,15 @@ impl Reloader {
             api.patch(&key.name, &params(), &Patch::Merge(json!({"metadata": metadata}))).await?;
             return Ok(Outcome::Recorded);
         }
-        let fragment = change.strategic_merge_fragment();
-        let mut body = if key.kind == WorkloadKind::CronJob {
-            json!({"metadata": metadata, "spec": {"jobTemplate": {"spec": {"template": fragment}}}})
-        } else {
-            json!({"metadata": metadata, "spec": {"template": fragment}})
-        };
-        extra(&obj, batch, &mut body);
+        let mut body = spec.at_template_path(change.strategic_merge_fragment());
+        body["metadata"] = metadata;
+        pause_with_reload(spec, &obj, batch, &mut body);
         api.patch(&key.name, &params(), &Patch::Strategic(body)).await?;
-        Ok(Outcome::Patched { uid: obj.meta().uid.clone(), containers: containers_of(&items), rolled: rolled(&items) })
+        Ok(Outcome::Patched {
+            uid: obj.metadata.uid.clone(),
+            containers: containers_of(&items),
+            rolled: rolled(&items),
+        })
     }
 
     /// A Job's pod template is immutable: delete it and create it again with
@@ -433,15 +407,16 @@ impl Reloader {
         Err(ReloadError::JobStillDeleting)
     }
 
-    /// Argo Rollouts: `restart` sets `spec.restartAt`; otherwise the pod
-    /// template is changed with a JSON merge patch of exactly what changed
-    /// (a Rollout is a custom resource: no strategic merge), carrying the
-    /// resourceVersion that was read, so a concurrent writer makes it a 409
-    /// that is retried. A patch, not an update: the RBAC grants no `update`.
-    async fn update_rollout(&self, batch: &Batch, now: i64) -> Result<Outcome, ReloadError> {
+    /// Custom resources (Argo Rollouts, `customWorkloads`): the pod template
+    /// is changed with a JSON merge patch of exactly what changed (no
+    /// strategic merge for custom resources), carrying the resourceVersion
+    /// that was read, so a concurrent writer makes it a 409 that is retried.
+    /// A patch, not an update: the RBAC grants no `update`. On a kind with
+    /// `restartAt` (a Rollout), `rollout-strategy: restart` sets
+    /// `spec.restartAt` instead.
+    async fn merge_patch_diff(&self, spec: &KindSpec, batch: &Batch, now: i64) -> Result<Outcome, ReloadError> {
         let key = &batch.workload;
-        let ar = rollout_resource();
-        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &key.namespace, &ar);
+        let api = workload_api(&self.client, key.kind, Some(&key.namespace));
         let Some(obj) = api.get_opt(&key.name).await? else {
             return Ok(Outcome::Gone);
         };
@@ -456,12 +431,12 @@ impl Reloader {
             return Ok(Outcome::Recorded);
         }
         let containers = containers_of(&items);
-        if batch.rollout_strategy == RolloutStrategy::Restart {
+        if spec.restart_at && batch.rollout_strategy == RolloutStrategy::Restart {
             let body = json!({"metadata": metadata, "spec": {"restartAt": now_rfc3339()}});
             api.patch(&key.name, &params(), &Patch::Merge(body)).await?;
             return Ok(Outcome::Patched { uid, containers, rolled: rolled(&items) });
         }
-        let mut template = rollout_template(&obj).ok_or_else(|| ReloadError::Decode("no spec.template".into()))?;
+        let mut template = spec.template(&obj.data).ok_or_else(|| ReloadError::Decode("no pod template".into()))?;
         let change = plan(self.strategy, &template, &items, now);
         if change.is_empty() && record.is_none() {
             return Ok(Outcome::AlreadyCurrent);
@@ -469,7 +444,8 @@ impl Reloader {
         let before = serde_json::to_value(&template).map_err(|e| ReloadError::Decode(e.to_string()))?;
         change.apply_to(&mut template);
         let after = serde_json::to_value(&template).map_err(|e| ReloadError::Decode(e.to_string()))?;
-        let body = json!({"metadata": metadata, "spec": {"template": merge_patch_diff(&before, &after)}});
+        let mut body = spec.at_template_path(merge_patch_diff(&before, &after));
+        body["metadata"] = metadata;
         api.patch(&key.name, &params(), &Patch::Merge(body)).await?;
         if change.is_empty() {
             return Ok(Outcome::Recorded);
@@ -503,7 +479,7 @@ impl Reloader {
         if wait.is_positive() {
             tokio::time::sleep(Duration::try_from(wait).unwrap_or_default()).await;
         }
-        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &key.namespace);
+        let api = workload_api(&self.client, key.kind, Some(&key.namespace));
         let current = match api.get_opt(&key.name).await {
             Ok(Some(d)) => d,
             Ok(None) => return,
@@ -513,7 +489,7 @@ impl Reloader {
             }
         };
         let still_ours = current.metadata.annotations.as_ref().and_then(|a| a.get(paused_at_key)) == Some(&paused_at);
-        if !still_ours || !current.spec.as_ref().and_then(|s| s.paused).unwrap_or(false) {
+        if !still_ours || !current.data.pointer("/spec/paused").and_then(Value::as_bool).unwrap_or(false) {
             return;
         }
         let body = json!({"spec": {"paused": false}, "metadata": {"annotations": {paused_at_key: null}}});

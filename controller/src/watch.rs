@@ -2,15 +2,12 @@
 //! what the state task keeps (a hash, a policy and references) right here,
 //! so full objects never outlive one event.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PodTemplateSpec, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::utils::Backoff;
@@ -19,7 +16,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use pod_reloader_core::annotations::{self, IGNORE, MATCH};
 use pod_reloader_core::facts::ResourceFacts;
 use pod_reloader_core::hash::{configmap_hash, secret_hash};
-use pod_reloader_core::index::{WorkloadEntry, template_annotations};
+use pod_reloader_core::index::WorkloadEntry;
 use pod_reloader_core::policy_cache::PolicyCache;
 use pod_reloader_core::{ResourceKey, ResourceKind, WorkloadKey, WorkloadKind};
 use serde::de::DeserializeOwned;
@@ -27,17 +24,6 @@ use std::time::Duration;
 use tokio::sync::mpsc::Sender;
 
 use crate::messages::{Msg, PauseState, StreamId, Watched};
-
-/// The Argo Rollouts API, used through the dynamic client (no CRD types compiled in).
-pub fn rollout_resource() -> ApiResource {
-    ApiResource {
-        group: "argoproj.io".into(),
-        version: "v1alpha1".into(),
-        api_version: "argoproj.io/v1alpha1".into(),
-        kind: "Rollout".into(),
-        plural: "rollouts".into(),
-    }
-}
 
 /// Retry delays for a failing watch: 0.5 s doubling up to 5 s, reset by
 /// the next successful event. kube's default caps at 30 s; a shorter cap
@@ -215,36 +201,45 @@ fn applied(kind: ResourceKind, meta: &kube::api::ObjectMeta, hash: pod_reloader_
     }
 }
 
-fn workload_key(kind: WorkloadKind, meta: &kube::api::ObjectMeta) -> WorkloadKey {
-    WorkloadKey::new(kind, meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
+/// The API of a workload kind, through the dynamic client: one code path
+/// for every kind, custom resources included (no types compiled in).
+pub fn workload_api(client: &Client, kind: WorkloadKind, namespace: Option<&str>) -> Api<DynamicObject> {
+    let spec = kind.spec();
+    let ar = ApiResource {
+        group: spec.group.into(),
+        version: spec.version.into(),
+        api_version: spec.api_version(),
+        kind: spec.kind.into(),
+        plural: spec.plural.into(),
+    };
+    match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    }
 }
 
-/// A workload stream: reduces each object to its index entry, parsing its
-/// policy only when the annotations the policy reads changed.
-struct Workloads<K> {
+/// A workload stream: reduces each object to its index entry (see
+/// `WorkloadEntry::from_workload_object`), parsing its policy only when the
+/// annotations the policy reads changed.
+struct Workloads {
     kind: WorkloadKind,
-    template_of: fn(&K) -> Option<Cow<'_, PodTemplateSpec>>,
-    pause_of: fn(&K) -> PauseState,
     policies: PolicyCache,
 }
 
-impl<K: Resource> Reduce<K> for Workloads<K> {
-    fn applied(&mut self, obj: K) -> Option<Msg> {
-        let meta = obj.meta();
-        let key = workload_key(self.kind, meta);
-        let template = (self.template_of)(&obj);
-        let empty = BTreeMap::new();
-        let annotations = meta.annotations.as_ref().unwrap_or(&empty);
-        let (policy, parsed) = self.policies.policy(&key, annotations, template_annotations(template.as_deref()));
+impl Reduce<DynamicObject> for Workloads {
+    fn applied(&mut self, mut obj: DynamicObject) -> Option<Msg> {
+        let pause = pause_state(self.kind, &obj);
+        let (entry, parsed) =
+            WorkloadEntry::from_workload_object(self.kind, &obj.metadata, &mut obj.data, &mut self.policies);
         if parsed {
+            let key = &entry.key;
             tracing::debug!(kind = key.kind.as_str(), namespace = %key.namespace, name = %key.name, "policy parsed");
         }
-        let entry = WorkloadEntry::from_object_with_policy(key, policy, annotations, template.as_deref());
-        Some(Msg::WorkloadApplied { entry: Box::new(entry), pause: (self.pause_of)(&obj) })
+        Some(Msg::WorkloadApplied { entry: Box::new(entry), pause })
     }
 
-    fn deleted(&mut self, obj: K) -> Option<Msg> {
-        let key = workload_key(self.kind, obj.meta());
+    fn deleted(&mut self, obj: DynamicObject) -> Option<Msg> {
+        let key = WorkloadKey::of_object(self.kind, &obj.metadata);
         self.policies.remove(&key);
         Some(Msg::WorkloadDeleted { key })
     }
@@ -258,118 +253,24 @@ impl<K: Resource> Reduce<K> for Workloads<K> {
     }
 }
 
-/// Watches one built-in workload kind in one scope.
-async fn typed_workloads<K>(
-    client: Client,
-    kind: WorkloadKind,
-    id: StreamId,
-    tx: Sender<Msg>,
-    template_of: fn(&K) -> Option<Cow<'_, PodTemplateSpec>>,
-    pause_of: fn(&K) -> PauseState,
-) where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + 'static,
-{
-    let api = api_for::<K>(&client, id.namespace.as_deref());
-    let reduce = Workloads { kind, template_of, pause_of, policies: PolicyCache::new() };
-    pump(api, watcher::Config::default().page_size(100), id, tx, reduce).await
-}
-
-fn no_pause<K>(_: &K) -> PauseState {
-    PauseState::default()
-}
-
-fn deployment_pause(d: &Deployment) -> PauseState {
-    let paused = d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false);
+/// The pause state of a kind with the `pause-period` capability (a
+/// Deployment: `spec.paused` and the `paused-at` annotation); nothing for others.
+fn pause_state(kind: WorkloadKind, obj: &DynamicObject) -> PauseState {
+    if !kind.spec().pause_period {
+        return PauseState::default();
+    }
+    let paused = obj.data.pointer("/spec/paused").and_then(serde_json::Value::as_bool).unwrap_or(false);
     let paused_at_key =
-        d.annotations().keys().find_map(|k| annotations::PAUSED_AT.names().into_iter().find(|n| n == k));
+        obj.annotations().keys().find_map(|k| annotations::PAUSED_AT.names().into_iter().find(|n| n == k));
     PauseState { paused, paused_at_key }
 }
 
 /// Watches one workload kind in one scope.
 pub async fn workloads(client: Client, kind: WorkloadKind, namespace: Option<Arc<str>>, tx: Sender<Msg>) {
     let id = StreamId { watched: Watched::Workload(kind), namespace: namespace.clone() };
-    match kind {
-        WorkloadKind::Deployment => {
-            typed_workloads::<Deployment>(
-                client,
-                kind,
-                id,
-                tx,
-                |o| o.spec.as_ref().map(|s| Cow::Borrowed(&s.template)),
-                deployment_pause,
-            )
-            .await
-        }
-        WorkloadKind::StatefulSet => {
-            typed_workloads::<StatefulSet>(
-                client,
-                kind,
-                id,
-                tx,
-                |o| o.spec.as_ref().map(|s| Cow::Borrowed(&s.template)),
-                no_pause,
-            )
-            .await
-        }
-        WorkloadKind::DaemonSet => {
-            typed_workloads::<DaemonSet>(
-                client,
-                kind,
-                id,
-                tx,
-                |o| o.spec.as_ref().map(|s| Cow::Borrowed(&s.template)),
-                no_pause,
-            )
-            .await
-        }
-        WorkloadKind::CronJob => {
-            typed_workloads::<CronJob>(
-                client,
-                kind,
-                id,
-                tx,
-                |o| o.spec.as_ref()?.job_template.spec.as_ref().map(|j| Cow::Borrowed(&j.template)),
-                no_pause,
-            )
-            .await
-        }
-        WorkloadKind::Job => {
-            typed_workloads::<Job>(
-                client,
-                kind,
-                id,
-                tx,
-                |o| o.spec.as_ref().map(|s| Cow::Borrowed(&s.template)),
-                no_pause,
-            )
-            .await
-        }
-        WorkloadKind::Rollout => {
-            let ar = rollout_resource();
-            let api: Api<DynamicObject> = match namespace.as_deref() {
-                Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
-                None => Api::all_with(client.clone(), &ar),
-            };
-            let reduce = Workloads::<DynamicObject> {
-                kind,
-                template_of: |o| rollout_template(o).map(Cow::Owned),
-                pause_of: |_| PauseState::default(),
-                policies: PolicyCache::new(),
-            };
-            pump(api, watcher::Config::default().page_size(100), id, tx, reduce).await
-        }
-    }
-}
-
-/// A Rollout's `spec.template`, typed. (Rollouts using `workloadRef` have
-/// none; they are indexed without references.)
-pub fn rollout_template(o: &DynamicObject) -> Option<PodTemplateSpec> {
-    serde_json::from_value(o.data.get("spec")?.get("template")?.clone()).ok()
+    let api = workload_api(&client, kind, namespace.as_deref());
+    let reduce = Workloads { kind, policies: PolicyCache::new() };
+    pump(api, watcher::Config::default().page_size(100), id, tx, reduce).await
 }
 
 /// Watches Namespaces matching the namespace selector (server-side).

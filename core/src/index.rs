@@ -7,9 +7,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::Value;
 
-use crate::keys::{ResourceKey, ResourceKind, WorkloadKey};
+use crate::keys::{ResourceKey, ResourceKind, WorkloadKey, WorkloadKind};
 use crate::policy::WorkloadPolicy;
+use crate::policy_cache::PolicyCache;
 use crate::record::{self, Hashes, Record, RecordKey, RolledTo};
 use crate::references::{self, Reference};
 
@@ -60,6 +63,28 @@ impl WorkloadEntry {
     ) -> Self {
         let policy = Arc::new(WorkloadPolicy::parse(meta_annotations, template_annotations(template)));
         Self::from_object_with_policy(key, policy, meta_annotations, template)
+    }
+
+    /// The one cut-down of a workload object, used by the watch and by
+    /// `explain`: its key (the kind and the object's name), its policy
+    /// (through `policies`: parsed only when the annotations the policy reads
+    /// changed; the flag says whether it was parsed now), its references and
+    /// what it last rolled to, from the metadata annotations and the pod
+    /// template at the kind's template path. `body` is the object less its
+    /// metadata (a dynamic object's `data`); the template is taken out of it
+    /// rather than copied, since the caller drops the object next.
+    pub fn from_workload_object(
+        kind: WorkloadKind,
+        meta: &ObjectMeta,
+        body: &mut Value,
+        policies: &mut PolicyCache,
+    ) -> (Self, bool) {
+        let key = WorkloadKey::of_object(kind, meta);
+        let template = kind.spec().take_template(body);
+        let empty = BTreeMap::new();
+        let annotations = meta.annotations.as_ref().unwrap_or(&empty);
+        let (policy, parsed) = policies.policy(&key, annotations, template_annotations(template.as_ref()));
+        (Self::from_object_with_policy(key, policy, annotations, template.as_ref()), parsed)
     }
 
     /// As [`Self::from_object`], with the policy already parsed (or kept from
@@ -229,6 +254,28 @@ mod tests {
         assert_eq!(names(idx.candidates(&cfg_a)), ["Deployment a/lists", "Deployment a/uses"]);
         let secret_a = ResourceKey::new(ResourceKind::Secret, "a", "cfg");
         assert_eq!(names(idx.candidates(&secret_a)), ["Deployment a/lists"]);
+    }
+
+    #[test]
+    fn a_workload_object_is_cut_down_at_its_kinds_template_path() {
+        let meta: ObjectMeta = serde_json::from_value(json!({"namespace": "ns", "name": "nightly",
+            "annotations": {"reloader.stakater.com/auto": "true"}}))
+        .unwrap();
+        let template = json!({"spec": {"containers": [{"name": "c", "envFrom": [{"configMapRef": {"name": "cfg"}}]}]}});
+        let mut body = json!({"spec": {"schedule": "@daily", "jobTemplate": {"spec": {"template": template}}}});
+        let mut policies = PolicyCache::new();
+        let (entry, parsed) =
+            WorkloadEntry::from_workload_object(WorkloadKind::CronJob, &meta, &mut body, &mut policies);
+        assert!(parsed);
+        assert_eq!(entry.key.to_string(), "CronJob ns/nightly");
+        assert_eq!(entry.references.keys().collect::<Vec<_>>(), [&(ResourceKind::ConfigMap, "cfg".to_string())]);
+        assert_eq!(entry.first_container.as_deref(), Some("c"));
+        // The same annotations again: the policy is shared, not parsed anew.
+        let mut body = json!({"spec": {}});
+        let (again, parsed) =
+            WorkloadEntry::from_workload_object(WorkloadKind::CronJob, &meta, &mut body, &mut policies);
+        assert!(!parsed && Arc::ptr_eq(&again.policy, &entry.policy));
+        assert!(again.references.is_empty(), "no template, no references");
     }
 
     #[test]

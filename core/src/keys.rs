@@ -4,6 +4,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
 /// The kinds of object whose content a workload can follow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ResourceKind {
@@ -69,70 +71,7 @@ impl fmt::Display for ResourceKey {
     }
 }
 
-/// The workload kinds pod-reloader rolls.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum WorkloadKind {
-    Deployment,
-    StatefulSet,
-    DaemonSet,
-    CronJob,
-    Job,
-    Rollout,
-}
-
-impl WorkloadKind {
-    pub const ALL: [WorkloadKind; 6] = [
-        WorkloadKind::Deployment,
-        WorkloadKind::StatefulSet,
-        WorkloadKind::DaemonSet,
-        WorkloadKind::CronJob,
-        WorkloadKind::Job,
-        WorkloadKind::Rollout,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WorkloadKind::Deployment => "Deployment",
-            WorkloadKind::StatefulSet => "StatefulSet",
-            WorkloadKind::DaemonSet => "DaemonSet",
-            WorkloadKind::CronJob => "CronJob",
-            WorkloadKind::Job => "Job",
-            WorkloadKind::Rollout => "Rollout",
-        }
-    }
-
-    /// Lower-case plural, as accepted by `--ignored-workload-types` and kubectl.
-    pub fn plural(self) -> &'static str {
-        match self {
-            WorkloadKind::Deployment => "deployments",
-            WorkloadKind::StatefulSet => "statefulsets",
-            WorkloadKind::DaemonSet => "daemonsets",
-            WorkloadKind::CronJob => "cronjobs",
-            WorkloadKind::Job => "jobs",
-            WorkloadKind::Rollout => "rollouts",
-        }
-    }
-
-    /// Parses a kind the way kubectl does: `deployment`, `deployments`, `deploy`, `Deployment`.
-    pub fn parse(s: &str) -> Option<Self> {
-        let lower = s.to_ascii_lowercase();
-        Some(match lower.as_str() {
-            "deployment" | "deployments" | "deploy" => WorkloadKind::Deployment,
-            "statefulset" | "statefulsets" | "sts" => WorkloadKind::StatefulSet,
-            "daemonset" | "daemonsets" | "ds" => WorkloadKind::DaemonSet,
-            "cronjob" | "cronjobs" | "cj" => WorkloadKind::CronJob,
-            "job" | "jobs" => WorkloadKind::Job,
-            "rollout" | "rollouts" | "ro" => WorkloadKind::Rollout,
-            _ => return None,
-        })
-    }
-}
-
-impl fmt::Display for WorkloadKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::kinds::WorkloadKind;
 
 /// A workload, by kind and `namespace/name`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -146,6 +85,11 @@ impl WorkloadKey {
     pub fn new(kind: WorkloadKind, namespace: impl Into<Arc<str>>, name: impl Into<Box<str>>) -> Self {
         Self { kind, namespace: namespace.into(), name: name.into() }
     }
+
+    /// The key of an object of `kind` with metadata `meta`.
+    pub fn of_object(kind: WorkloadKind, meta: &ObjectMeta) -> Self {
+        Self::new(kind, meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
+    }
 }
 
 impl fmt::Display for WorkloadKey {
@@ -158,14 +102,6 @@ impl fmt::Display for WorkloadKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn kinds_parse_like_kubectl() {
-        assert_eq!(WorkloadKind::parse("deploy"), Some(WorkloadKind::Deployment));
-        assert_eq!(WorkloadKind::parse("StatefulSets"), Some(WorkloadKind::StatefulSet));
-        assert_eq!(WorkloadKind::parse("cj"), Some(WorkloadKind::CronJob));
-        assert_eq!(WorkloadKind::parse("pod"), None);
-    }
 
     #[test]
     fn keys_display_kubectl_style() {

@@ -16,6 +16,7 @@ pub mod hash;
 pub mod hex;
 pub mod index;
 pub mod keys;
+pub mod kinds;
 pub mod limits;
 pub mod list_budget;
 pub mod patch;
@@ -31,4 +32,5 @@ pub mod selector;
 pub mod settings;
 
 pub use hash::ContentHash;
-pub use keys::{ResourceKey, ResourceKind, WorkloadKey, WorkloadKind};
+pub use keys::{ResourceKey, ResourceKind, WorkloadKey};
+pub use kinds::{KindSpec, WorkloadKind};

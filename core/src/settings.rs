@@ -223,17 +223,12 @@ impl Settings {
             ));
         }
 
-        let mut workload_kinds: BTreeSet<WorkloadKind> = WorkloadKind::ALL.into_iter().collect();
-        if !self.argo_rollouts {
-            workload_kinds.remove(&WorkloadKind::Rollout);
-        }
+        // The opt-in kind (Argo Rollouts) only with `argoRollouts`.
+        let mut workload_kinds: BTreeSet<WorkloadKind> =
+            WorkloadKind::ALL.into_iter().filter(|k| !k.spec().opt_in || self.argo_rollouts).collect();
         for w in &self.ignored_workload_types {
             let kind = WorkloadKind::parse(w).ok_or_else(|| {
-                err(
-                    "ignoredWorkloadTypes",
-                    w,
-                    "want jobs, cronjobs, deployments, statefulsets, daemonsets or rollouts".into(),
-                )
+                err("ignoredWorkloadTypes", w, format!("want {}", WorkloadKind::plurals_text(WorkloadKind::ALL)))
             })?;
             workload_kinds.remove(&kind);
         }

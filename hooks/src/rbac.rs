@@ -21,6 +21,7 @@
 //! Cluster-wide mode: one ClusterRole. Scoped mode (`namespaces`): a Role and
 //! a RoleBinding in each listed namespace, no ClusterRole.
 
+use pod_reloader_core::kinds;
 use serde_json::{Value, json};
 
 use crate::settings::{CHART_NAME, Inputs};
@@ -36,20 +37,18 @@ pub fn namespaced_rules(inputs: &Inputs) -> Vec<Value> {
     if !resources.is_empty() {
         rules.push(rule("", &resources, &["list", "watch"]));
     }
-    let apps: Vec<&str> =
-        ["deployments", "daemonsets", "statefulsets"].into_iter().filter(|k| inputs.workload_enabled(k)).collect();
-    if !apps.is_empty() {
-        rules.push(rule("apps", &apps, &["get", "list", "watch", "patch"]));
+    // From the kinds' descriptors: consecutive kinds of one group with the
+    // same verbs share a rule.
+    let mut kinds: Vec<(&str, Vec<&str>, &[&str])> = Vec::new();
+    for spec in kinds::BUILTIN.iter().filter(|s| inputs.workload_enabled(s)) {
+        match kinds.last_mut() {
+            Some((group, resources, verbs)) if *group == spec.group && *verbs == spec.verbs => {
+                resources.push(spec.plural)
+            }
+            _ => kinds.push((spec.group, vec![spec.plural], spec.verbs)),
+        }
     }
-    if inputs.workload_enabled("cronjobs") {
-        rules.push(rule("batch", &["cronjobs"], &["get", "list", "watch", "patch"]));
-    }
-    if inputs.workload_enabled("jobs") {
-        rules.push(rule("batch", &["jobs"], &["get", "list", "watch", "create", "delete", "patch"]));
-    }
-    if inputs.workload_enabled("rollouts") {
-        rules.push(rule("argoproj.io", &["rollouts"], &["get", "list", "watch", "patch"]));
-    }
+    rules.extend(kinds.iter().map(|(group, resources, verbs)| rule(group, resources, verbs)));
     rules.push(rule("events.k8s.io", &["events"], &["create", "patch"]));
     rules
 }

@@ -3,6 +3,7 @@
 //! the settings hook derives from them (the controller's config file, the
 //! selectors, the watch scope) is in [`crate::controller_config`].
 
+use pod_reloader_core::KindSpec;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -141,10 +142,10 @@ impl Inputs {
         self.settings.namespaces.is_empty()
     }
 
-    /// A workload kind (the controller's spelling: plural, lower case) is rolled: not ignored, and for
-    /// `rollouts` only when Argo Rollouts is served.
-    pub fn workload_enabled(&self, kind: &str) -> bool {
-        !self.settings.ignored_workload_types.iter().any(|k| k == kind) && (kind != "rollouts" || self.argo_rollouts)
+    /// A workload kind is rolled: not ignored (`ignoredWorkloadTypes`, in the controller's spelling: its
+    /// plural), and an opt-in kind (Argo Rollouts) only when it is served.
+    pub fn workload_enabled(&self, kind: &KindSpec) -> bool {
+        !self.settings.ignored_workload_types.iter().any(|k| k == kind.plural) && (!kind.opt_in || self.argo_rollouts)
     }
 
     pub fn resource_enabled(&self, kind: &str) -> bool {

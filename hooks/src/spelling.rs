@@ -8,21 +8,27 @@
 //! violation naming the setting (the hooks may run on values the schema has
 //! not seen, such as hand-written test values).
 
+use pod_reloader_core::kinds::BUILTIN;
+
 use crate::violation::Violation;
 
 /// `reloadStrategy`.
 pub const RELOAD_STRATEGIES: &[(&str, &str)] = &[("EnvVars", "env-vars"), ("Annotations", "annotations")];
 /// `resourcesToIgnore` items.
 pub const RESOURCES: &[(&str, &str)] = &[("ConfigMaps", "configmaps"), ("Secrets", "secrets")];
-/// `ignoredWorkloadTypes` items.
-pub const WORKLOADS: &[(&str, &str)] = &[
-    ("Deployment", "deployments"),
-    ("StatefulSet", "statefulsets"),
-    ("DaemonSet", "daemonsets"),
-    ("CronJob", "cronjobs"),
-    ("Job", "jobs"),
-    ("Rollout", "rollouts"),
-];
+/// `ignoredWorkloadTypes` items: each built-in kind's `kind` and `plural`
+/// (core/src/kinds.rs).
+pub const WORKLOADS: &[(&str, &str)] = &workload_spellings();
+
+const fn workload_spellings() -> [(&'static str, &'static str); BUILTIN.len()] {
+    let mut out = [("", ""); BUILTIN.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = (BUILTIN[i].kind, BUILTIN[i].plural);
+        i += 1;
+    }
+    out
+}
 /// `alerting.webhook.sink`.
 pub const SINKS: &[(&str, &str)] =
     &[("Slack", "slack"), ("Teams", "teams"), ("GChat", "gchat"), ("Webhook", "webhook")];
@@ -69,6 +75,24 @@ mod tests {
             list_to_controller(WORKLOADS, "$.w", &["CronJob".into(), "Rollout".into()]).unwrap(),
             ["cronjobs", "rollouts"]
         );
+    }
+
+    /// The schema's enum of `ignoredWorkloadTypes` names exactly the built-in kinds.
+    #[test]
+    fn the_schema_lists_every_workload_kind() {
+        let schema: serde_json::Value =
+            serde_saphyr::from_str(crate::schema::EMBEDDED_CONFIG_VALUES).expect("config-values.yaml");
+        let listed: Vec<&str> = schema["properties"]["ignoredWorkloadTypes"]["items"]["enum"]
+            .as_array()
+            .expect("an enum")
+            .iter()
+            .filter_map(serde_json::Value::as_str)
+            .collect();
+        let mut listed = listed;
+        listed.sort_unstable();
+        let mut kinds: Vec<&str> = WORKLOADS.iter().map(|(k, _)| *k).collect();
+        kinds.sort_unstable();
+        assert_eq!(listed, kinds);
     }
 
     #[test]
