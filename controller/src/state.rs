@@ -255,8 +255,9 @@ impl State {
                     return;
                 }
                 let old = self.resources.insert(key.clone(), state);
+                self.metrics.event_received(if old.is_some() { "update" } else { "add" }, key.kind);
                 if old.is_none() {
-                    self.metrics.watched.with_label_values(&[key.kind.as_str()]).inc();
+                    self.metrics.watched(key.kind.as_str(), true);
                 }
                 let listed = self.streams.get(&stream).is_some_and(|s| s.listed_once);
                 if !listed || !self.all_listed() {
@@ -264,7 +265,7 @@ impl State {
                 }
                 match old {
                     Some(old) if old.hash == state.hash => {
-                        self.metrics.skipped.with_label_values(&["no_data_change"]).inc();
+                        self.metrics.skipped("no_data_change");
                     }
                     Some(_) => self.changed(&key, Some(state.hash), state, seen).await,
                     None if self.settings.reload_on_create => self.changed(&key, Some(state.hash), state, seen).await,
@@ -273,7 +274,8 @@ impl State {
             }
             Msg::ResourceDeleted { key, seen } => {
                 if let Some(old) = self.resources.remove(&key) {
-                    self.metrics.watched.with_label_values(&[key.kind.as_str()]).dec();
+                    self.metrics.event_received("delete", key.kind);
+                    self.metrics.watched(key.kind.as_str(), false);
                     if self.settings.reload_on_delete && self.all_listed() {
                         self.changed(&key, None, old, seen).await;
                     }
@@ -397,7 +399,7 @@ impl State {
             for p in &problems {
                 tracing::warn!(workload = %entry.key, problem = %p, "malformed annotation");
             }
-            self.metrics.reload_errors.with_label_values(&["invalid_annotation"]).inc();
+            self.metrics.error("invalid_annotation");
             let messages = event_messages(&entry.policy.problems);
             let _ = self.notices.send(Notice::InvalidAnnotations { workload: entry.key.clone(), messages }).await;
         }
@@ -413,7 +415,7 @@ impl State {
         }
         let key = entry.key.clone();
         if self.index.upsert(entry).is_none() {
-            self.metrics.watched.with_label_values(&[key.kind.as_str()]).inc();
+            self.metrics.watched(key.kind.as_str(), true);
         }
         if self.all_listed() {
             self.reconcile_one(&key).await;
@@ -422,7 +424,7 @@ impl State {
 
     async fn remove_workload(&mut self, key: &WorkloadKey) {
         if let Some(old) = self.index.remove(key) {
-            self.metrics.watched.with_label_values(&[key.kind.as_str()]).dec();
+            self.metrics.watched(key.kind.as_str(), false);
             if old.policy.paused_at.is_some() {
                 let _ = self.notices.send(Notice::CancelResume { workload: key.clone() }).await;
             }
@@ -438,13 +440,16 @@ impl State {
         if let Some(selected) = &self.selected_namespaces
             && !selected.contains(&*key.namespace)
         {
-            self.metrics.skipped.with_label_values(&["namespace_not_selected"]).inc();
+            self.metrics.skipped("namespace_not_selected");
             return;
         }
+        let _timer = self.metrics.reconcile();
         let facts = ResourceFacts { kind: key.kind, name: &key.name, ignored: state.ignored, matched: state.matched };
         let mut requests = Vec::new();
         for entry in self.index.candidates(key) {
-            match decide(entry, &facts, self.settings.auto_reload_all) {
+            let decision = decide(entry, &facts, self.settings.auto_reload_all);
+            self.metrics.workload_scanned(entry.key.kind, matches!(decision, Decision::Reload { .. }));
+            match decision {
                 Decision::Reload { container, why } => {
                     tracing::debug!(workload = %entry.key, resource = %key, reason = %why, "reload requested");
                     requests.push(ReloadRequest {
