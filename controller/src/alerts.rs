@@ -91,7 +91,7 @@ impl Alerter {
     /// Queues an alert; never waits.
     pub fn notify(&self, facts: AlertFacts) {
         if self.queue.try_send(facts).is_err() {
-            self.metrics.alerts.with_label_values(&["dropped"]).inc();
+            self.metrics.alert("dropped");
             tracing::warn!("alert queue full; alert dropped");
         }
     }
@@ -103,7 +103,7 @@ impl Sender {
             let message = match self.templates.render("message", &facts) {
                 Ok(m) => with_additional_info(&self.additional_info, &m),
                 Err(e) => {
-                    self.metrics.alerts.with_label_values(&["failed"]).inc();
+                    self.metrics.alert("failed");
                     tracing::warn!(error = %e, "cannot render the alert template");
                     continue;
                 }
@@ -111,7 +111,7 @@ impl Sender {
             let (content_type, body) = payload(self.sink, &message);
             let result = self.send(content_type, body).await;
             let label = if result.is_ok() { "sent" } else { "failed" };
-            self.metrics.alerts.with_label_values(&[label]).inc();
+            self.metrics.alert(label);
             if let Err(e) = result {
                 tracing::warn!(
                     workload = %format!("{} {}/{}", facts.workload.kind, facts.workload.namespace, facts.workload.name),

@@ -101,6 +101,20 @@ pub struct RunFlags {
     /// Accepted (Reloader's chart has passed it), nothing to do: nothing here is OpenShift-specific.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = go_bool)]
     pub is_openshift: Option<bool>,
+    /// Export reloader_reload_executed_total_by_namespace (Reloader's METRICS_COUNT_BY_NAMESPACE=enabled).
+    #[arg(long, env = "METRICS_COUNT_BY_NAMESPACE", num_args = 0..=1, default_missing_value = "enabled", value_parser = enabled_or_not)]
+    pub metrics_count_by_namespace: Option<bool>,
+}
+
+/// Reloader's `METRICS_COUNT_BY_NAMESPACE`: `enabled` turns it on; `true`
+/// and `false`/`disabled`/empty are accepted too; anything else is refused
+/// rather than silently read as off.
+fn enabled_or_not(s: &str) -> Result<bool, String> {
+    match s {
+        "enabled" | "true" => Ok(true),
+        "" | "disabled" | "false" => Ok(false),
+        other => Err(format!("{other:?} is neither enabled nor disabled")),
+    }
 }
 
 /// Parses a boolean as Go's `strconv.ParseBool` does (Reloader's flag parser):
@@ -147,6 +161,7 @@ impl RunFlags {
         set(&mut s.log_format, &self.log_format);
         set(&mut s.log_level, &self.log_level);
         set(&mut s.record_key_file, &self.record_key_file);
+        set(&mut s.metrics_count_by_namespace, &self.metrics_count_by_namespace);
         s
     }
 }
@@ -297,6 +312,16 @@ mod tests {
         let s =
             parse(&["--is-Argo-Rollouts=false"]).run.overlay(Settings { argo_rollouts: true, ..Default::default() });
         assert!(!s.argo_rollouts);
+    }
+
+    #[test]
+    fn metrics_count_by_namespace_takes_reloaders_value() {
+        let on = |args: &[&str]| parse(args).run.overlay(Settings::default()).metrics_count_by_namespace;
+        assert!(on(&["--metrics-count-by-namespace=enabled"]));
+        assert!(on(&["--metrics-count-by-namespace"]));
+        assert!(!on(&["--metrics-count-by-namespace=disabled"]));
+        let e = Cli::try_parse_from(["pod-reloader", "--metrics-count-by-namespace=yes"]).unwrap_err().to_string();
+        assert!(e.contains("\"yes\" is neither enabled nor disabled"), "{e}");
     }
 
     #[test]

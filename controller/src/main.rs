@@ -109,7 +109,7 @@ async fn run(listen_address: String, settings: ValidSettings) -> anyhow::Result<
     let settings = Arc::new(settings);
     let client =
         Client::try_default().await.map_err(|e| anyhow::anyhow!("cannot configure the Kubernetes client: {e}"))?;
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::new(settings.metrics_count_by_namespace));
     let health = Arc::new(Health::default());
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -164,7 +164,7 @@ async fn run(listen_address: String, settings: ValidSettings) -> anyhow::Result<
     let state = State::new(settings.clone(), stream_ids, metrics.clone());
     let outputs = Outputs { reloads: reload_tx, notices: notice_tx, health: health.clone() };
     let state_task = tokio::spawn(state::run(state, msg_rx, leadership.receiver.clone(), outputs));
-    tokio::spawn(scheduler::run(settings.coalesce_window, reload_rx, reloader.clone()));
+    tokio::spawn(scheduler::run(settings.coalesce_window, reload_rx, reloader.clone(), metrics.clone()));
 
     // Notices: warnings and scheduled resumes, off the state task's path.
     tokio::spawn(notices::run(notice_rx, reloader.clone()));

@@ -240,8 +240,7 @@ impl Reloader {
             match self.try_reload(&batch).await {
                 Ok(Outcome::Patched { uid, containers, rolled }) => {
                     let secs = batch.first_seen.elapsed().as_secs_f64();
-                    self.metrics.reload_latency.with_label_values(&[key.kind.as_str()]).observe(secs);
-                    self.metrics.reload_executed.with_label_values(&["true", &key.namespace, key.kind.as_str()]).inc();
+                    self.metrics.reloaded(key, key.kind.as_str(), secs);
                     let rolled_text: Vec<String> = rolled.iter().map(ToString::to_string).collect();
                     tracing::info!(
                         kind = key.kind.as_str(), namespace = %key.namespace, name = %key.name,
@@ -268,22 +267,22 @@ impl Reloader {
                     return;
                 }
                 Ok(Outcome::AlreadyCurrent) => {
-                    self.metrics.skipped.with_label_values(&["already_current"]).inc();
+                    self.metrics.already_current(key.kind);
                     tracing::debug!(kind = key.kind.as_str(), namespace = %key.namespace, name = %key.name, "already carries the new hashes");
                     return;
                 }
                 Ok(Outcome::Gone) => {
-                    self.metrics.skipped.with_label_values(&["workload_gone"]).inc();
+                    self.metrics.skipped("workload_gone");
                     return;
                 }
                 Err(e) if e.retryable() && attempt < 6 => {
                     tracing::debug!(kind = key.kind.as_str(), namespace = %key.namespace, name = %key.name, error = %e, attempt, "reload failed; retrying");
+                    self.metrics.retried();
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
                 Err(e) => {
-                    self.metrics.reload_errors.with_label_values(&[e.reason()]).inc();
-                    self.metrics.reload_executed.with_label_values(&["false", &key.namespace, key.kind.as_str()]).inc();
+                    self.metrics.reload_failed(key, key.kind.as_str(), e.reason());
                     tracing::error!(
                         kind = key.kind.as_str(), namespace = %key.namespace, name = %key.name,
                         resources = %resources.join(", "), reason = e.reason(), error = %e,

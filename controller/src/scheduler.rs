@@ -14,6 +14,7 @@ use tokio::sync::mpsc::{self, Receiver};
 use tokio::time::Instant;
 
 use crate::messages::{Batch, ReloadRequest};
+use crate::metrics::Metrics;
 
 /// Carries out one coalesced batch (the reloader; a recorder in the tests).
 /// The scheduler runs at most one batch per workload at a time.
@@ -31,8 +32,13 @@ const CONCURRENCY: usize = 8;
 
 /// Gathers the requests per workload and hands each batch to `executor`
 /// `window` after the first request of the batch was seen. Ends when the
-/// requests channel closes.
-pub async fn run<E: Execute>(window: Duration, mut requests: Receiver<ReloadRequest>, executor: Arc<E>) {
+/// requests channel closes. `metrics` gets the queue's depth, intake and waits.
+pub async fn run<E: Execute>(
+    window: Duration,
+    mut requests: Receiver<ReloadRequest>,
+    executor: Arc<E>,
+    metrics: Arc<Metrics>,
+) {
     let mut pending: HashMap<WorkloadKey, Pending> = HashMap::new();
     let mut in_flight: HashSet<WorkloadKey> = HashSet::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<WorkloadKey>();
@@ -59,6 +65,7 @@ pub async fn run<E: Execute>(window: Duration, mut requests: Receiver<ReloadRequ
                         pending.insert(key, Pending { batch: Batch::new(req), due });
                     }
                 }
+                metrics.queue_added(pending.len());
             }
             Some(key) = done_rx.recv() => {
                 in_flight.remove(&key);
@@ -72,6 +79,7 @@ pub async fn run<E: Execute>(window: Duration, mut requests: Receiver<ReloadRequ
                     .collect();
                 for key in due {
                     let Some(p) = pending.remove(&key) else { continue };
+                    metrics.queue_handed_over(p.batch.first_seen.elapsed().as_secs_f64());
                     in_flight.insert(key.clone());
                     let (executor, done, permits) = (executor.clone(), done_tx.clone(), permits.clone());
                     tokio::spawn(async move {
@@ -80,6 +88,7 @@ pub async fn run<E: Execute>(window: Duration, mut requests: Receiver<ReloadRequ
                         let _ = done.send(key);
                     });
                 }
+                metrics.queue_depth(pending.len());
             }
         }
     }
@@ -128,7 +137,7 @@ mod tests {
     fn start(window: Duration, busy: Duration) -> Bed {
         let (requests, rx) = mpsc::channel(64);
         let (seen, batches) = unbounded_channel();
-        let scheduler = tokio::spawn(run(window, rx, Arc::new(Recorder { seen, busy })));
+        let scheduler = tokio::spawn(run(window, rx, Arc::new(Recorder { seen, busy }), Arc::new(Metrics::new(false))));
         Bed { requests, batches, start: Instant::now(), scheduler }
     }
 

@@ -41,6 +41,9 @@ pub struct Settings {
     /// settings whose empty value means "not set".)
     #[serde(skip_serializing_if = "String::is_empty")]
     pub record_key_file: String,
+    /// Export `reloader_reload_executed_total_by_namespace` (Reloader's
+    /// `METRICS_COUNT_BY_NAMESPACE=enabled`).
+    pub metrics_count_by_namespace: bool,
 }
 
 impl Default for Settings {
@@ -63,6 +66,7 @@ impl Default for Settings {
             leader_election: LeaderElectionSettings::default(),
             alerting: AlertingSettings::default(),
             record_key_file: String::new(),
+            metrics_count_by_namespace: false,
         }
     }
 }
@@ -159,6 +163,7 @@ pub struct ValidSettings {
     /// The record key read from `recordKeyFile`. Core does no I/O: `validate`
     /// leaves it empty and the controller fills it in when it loads the file.
     pub record_key: Option<crate::record::RecordKey>,
+    pub metrics_count_by_namespace: bool,
 }
 
 fn dns_label(setting: &'static str, name: &str) -> Result<(), SettingsError> {
@@ -296,6 +301,7 @@ impl Settings {
             leader_election: self.leader_election.clone(),
             alerting,
             record_key: None,
+            metrics_count_by_namespace: self.metrics_count_by_namespace,
         })
     }
 }

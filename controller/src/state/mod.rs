@@ -215,15 +215,16 @@ impl State {
             return;
         }
         let old = self.resources.insert(key.clone(), facts);
+        self.metrics.event_received(if old.is_some() { "update" } else { "add" }, key.kind);
         if old.is_none() {
-            self.metrics.watched.with_label_values(&[key.kind.as_str()]).inc();
+            self.metrics.watched(key.kind.as_str(), true);
         }
         if !self.streams.listed(&stream) || !self.streams.all_listed() {
             return; // initial state, not a change
         }
         match old {
             Some(old) if old.hash == facts.hash => {
-                self.metrics.skipped.with_label_values(&["no_data_change"]).inc();
+                self.metrics.skipped("no_data_change");
             }
             Some(_) => self.changed(&key, Some(facts.hash), &facts, seen, fx),
             None if self.settings.reload_on_create => self.changed(&key, Some(facts.hash), &facts, seen, fx),
@@ -233,7 +234,8 @@ impl State {
 
     fn resource_deleted(&mut self, key: &ResourceKey, seen: Instant, fx: &mut Effects) {
         if let Some(old) = self.resources.remove(key) {
-            self.metrics.watched.with_label_values(&[key.kind.as_str()]).dec();
+            self.metrics.event_received("delete", key.kind);
+            self.metrics.watched(key.kind.as_str(), false);
             if self.settings.reload_on_delete && self.streams.all_listed() {
                 self.changed(key, None, &old, seen, fx);
             }
@@ -313,7 +315,7 @@ impl State {
             for p in &entry.policy.problems {
                 tracing::warn!(workload = %entry.key, problem = %p, "malformed annotation");
             }
-            self.metrics.reload_errors.with_label_values(&["invalid_annotation"]).inc();
+            self.metrics.error("invalid_annotation");
             let messages = event_messages(&entry.policy.problems);
             fx.notice(Notice::InvalidAnnotations { workload: entry.key.clone(), messages });
         }
@@ -331,7 +333,7 @@ impl State {
         }
         let key = entry.key.clone();
         if self.index.upsert(entry).is_none() {
-            self.metrics.watched.with_label_values(&[key.kind.as_str()]).inc();
+            self.metrics.watched(key.kind.as_str(), true);
         }
         if self.streams.all_listed() {
             self.reconcile_one(&key, fx);
@@ -340,7 +342,7 @@ impl State {
 
     fn remove_workload(&mut self, key: &WorkloadKey, fx: &mut Effects) {
         if let Some(old) = self.index.remove(key) {
-            self.metrics.watched.with_label_values(&[key.kind.as_str()]).dec();
+            self.metrics.watched(key.kind.as_str(), false);
             if old.policy.paused_at.is_some() {
                 fx.notice(Notice::CancelResume { workload: key.clone() });
             }
@@ -364,11 +366,14 @@ impl State {
         if let Some(selected) = &self.selected_namespaces
             && !selected.contains(&*key.namespace)
         {
-            self.metrics.skipped.with_label_values(&["namespace_not_selected"]).inc();
+            self.metrics.skipped("namespace_not_selected");
             return;
         }
+        let _timer = self.metrics.reconcile();
         for entry in self.index.candidates(key) {
-            match decide(entry, key.kind, &key.name, Some(facts), self.settings.auto_reload_all) {
+            let decision = decide(entry, key.kind, &key.name, Some(facts), self.settings.auto_reload_all);
+            self.metrics.workload_scanned(entry.key.kind, matches!(decision, Decision::Reload { .. }));
+            match decision {
                 Decision::Reload { container, why } => {
                     tracing::debug!(workload = %entry.key, resource = %key, reason = %why, "reload requested");
                     fx.reload(ReloadRequest {

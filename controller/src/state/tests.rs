@@ -28,7 +28,7 @@ fn state_with(edit: impl FnOnce(&mut Settings)) -> State {
     if settings.namespace_selector.is_some() {
         streams.push(stream(Watched::Namespaces));
     }
-    let mut state = State::new(settings, streams, Arc::new(Metrics::new()));
+    let mut state = State::new(settings, streams, Arc::new(Metrics::new(false)));
     assert!(state.set_leader(true).is_empty(), "nothing listed yet: nothing to reconcile");
     state
 }
