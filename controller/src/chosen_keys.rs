@@ -28,14 +28,19 @@ pub struct WantedKeys(RwLock<HashMap<ResourceKey, Arc<BTreeSet<String>>>>);
 impl WantedKeys {
     /// Sets (or with an empty set, drops) what to digest of `key`.
     pub fn set(&self, key: &ResourceKey, keys: BTreeSet<String>) {
-        // Most objects are wanted by nobody: no write lock for them.
-        if keys.is_empty() && self.get(key).is_none() {
+        // Most objects are wanted by nobody, and the rest rarely change:
+        // the write lock only for a change.
+        let unchanged = match self.get(key) {
+            None => keys.is_empty(),
+            Some(k) => *k == keys,
+        };
+        if unchanged {
             return;
         }
         let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
         if keys.is_empty() {
             map.remove(key);
-        } else if map.get(key).is_none_or(|k| **k != keys) {
+        } else {
             map.insert(key.clone(), Arc::new(keys));
         }
     }

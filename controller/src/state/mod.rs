@@ -332,7 +332,13 @@ impl State {
 
     fn workload_applied(&mut self, entry: WorkloadEntry, pause: PauseState, fx: &mut Effects) {
         let old = self.index.get(&entry.key);
-        let mut keyed = old.map(|o| self.keyed_objects(o)).unwrap_or_default();
+        // Status updates leave policy and references alone: nothing to recompute.
+        let same_follows = old
+            .is_some_and(|o| Arc::ptr_eq(&o.policy, &entry.policy) && o.references.keys().eq(entry.references.keys()));
+        let mut keyed = match old {
+            Some(o) if !same_follows => self.keyed_objects(o),
+            _ => Vec::new(),
+        };
         // The policy is shared while its annotations stay the same: nothing to report again.
         let same_policy = old.is_some_and(|o| Arc::ptr_eq(&o.policy, &entry.policy));
         let old_problems = old.map(|o| o.policy.problems.as_slice()).unwrap_or_default();
@@ -358,7 +364,9 @@ impl State {
             fx.notice(Notice::CancelResume { workload: entry.key.clone() });
         }
         let key = entry.key.clone();
-        keyed.extend(self.keyed_objects(&entry));
+        if !same_follows {
+            keyed.extend(self.keyed_objects(&entry));
+        }
         if self.index.upsert(entry).is_none() {
             self.metrics.watched.with_label_values(&[key.kind.as_str()]).inc();
         }
