@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::ListParams;
 use kube::{Api, Client};
 use pod_reloader_core::annotations::{self, IGNORE, MATCH};
+use pod_reloader_core::chosen_keys::KeyDigests;
 use pod_reloader_core::explain;
 use pod_reloader_core::facts::ResourceFacts;
 use pod_reloader_core::hash::{configmap_hash, secret_hash};
@@ -60,6 +61,9 @@ pub async fn run(target: &str, namespace: &str, settings: &ValidSettings) -> any
     };
 
     let mut resources = Vec::new();
+    // `reload-on-keys`: the digests of the chosen keys, as the controller keeps them.
+    let chosen = entry.policy.chosen_keys.clone().unwrap_or_default();
+    let mut digests = BTreeMap::new();
     for cm in Api::<ConfigMap>::namespaced(client.clone(), namespace).list(&ListParams::default()).await?.items {
         let ann = cm.metadata.annotations.as_ref();
         let current = ResourceFacts {
@@ -67,15 +71,22 @@ pub async fn run(target: &str, namespace: &str, settings: &ValidSettings) -> any
             ignored: flag(ann, IGNORE),
             matched: flag(ann, MATCH),
         };
-        resources.push((ResourceKind::ConfigMap, cm.metadata.name.clone().unwrap_or_default(), current));
+        let name = cm.metadata.name.clone().unwrap_or_default();
+        let d = KeyDigests::of_configmap(current.hash, cm.data.as_ref(), cm.binary_data.as_ref(), chosen.iter());
+        digests.insert((ResourceKind::ConfigMap, name.clone()), d);
+        resources.push((ResourceKind::ConfigMap, name, current));
     }
     for s in Api::<Secret>::namespaced(client, namespace).list(&ListParams::default()).await?.items {
         let ann = s.metadata.annotations.as_ref();
         let current =
             ResourceFacts { hash: secret_hash(s.data.as_ref()), ignored: flag(ann, IGNORE), matched: flag(ann, MATCH) };
-        resources.push((ResourceKind::Secret, s.metadata.name.clone().unwrap_or_default(), current));
+        let name = s.metadata.name.clone().unwrap_or_default();
+        let d = KeyDigests::of_secret(current.hash, s.data.as_ref(), chosen.iter());
+        digests.insert((ResourceKind::Secret, name.clone()), d);
+        resources.push((ResourceKind::Secret, name, current));
     }
     resources.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-    let rows = explain::rows(&entry, &resources, settings.auto_reload_all, key.as_ref());
+    let chosen_digest = |kind, name: &str, c: &_| digests.get(&(kind, name.to_string()))?.digest(c);
+    let rows = explain::rows(&entry, &resources, chosen_digest, settings.auto_reload_all, key.as_ref());
     Ok(explain::render(&entry, &rows, settings.strategy, settings.auto_reload_all))
 }

@@ -2,6 +2,7 @@
 //! change. Wiring only; each concern lives in its own module.
 
 mod alerts;
+mod chosen_keys;
 mod cli;
 mod config;
 mod events;
@@ -128,6 +129,8 @@ async fn run(listen_address: String, settings: ValidSettings) -> anyhow::Result<
     let (msg_tx, msg_rx) = mpsc::channel(1024);
     let (reload_tx, reload_rx) = mpsc::channel(1024);
     let (notice_tx, notice_rx) = mpsc::channel::<Notice>(256);
+    let (fetch_tx, fetch_rx) = mpsc::unbounded_channel();
+    let wanted = Arc::new(chosen_keys::WantedKeys::default());
     let alerter = match &settings.alerting {
         Some((sink, alerting)) => Some(alerts::Alerter::start(*sink, alerting, metrics.clone())?),
         None => None,
@@ -143,7 +146,8 @@ async fn run(listen_address: String, settings: ValidSettings) -> anyhow::Result<
         let (client, tx) = (client.clone(), msg_tx.clone());
         match &id.watched {
             Watched::Resource(kind) => {
-                tokio::spawn(watch::resources(client, *kind, id.namespace.clone(), label_selector.clone(), tx));
+                let (selector, wanted) = (label_selector.clone(), wanted.clone());
+                tokio::spawn(watch::resources(client, *kind, id.namespace.clone(), selector, wanted, tx));
             }
             Watched::Workload(kind) => {
                 tokio::spawn(watch::workloads(client, *kind, id.namespace.clone(), tx));
@@ -154,6 +158,7 @@ async fn run(listen_address: String, settings: ValidSettings) -> anyhow::Result<
             }
         }
     }
+    tokio::spawn(chosen_keys::fetch(client.clone(), label_selector, wanted.clone(), fetch_rx, msg_tx.downgrade()));
     drop(msg_tx);
 
     let leadership = if settings.leader_election.enabled {
@@ -161,8 +166,8 @@ async fn run(listen_address: String, settings: ValidSettings) -> anyhow::Result<
     } else {
         leader::Leadership::always()
     };
-    let state = State::new(settings.clone(), stream_ids, metrics.clone());
-    let outputs = Outputs { reloads: reload_tx, notices: notice_tx, health: health.clone() };
+    let state = State::new(settings.clone(), stream_ids, metrics.clone(), wanted);
+    let outputs = Outputs { reloads: reload_tx, notices: notice_tx, health: health.clone(), fetches: fetch_tx };
     let state_task = tokio::spawn(state::run(state, msg_rx, leadership.receiver.clone(), outputs));
     tokio::spawn(scheduler::run(settings.coalesce_window, reload_rx, reloader.clone(), metrics.clone()));
 

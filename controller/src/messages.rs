@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pod_reloader_core::chosen_keys::KeyDigests;
 use pod_reloader_core::facts::ResourceFacts;
 use pod_reloader_core::index::WorkloadEntry;
 use pod_reloader_core::patch::ReloadItem;
@@ -62,7 +63,15 @@ pub enum Msg {
     ResourceApplied {
         key: ResourceKey,
         facts: ResourceFacts,
+        /// The digests of the keys `reload-on-keys` workloads name, for the
+        /// objects they follow (see `chosen_keys`); `None` for the others.
+        digests: Option<Box<KeyDigests>>,
         seen: Instant,
+    },
+    /// The key digests of an object, read anew on the state's request.
+    KeyDigests {
+        key: ResourceKey,
+        digests: Box<KeyDigests>,
     },
     ResourceDeleted {
         key: ResourceKey,

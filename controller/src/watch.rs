@@ -14,6 +14,7 @@ use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource, ResourceExt};
 use pod_reloader_core::annotations::{self, IGNORE, MATCH};
+use pod_reloader_core::chosen_keys::KeyDigests;
 use pod_reloader_core::facts::ResourceFacts;
 use pod_reloader_core::hash::{configmap_hash, secret_hash};
 use pod_reloader_core::index::WorkloadEntry;
@@ -23,6 +24,7 @@ use serde::de::DeserializeOwned;
 use std::time::Duration;
 use tokio::sync::mpsc::Sender;
 
+use crate::chosen_keys::{self, WantedKeys};
 use crate::messages::{Msg, PauseState, StreamId, Watched};
 
 /// Retry delays for a failing watch: 0.5 s doubling up to 5 s, reset by
@@ -135,6 +137,7 @@ pub async fn resources(
     kind: ResourceKind,
     namespace: Option<Arc<str>>,
     label_selector: Option<String>,
+    wanted: Arc<WantedKeys>,
     tx: Sender<Msg>,
 ) {
     // Small pages bound the memory of the initial list: objects are hashed
@@ -155,7 +158,8 @@ pub async fn resources(
                 (
                     |cm: ConfigMap| {
                         let hash = configmap_hash(cm.data.as_ref(), cm.binary_data.as_ref());
-                        Some(applied(ResourceKind::ConfigMap, &cm.metadata, hash))
+                        let digests = chosen_keys::configmap_digests(&wanted, &cm, hash);
+                        Some(applied(ResourceKind::ConfigMap, &cm.metadata, hash, digests))
                     },
                     |cm: ConfigMap| {
                         Some(Msg::ResourceDeleted {
@@ -176,7 +180,8 @@ pub async fn resources(
                 (
                     |s: Secret| {
                         let hash = secret_hash(s.data.as_ref());
-                        Some(applied(ResourceKind::Secret, &s.metadata, hash))
+                        let digests = chosen_keys::secret_digests(&wanted, &s, hash);
+                        Some(applied(ResourceKind::Secret, &s.metadata, hash, digests))
                     },
                     |s: Secret| {
                         Some(Msg::ResourceDeleted {
@@ -191,12 +196,18 @@ pub async fn resources(
     }
 }
 
-fn applied(kind: ResourceKind, meta: &kube::api::ObjectMeta, hash: pod_reloader_core::ContentHash) -> Msg {
+fn applied(
+    kind: ResourceKind,
+    meta: &kube::api::ObjectMeta,
+    hash: pod_reloader_core::ContentHash,
+    digests: Option<Box<KeyDigests>>,
+) -> Msg {
     let empty = BTreeMap::new();
     let ann = meta.annotations.as_ref().unwrap_or(&empty);
     Msg::ResourceApplied {
         key: resource_key(kind, meta),
         facts: ResourceFacts { hash, ignored: flag(ann, IGNORE), matched: flag(ann, MATCH) },
+        digests,
         seen: Instant::now(),
     }
 }

@@ -45,6 +45,11 @@ pub const PAUSE_PERIOD: Key = Key {
 };
 pub const PAUSED_AT: Key =
     Key { stakater: "deployment.reloader.stakater.com/paused-at", deckhouse: "pod-reloader.deckhouse.io/paused-at" };
+/// A pod-reloader extension (Reloader has no such annotation; its issue
+/// #129 asks for it): the keys of the followed ConfigMaps/Secrets whose
+/// change reloads; a change of other keys rolls nothing (see `chosen_keys`).
+pub const RELOAD_ON_KEYS: Key =
+    Key { stakater: "reloader.stakater.com/reload-on-keys", deckhouse: "pod-reloader.deckhouse.io/reload-on-keys" };
 pub const ROLLOUT_STRATEGY: Key =
     Key { stakater: "reloader.stakater.com/rollout-strategy", deckhouse: "pod-reloader.deckhouse.io/rollout-strategy" };
 
@@ -77,7 +82,7 @@ pub fn exclude_list(kind: ResourceKind) -> Key {
 }
 
 /// Every key a workload may carry; the controller keeps only these.
-pub const WORKLOAD_KEYS: [Key; 11] = [
+pub const WORKLOAD_KEYS: [Key; 12] = [
     AUTO,
     CONFIGMAP_AUTO,
     SECRET_AUTO,
@@ -89,6 +94,7 @@ pub const WORKLOAD_KEYS: [Key; 11] = [
     PAUSE_PERIOD,
     PAUSED_AT,
     ROLLOUT_STRATEGY,
+    RELOAD_ON_KEYS,
 ];
 
 /// The keys a ConfigMap or Secret may carry.

@@ -4,9 +4,11 @@
 
 use std::fmt::Write as _;
 
+use crate::chosen_keys::{ChosenKeys, is_current};
 use crate::decision::{Decision, decide};
 use crate::envvar::env_var_name;
 use crate::facts::ResourceFacts;
+use crate::hash::ContentHash;
 use crate::index::WorkloadEntry;
 use crate::keys::ResourceKind;
 use crate::patch::Strategy;
@@ -41,11 +43,13 @@ pub enum Sync {
 }
 
 /// What the workload runs for one resource, and how that compares.
+/// `current` is what the workload is compared on now (the hash, or with
+/// `reload-on-keys` the digest of its chosen keys) and the whole hash.
 fn runs_and_sync(
     entry: &WorkloadEntry,
     kind: ResourceKind,
     name: &str,
-    current: Option<ResourceFacts>,
+    current: Option<(ContentHash, ContentHash)>,
     key: Option<&RecordKey>,
 ) -> (Option<String>, Sync) {
     let Some((rolled, ours)) = entry.rolled_to(kind, name, key) else {
@@ -61,12 +65,12 @@ fn runs_and_sync(
         return (None, if current.is_some() { Sync::NoRecord } else { Sync::Missing });
     };
     let source = if ours { "record" } else { "Reloader's env var/annotation" };
-    let in_sync = current.map(|c| rolled.is(c.hash, key));
+    let in_sync = current.map(|(now, whole)| is_current(|h| rolled.is(h, key), now, whole));
     let shown = match rolled {
         RolledTo::Plain(h) => format!("{} ({source})", short(&h.to_hex())),
         // A sealed value tells nothing by itself: show the current hash when it matches.
         RolledTo::Sealed(_) => match (in_sync, current) {
-            (Some(true), Some(c)) => format!("{} ({source}, keyed)", short(&c.hash.to_hex())),
+            (Some(true), Some((now, _))) => format!("{} ({source}, keyed)", short(&now.to_hex())),
             _ => format!("another content ({source}, keyed)"),
         },
     };
@@ -97,10 +101,13 @@ fn via_text(r: &crate::references::Reference) -> String {
 }
 
 /// Builds the rows: every referenced resource, then every resource in the
-/// namespace that a reload list names without a reference.
+/// namespace that a reload list names without a reference. With
+/// `reload-on-keys`, `chosen_digest` gives the digest of the chosen keys of
+/// a resource, which is what is shown and compared.
 pub fn rows(
     entry: &WorkloadEntry,
     namespace_resources: &[(ResourceKind, String, ResourceFacts)],
+    chosen_digest: impl Fn(ResourceKind, &str, &ChosenKeys) -> Option<ContentHash>,
     auto_reload_all: bool,
     key: Option<&RecordKey>,
 ) -> Vec<Row> {
@@ -110,13 +117,17 @@ pub fn rows(
     let mut out = Vec::new();
     let mut push = |kind: ResourceKind, name: &str, used: String| {
         let cur = current_of(kind, name);
-        let (runs, sync) = runs_and_sync(entry, kind, name, cur, key);
+        let compared = cur.map(|c| match &entry.policy.chosen_keys {
+            Some(chosen) => (chosen_digest(kind, name, chosen).unwrap_or(c.hash), c.hash),
+            None => (c.hash, c.hash),
+        });
+        let (runs, sync) = runs_and_sync(entry, kind, name, compared, key);
         out.push(Row {
             kind,
             name: name.to_string(),
             used,
             decision: decide(entry, kind, name, cur.as_ref(), auto_reload_all),
-            current: cur.map(|c| c.hash.to_hex()),
+            current: compared.map(|(now, _)| now.to_hex()),
             runs,
             sync,
         });
@@ -162,6 +173,10 @@ pub fn render(entry: &WorkloadEntry, rows: &[Row], strategy: Strategy, auto_relo
             parts.push("none".into());
         }
         let _ = writeln!(s, "{:<17}{}", format!("{label}:"), parts.join("; "));
+    }
+    if let Some(keys) = &entry.policy.chosen_keys {
+        let keys: Vec<&str> = keys.iter().collect();
+        let _ = writeln!(s, "Reload on keys:  {} (hashes below are of these keys)", keys.join(", "));
     }
     if let Some(p) = entry.policy.pause_period {
         let _ = writeln!(s, "Pause period:    {}", crate::duration::format_duration(p));
@@ -213,4 +228,53 @@ pub fn render(entry: &WorkloadEntry, rows: &[Row], strategy: Strategy, auto_relo
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chosen_keys::KeyDigests;
+    use crate::hash::configmap_hash;
+    use crate::keys::{WorkloadKey, WorkloadKind};
+    use crate::record::{RECORD_ANNOTATION, Record};
+    use k8s_openapi::api::core::v1::PodTemplateSpec;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn reload_on_keys_is_shown_and_compared_on_the_chosen_keys() {
+        let data =
+            |a: &str, b: &str| BTreeMap::from([("a".to_string(), a.to_string()), ("b".to_string(), b.to_string())]);
+        let now = data("1", "2");
+        let whole = configmap_hash(Some(&now), None);
+        let digests = KeyDigests::of_configmap(whole, Some(&now), None, ["a"]);
+        let chosen = ChosenKeys::from(["a"]);
+        let digest = digests.digest(&chosen).unwrap();
+        let rows_for = |rolled: ContentHash| {
+            let mut rec = Record::new();
+            rec.set(ResourceKind::ConfigMap, "cfg", rolled, None);
+            let meta = BTreeMap::from([
+                ("reloader.stakater.com/auto".to_string(), "true".to_string()),
+                ("reloader.stakater.com/reload-on-keys".to_string(), "a".to_string()),
+                (RECORD_ANNOTATION.to_string(), rec.render(None)),
+            ]);
+            let t: PodTemplateSpec = serde_json::from_value(
+                json!({"spec": {"containers": [{"name": "app", "envFrom": [{"configMapRef": {"name": "cfg"}}]}]}}),
+            )
+            .unwrap();
+            let e =
+                WorkloadEntry::from_object(WorkloadKey::new(WorkloadKind::Deployment, "ns", "web"), &meta, Some(&t));
+            let facts = ResourceFacts { hash: whole, ignored: false, matched: false };
+            let rows =
+                rows(&e, &[(ResourceKind::ConfigMap, "cfg".into(), facts)], |_, _, c| digests.digest(c), false, None);
+            (render(&e, &rows, Strategy::EnvVars, false), rows)
+        };
+        let (text, rows) = rows_for(digest);
+        assert_eq!(rows[0].sync, Sync::InSync, "{text}");
+        assert_eq!(rows[0].current, Some(digest.to_hex()), "the digest of the chosen keys is shown");
+        assert!(text.contains("Reload on keys:  a"), "{text}");
+        assert_eq!(rows_for(whole).1[0].sync, Sync::InSync, "the whole current content was rolled to");
+        let old = KeyDigests::of_configmap(whole, Some(&data("0", "2")), None, ["a"]).digest(&chosen).unwrap();
+        assert_eq!(rows_for(old).1[0].sync, Sync::Differs);
+    }
 }

@@ -45,6 +45,11 @@ impl ContentHash {
         self.to_string()
     }
 
+    /// A hash from its 20 bytes (a digest computed elsewhere, see `chosen_keys`).
+    pub fn from_bytes(bytes: [u8; 20]) -> Self {
+        Self(bytes)
+    }
+
     /// The 20 bytes of the SHA-1.
     pub fn as_bytes(&self) -> &[u8; 20] {
         &self.0

@@ -7,6 +7,7 @@
 
 pub mod alert;
 pub mod annotations;
+pub mod chosen_keys;
 pub mod decision;
 pub mod duration;
 pub mod envvar;

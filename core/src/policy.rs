@@ -21,6 +21,7 @@ use regex_automata::Input;
 use sha1::{Digest, Sha1};
 
 use crate::annotations::{self, Key, WORKLOAD_KEYS};
+use crate::chosen_keys::ChosenKeys;
 use crate::duration::{WANT_DURATION, parse_go_duration};
 use crate::keys::ResourceKind;
 use crate::pattern::PatternError;
@@ -117,7 +118,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn new(annotation: &str, value: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(annotation: &str, value: &str, message: impl Into<String>) -> Self {
         Problem { annotation: annotation.into(), value: UserValue::new(value), message: message.into() }
     }
 }
@@ -170,6 +171,8 @@ pub struct WorkloadPolicy {
     pub paused_at: Option<String>,
     pub rollout_strategy: RolloutStrategy,
     pub problems: Vec<Problem>,
+    /// `reload-on-keys`: only a change of these keys reloads (`None`: any change).
+    pub chosen_keys: Option<ChosenKeys>,
 }
 
 impl WorkloadPolicy {
@@ -258,7 +261,14 @@ impl WorkloadPolicy {
             Some("restart") => RolloutStrategy::Restart,
             _ => RolloutStrategy::Rollout,
         };
-        WorkloadPolicy { configmap, secret, pause_period, paused_at, rollout_strategy, problems }
+        // Read from the workload's metadata only, both spellings joined.
+        let chosen_values: Vec<(&'static str, &str)> = annotations::RELOAD_ON_KEYS
+            .names()
+            .into_iter()
+            .filter_map(|n| meta.get(n).map(|v| (n, v.as_str())))
+            .collect();
+        let chosen_keys = ChosenKeys::parse(&chosen_values, &mut problems);
+        WorkloadPolicy { configmap, secret, pause_period, paused_at, rollout_strategy, problems, chosen_keys }
     }
 }
 
@@ -467,6 +477,23 @@ mod tests {
         let p = WorkloadPolicy::parse(&map(&[("pod-reloader.deckhouse.io/pause-period", "soon")]), &map(&[]));
         assert_eq!(p.pause_period, None);
         assert_eq!(p.problems[0].annotation, "pod-reloader.deckhouse.io/pause-period");
+    }
+
+    #[test]
+    fn reload_on_keys_joins_both_families_from_metadata_only() {
+        use crate::chosen_keys::ChosenKeys;
+        let p = WorkloadPolicy::parse(
+            &map(&[
+                ("reloader.stakater.com/reload-on-keys", "cfg.yaml"),
+                ("pod-reloader.deckhouse.io/reload-on-keys", "tls.crt, cfg.yaml"),
+            ]),
+            &map(&[]),
+        );
+        assert_eq!(p.chosen_keys, Some(ChosenKeys::from(["cfg.yaml", "tls.crt"])));
+        let p = WorkloadPolicy::parse(&map(&[]), &map(&[("reloader.stakater.com/reload-on-keys", "a")]));
+        assert_eq!(p.chosen_keys, None, "not read from the pod template");
+        let p = WorkloadPolicy::parse(&map(&[("reloader.stakater.com/reload-on-keys", "a/b")]), &map(&[]));
+        assert_eq!((p.chosen_keys, p.problems.len()), (None, 1), "reported as a problem (InvalidAnnotation)");
     }
 
     #[test]

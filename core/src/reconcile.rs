@@ -8,10 +8,15 @@
 //! asked only for a kind whose list is not empty): a regex cannot be turned
 //! into names any other way.
 //!
+//! A workload with `reload-on-keys` is compared on the digest of its chosen
+//! keys (`chosen_digest`, see `chosen_keys`); while that digest is not known
+//! yet its resources are left for later (no reload, no baseline).
+//!
 //! With a record key the record holds sealed hashes (see `record`): the
 //! current hash is sealed to compare, and a record under another key counts
 //! as none (a baseline, never a rollout).
 
+use crate::chosen_keys::{ChosenKeys, is_current};
 use crate::decision::{Decision, decide};
 use crate::facts::ResourceFacts;
 use crate::hash::ContentHash;
@@ -61,6 +66,7 @@ fn candidates<N: AsRef<str>>(
 pub fn reconcile<N: AsRef<str>>(
     entry: &WorkloadEntry,
     current: impl Fn(ResourceKind, &str) -> Option<ResourceFacts>,
+    chosen_digest: impl Fn(ResourceKind, &str, &ChosenKeys) -> Option<ContentHash>,
     names_in_namespace: impl Fn(ResourceKind) -> Vec<N>,
     auto_reload_all: bool,
     record_key: Option<&RecordKey>,
@@ -73,13 +79,21 @@ pub fn reconcile<N: AsRef<str>>(
         let Decision::Reload { container, .. } = decide(entry, kind, &name, Some(&cur), auto_reload_all) else {
             continue;
         };
+        // What the workload follows of the content: all of it, or the digest of its chosen keys.
+        let (hash, whole) = match &entry.policy.chosen_keys {
+            None => (cur.hash, cur.hash),
+            Some(chosen) => match chosen_digest(kind, &name, chosen) {
+                Some(d) => (d, cur.hash),
+                None => continue,
+            },
+        };
         let key = ResourceKey::new(kind, entry.key.namespace.clone(), name.as_str());
         match entry.rolled_to(kind, &name, record_key) {
-            Some((rolled, _)) if !rolled.is(cur.hash, record_key) => {
-                out.reloads.push(ReloadItem { resource: key, hash: Some(cur.hash), container });
+            Some((rolled, _)) if !is_current(|h| rolled.is(h, record_key), hash, whole) => {
+                out.reloads.push(ReloadItem { resource: key, hash: Some(hash), container });
             }
             Some((_, true)) => {}
-            Some((_, false)) | None => out.baseline.push((key, cur.hash)),
+            Some((_, false)) | None => out.baseline.push((key, hash)),
         }
     }
     out
@@ -123,6 +137,10 @@ mod tests {
         }
     }
 
+    fn no_digest(_: ResourceKind, _: &str, _: &ChosenKeys) -> Option<ContentHash> {
+        None
+    }
+
     fn no_names(_: ResourceKind) -> Vec<String> {
         Vec::new()
     }
@@ -146,7 +164,8 @@ mod tests {
 
     #[test]
     fn reload_list_names_without_a_reference_are_reconciled() {
-        let first = reconcile(&listing("app-.*", &Record::new()), current(b"v1"), namespace_names, false, None);
+        let first =
+            reconcile(&listing("app-.*", &Record::new()), current(b"v1"), no_digest, namespace_names, false, None);
         let names: Vec<&str> = first.baseline.iter().map(|(k, _)| k.name.as_ref()).collect();
         assert_eq!(names, ["app-a", "app-b"], "baseline for every listed name, not for others nor Secrets");
         assert!(first.reloads.is_empty());
@@ -154,7 +173,7 @@ mod tests {
         let mut rec = Record::new();
         rec.set(ResourceKind::ConfigMap, "app-a", ContentHash::of(b"v1"), None);
         rec.set(ResourceKind::ConfigMap, "app-b", ContentHash::of(b"v0"), None);
-        let r = reconcile(&listing("app-.*", &rec), current(b"v1"), namespace_names, false, None);
+        let r = reconcile(&listing("app-.*", &rec), current(b"v1"), no_digest, namespace_names, false, None);
         assert_eq!(r.reloads.len(), 1, "only the one changed while away: {r:?}");
         assert_eq!(r.reloads[0].resource.name.as_ref(), "app-b");
         assert_eq!(r.reloads[0].container, "app", "the first container, as for a listed change");
@@ -167,13 +186,13 @@ mod tests {
             asked.set(asked.get() + 1);
             Vec::<String>::new()
         };
-        reconcile(&entry(&Record::new(), None), current(b"v1"), names, false, None);
+        reconcile(&entry(&Record::new(), None), current(b"v1"), no_digest, names, false, None);
         assert_eq!(asked.get(), 0);
     }
 
     #[test]
     fn first_seen_gets_a_baseline_and_no_reload() {
-        let r = reconcile(&entry(&Record::new(), None), current(b"v1"), no_names, false, None);
+        let r = reconcile(&entry(&Record::new(), None), current(b"v1"), no_digest, no_names, false, None);
         assert!(r.reloads.is_empty());
         assert_eq!(r.baseline.len(), 2);
     }
@@ -183,7 +202,7 @@ mod tests {
         let mut rec = Record::new();
         rec.set(ResourceKind::ConfigMap, "cfg", ContentHash::of(b"v1"), None);
         rec.set(ResourceKind::Secret, "tls", ContentHash::of(b"tls"), None);
-        assert!(reconcile(&entry(&rec, None), current(b"v1"), no_names, false, None).is_empty());
+        assert!(reconcile(&entry(&rec, None), current(b"v1"), no_digest, no_names, false, None).is_empty());
     }
 
     #[test]
@@ -191,7 +210,7 @@ mod tests {
         let mut rec = Record::new();
         rec.set(ResourceKind::ConfigMap, "cfg", ContentHash::of(b"v1"), None);
         rec.set(ResourceKind::Secret, "tls", ContentHash::of(b"tls"), None);
-        let r = reconcile(&entry(&rec, None), current(b"v2"), no_names, false, None);
+        let r = reconcile(&entry(&rec, None), current(b"v2"), no_digest, no_names, false, None);
         assert_eq!(r.reloads.len(), 1);
         assert_eq!(r.reloads[0].hash, Some(ContentHash::of(b"v2")));
         assert!(r.baseline.is_empty());
@@ -200,11 +219,11 @@ mod tests {
     #[test]
     fn reloader_env_vars_stand_in_for_a_record() {
         let equal = ContentHash::of(b"v1").to_hex();
-        let r = reconcile(&entry(&Record::new(), Some(&equal)), current(b"v1"), no_names, false, None);
+        let r = reconcile(&entry(&Record::new(), Some(&equal)), current(b"v1"), no_digest, no_names, false, None);
         assert!(r.reloads.is_empty(), "migrated, current: no rollout");
         assert_eq!(r.baseline.len(), 2, "but a record is written");
         let stale = ContentHash::of(b"v0").to_hex();
-        let r = reconcile(&entry(&Record::new(), Some(&stale)), current(b"v1"), no_names, false, None);
+        let r = reconcile(&entry(&Record::new(), Some(&stale)), current(b"v1"), no_digest, no_names, false, None);
         assert_eq!(r.reloads.len(), 1, "migrated, stale: one rollout");
     }
 
@@ -219,8 +238,11 @@ mod tests {
     fn keyed_record_is_compared_under_its_key() {
         let key = RecordKey::new(&[3; KEY_LEN]).unwrap();
         let keyed = Some(both(b"v1").render(Some(&key)));
-        assert!(reconcile(&entry_with(keyed.clone(), None), current(b"v1"), no_names, false, Some(&key)).is_empty());
-        let r = reconcile(&entry_with(keyed, None), current(b"v2"), no_names, false, Some(&key));
+        assert!(
+            reconcile(&entry_with(keyed.clone(), None), current(b"v1"), no_digest, no_names, false, Some(&key))
+                .is_empty()
+        );
+        let r = reconcile(&entry_with(keyed, None), current(b"v2"), no_digest, no_names, false, Some(&key));
         assert_eq!(r.reloads.len(), 1, "{r:?}");
         assert_eq!(r.reloads[0].hash, Some(ContentHash::of(b"v2")));
         assert!(r.baseline.is_empty());
@@ -231,10 +253,11 @@ mod tests {
         let key = RecordKey::new(&[3; KEY_LEN]).unwrap();
         let old = Some(both(b"v1").render(None));
         assert!(
-            reconcile(&entry_with(old.clone(), None), current(b"v1"), no_names, false, Some(&key)).is_empty(),
+            reconcile(&entry_with(old.clone(), None), current(b"v1"), no_digest, no_names, false, Some(&key))
+                .is_empty(),
             "equal SHA-1s: nothing to roll, nothing to write"
         );
-        let r = reconcile(&entry_with(old, None), current(b"v2"), no_names, false, Some(&key));
+        let r = reconcile(&entry_with(old, None), current(b"v2"), no_digest, no_names, false, Some(&key));
         assert_eq!(r.reloads.len(), 1, "stale SHA-1: one rollout");
     }
 
@@ -243,10 +266,10 @@ mod tests {
         let old_key = RecordKey::new(&[1; KEY_LEN]).unwrap();
         let key = RecordKey::new(&[2; KEY_LEN]).unwrap();
         let foreign = Some(both(b"v0").render(Some(&old_key)));
-        let r = reconcile(&entry_with(foreign.clone(), None), current(b"v1"), no_names, false, Some(&key));
+        let r = reconcile(&entry_with(foreign.clone(), None), current(b"v1"), no_digest, no_names, false, Some(&key));
         assert!(r.reloads.is_empty(), "no rollout storm after a new key: {r:?}");
         assert_eq!(r.baseline.len(), 2);
-        let r = reconcile(&entry_with(foreign, None), current(b"v1"), no_names, false, None);
+        let r = reconcile(&entry_with(foreign, None), current(b"v1"), no_digest, no_names, false, None);
         assert!(r.reloads.is_empty() && r.baseline.len() == 2, "without a key too: {r:?}");
     }
 
@@ -254,6 +277,60 @@ mod tests {
     fn unfollowed_resources_are_left_alone() {
         let mut e = entry(&Record::new(), None);
         e.policy = Default::default();
-        assert!(reconcile(&e, current(b"v1"), no_names, false, None).is_empty());
+        assert!(reconcile(&e, current(b"v1"), no_digest, no_names, false, None).is_empty());
+    }
+    /// A Deployment following ConfigMap `cfg` (auto) with `reload-on-keys: a`, rolled to `record`.
+    fn keyed_entry(record: &Record) -> WorkloadEntry {
+        let mut meta = BTreeMap::from([
+            ("reloader.stakater.com/auto".to_string(), "true".to_string()),
+            ("reloader.stakater.com/reload-on-keys".to_string(), "a".to_string()),
+        ]);
+        if !record.is_empty() {
+            meta.insert(RECORD_ANNOTATION.into(), record.render(None));
+        }
+        let t: PodTemplateSpec = serde_json::from_value(
+            json!({"spec": {"containers": [{"name": "app", "envFrom": [{"configMapRef": {"name": "cfg"}}]}]}}),
+        )
+        .unwrap();
+        WorkloadEntry::from_object(WorkloadKey::new(WorkloadKind::Deployment, "ns", "web"), &meta, Some(&t))
+    }
+
+    #[test]
+    fn chosen_keys_are_compared_on_their_digest() {
+        use crate::chosen_keys::KeyDigests;
+        use crate::hash::configmap_hash;
+        let content = |a: &str, b: &str| {
+            let data = BTreeMap::from([("a".to_string(), a.to_string()), ("b".to_string(), b.to_string())]);
+            let whole = configmap_hash(Some(&data), None);
+            (whole, KeyDigests::of_configmap(whole, Some(&data), None, ["a"]))
+        };
+        let chosen = ChosenKeys::from(["a"]);
+        let (whole1, d1) = content("1", "1");
+        let digest1 = d1.digest(&chosen).unwrap();
+        let run = |e: &WorkloadEntry, (whole, d): &(ContentHash, KeyDigests)| {
+            let facts = ResourceFacts { hash: *whole, ignored: false, matched: false };
+            reconcile(e, |_, _| Some(facts), |_, _, c| d.digest(c), no_names, false, None)
+        };
+
+        let first = run(&keyed_entry(&Record::new()), &content("1", "1"));
+        assert!(first.reloads.is_empty());
+        assert_eq!(first.baseline[0].1, digest1, "the baseline records the digest of the chosen keys");
+
+        let mut rec = Record::new();
+        rec.set(ResourceKind::ConfigMap, "cfg", digest1, None);
+        assert!(run(&keyed_entry(&rec), &content("1", "2")).is_empty(), "only b changed");
+        let r = run(&keyed_entry(&rec), &content("2", "1"));
+        assert_eq!(r.reloads.len(), 1, "a changed while away: {r:?}");
+        assert_eq!(r.reloads[0].hash, content("2", "1").1.digest(&chosen));
+
+        let mut whole = Record::new();
+        whole.set(ResourceKind::ConfigMap, "cfg", whole1, None);
+        assert!(
+            run(&keyed_entry(&whole), &content("1", "1")).is_empty(),
+            "a record of the whole current content (before the annotation) is current"
+        );
+        let facts = ResourceFacts { hash: whole1, ignored: false, matched: false };
+        let unknown = reconcile(&keyed_entry(&rec), |_, _| Some(facts), no_digest, no_names, false, None);
+        assert!(unknown.is_empty(), "no digest yet: left for later, neither rolled nor recorded");
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use pod_reloader_core::WorkloadKey;
+use pod_reloader_core::{ResourceKey, WorkloadKey};
 
 use crate::messages::ReloadRequest;
 
@@ -30,6 +30,8 @@ pub enum Effect {
     Ready(bool),
     /// A list (or re-list) passed through: give the heap it left free back.
     ReleaseFreeHeap,
+    /// Read this object anew for its key digests (see `chosen_keys`).
+    FetchKeyDigests(ResourceKey),
 }
 
 /// The effects of one message, in the order they are to be carried out.
@@ -69,6 +71,15 @@ impl Effects {
     pub fn notices(&self) -> impl Iterator<Item = &Notice> {
         self.0.iter().filter_map(|e| match e {
             Effect::Notice(n) => Some(n),
+            _ => None,
+        })
+    }
+
+    /// The objects to read anew, in order.
+    #[cfg(test)]
+    pub fn fetches(&self) -> impl Iterator<Item = &ResourceKey> {
+        self.0.iter().filter_map(|e| match e {
+            Effect::FetchKeyDigests(k) => Some(k),
             _ => None,
         })
     }

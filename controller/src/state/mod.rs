@@ -4,6 +4,7 @@
 //! readiness), which the task in `task` does. Single-threaded by design: no
 //! locks, and the order of events for one object is the order they arrive.
 
+mod chosen;
 mod effects;
 mod streams;
 mod task;
@@ -14,6 +15,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
+use pod_reloader_core::chosen_keys::{KeyDigests, is_current};
 use pod_reloader_core::decision::{Decision, decide};
 use pod_reloader_core::facts::ResourceFacts;
 use pod_reloader_core::index::{FollowIndex, WorkloadEntry};
@@ -23,10 +25,12 @@ use pod_reloader_core::reconcile::reconcile;
 use pod_reloader_core::settings::ValidSettings;
 use pod_reloader_core::{ContentHash, ResourceKey, WorkloadKey};
 
+use chosen::Chosen;
 pub use effects::{Effect, Effects, Notice};
 use streams::{ListEnd, Streams};
 pub use task::{Outputs, run};
 
+use crate::chosen_keys::WantedKeys;
 use crate::messages::{Msg, PauseState, ReloadRequest, StreamId, Watched, Work};
 use crate::metrics::Metrics;
 
@@ -56,10 +60,17 @@ pub struct State {
     metrics: Arc<Metrics>,
     /// Only the leader patches; a standby keeps its state warm.
     leader: bool,
+    /// Key digests for `reload-on-keys` workloads.
+    chosen: Chosen,
 }
 
 impl State {
-    pub fn new(settings: Arc<ValidSettings>, streams: Vec<StreamId>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        settings: Arc<ValidSettings>,
+        streams: Vec<StreamId>,
+        metrics: Arc<Metrics>,
+        wanted: Arc<WantedKeys>,
+    ) -> Self {
         let selected_namespaces = settings.namespace_selector.as_ref().map(|_| BTreeSet::new());
         State {
             settings,
@@ -69,6 +80,7 @@ impl State {
             selected_namespaces,
             metrics,
             leader: false,
+            chosen: Chosen::new(wanted),
         }
     }
 
@@ -106,7 +118,8 @@ impl State {
                 }
                 fx.push(Effect::Ready(self.streams.ready()));
             }
-            Msg::ResourceApplied { key, facts, seen } => self.resource_applied(key, facts, seen, fx),
+            Msg::ResourceApplied { key, facts, digests, seen } => self.resource_applied(key, facts, digests, seen, fx),
+            Msg::KeyDigests { key, digests } => self.key_digests(&key, *digests, fx),
             Msg::ResourceDeleted { key, seen } => self.resource_deleted(&key, seen, fx),
             Msg::WorkloadApplied { entry, pause } => {
                 let stream = self.stream_of(Watched::Workload(entry.key.kind), &entry.key.namespace);
@@ -155,6 +168,7 @@ impl State {
         let plan = reconcile(
             entry,
             |kind, name| resources.get(&ResourceKey::new(kind, ns.clone(), name)).copied(),
+            |kind, name, chosen| self.chosen.digest(&ResourceKey::new(kind, ns.clone(), name), chosen),
             // Only for workloads with a reload list. A scan of the hash table
             // (no per-namespace name index is kept: it would cost memory for
             // every object to serve the rare list holder at start-up).
@@ -207,7 +221,14 @@ impl State {
         }
     }
 
-    fn resource_applied(&mut self, key: ResourceKey, facts: ResourceFacts, seen: Instant, fx: &mut Effects) {
+    fn resource_applied(
+        &mut self,
+        key: ResourceKey,
+        facts: ResourceFacts,
+        digests: Option<Box<KeyDigests>>,
+        seen: Instant,
+        fx: &mut Effects,
+    ) {
         let stream = self.stream_of(Watched::Resource(key.kind), &key.namespace);
         self.streams.mark_seen(&stream, format!("{}/{}", key.namespace, key.name));
         self.event_seen(&stream, fx);
@@ -216,8 +237,11 @@ impl State {
         }
         let old = self.resources.insert(key.clone(), facts);
         self.metrics.event_received(if old.is_some() { "update" } else { "add" }, key.kind);
+        let old_digests = self.chosen.applied(&key, digests, fx);
         if old.is_none() {
             self.metrics.watched(key.kind.as_str(), true);
+            // A reload list of a `reload-on-keys` workload may name it.
+            self.refresh_wanted(&key, fx);
         }
         if !self.streams.listed(&stream) || !self.streams.all_listed() {
             return; // initial state, not a change
@@ -226,18 +250,21 @@ impl State {
             Some(old) if old.hash == facts.hash => {
                 self.metrics.skipped("no_data_change");
             }
-            Some(_) => self.changed(&key, Some(facts.hash), &facts, seen, fx),
-            None if self.settings.reload_on_create => self.changed(&key, Some(facts.hash), &facts, seen, fx),
+            Some(_) => self.changed(&key, Some(facts.hash), &facts, old_digests.as_ref(), seen, fx),
+            None if self.settings.reload_on_create => {
+                self.changed(&key, Some(facts.hash), &facts, old_digests.as_ref(), seen, fx)
+            }
             None => {}
         }
     }
 
     fn resource_deleted(&mut self, key: &ResourceKey, seen: Instant, fx: &mut Effects) {
         if let Some(old) = self.resources.remove(key) {
+            self.chosen.deleted(key);
             self.metrics.event_received("delete", key.kind);
             self.metrics.watched(key.kind.as_str(), false);
             if self.settings.reload_on_delete && self.streams.all_listed() {
-                self.changed(key, None, &old, seen, fx);
+                self.changed(key, None, &old, None, seen, fx);
             }
         }
     }
@@ -307,6 +334,13 @@ impl State {
 
     fn workload_applied(&mut self, entry: WorkloadEntry, pause: PauseState, fx: &mut Effects) {
         let old = self.index.get(&entry.key);
+        // Status updates leave policy and references alone: nothing to recompute.
+        let same_follows = old
+            .is_some_and(|o| Arc::ptr_eq(&o.policy, &entry.policy) && o.references.keys().eq(entry.references.keys()));
+        let mut keyed = match old {
+            Some(o) if !same_follows => self.keyed_objects(o),
+            _ => Vec::new(),
+        };
         // The policy is shared while its annotations stay the same: nothing to report again.
         let same_policy = old.is_some_and(|o| Arc::ptr_eq(&o.policy, &entry.policy));
         let old_problems = old.map(|o| o.policy.problems.as_slice()).unwrap_or_default();
@@ -332,8 +366,14 @@ impl State {
             fx.notice(Notice::CancelResume { workload: entry.key.clone() });
         }
         let key = entry.key.clone();
+        if !same_follows {
+            keyed.extend(self.keyed_objects(&entry));
+        }
         if self.index.upsert(entry).is_none() {
             self.metrics.watched(key.kind.as_str(), true);
+        }
+        for object in keyed {
+            self.refresh_wanted(&object, fx);
         }
         if self.streams.all_listed() {
             self.reconcile_one(&key, fx);
@@ -346,6 +386,9 @@ impl State {
             if old.policy.paused_at.is_some() {
                 fx.notice(Notice::CancelResume { workload: key.clone() });
             }
+            for object in self.keyed_objects(&old) {
+                self.refresh_wanted(&object, fx);
+            }
         }
     }
 
@@ -357,6 +400,7 @@ impl State {
         key: &ResourceKey,
         hash: Option<ContentHash>,
         facts: &ResourceFacts,
+        old_digests: Option<&KeyDigests>,
         seen: Instant,
         fx: &mut Effects,
     ) {
@@ -375,6 +419,9 @@ impl State {
             self.metrics.workload_scanned(entry.key.kind, matches!(decision, Decision::Reload { .. }));
             match decision {
                 Decision::Reload { container, why } => {
+                    let Some(hash) = self.followed_change(entry, key, hash, old_digests) else {
+                        continue;
+                    };
                     tracing::debug!(workload = %entry.key, resource = %key, reason = %why, "reload requested");
                     fx.reload(ReloadRequest {
                         workload: entry.key.clone(),
@@ -389,5 +436,103 @@ impl State {
                 }
             }
         }
+    }
+
+    /// What a change of `key` (new whole hash `hash`, `None`: deleted) means
+    /// for `entry`: `None` when it rolls nothing, else the hash to roll to.
+    /// Without `reload-on-keys` that is the change itself; with it, the
+    /// digest of the chosen keys, if it moved (from the digests before, or
+    /// when those are not known, from what the workload rolled to).
+    #[allow(clippy::option_option)]
+    fn followed_change(
+        &self,
+        entry: &WorkloadEntry,
+        key: &ResourceKey,
+        hash: Option<ContentHash>,
+        old_digests: Option<&KeyDigests>,
+    ) -> Option<Option<ContentHash>> {
+        let (Some(chosen), Some(whole)) = (&entry.policy.chosen_keys, hash) else {
+            return Some(hash);
+        };
+        let Some(now) = self.chosen.digest(key, chosen) else {
+            // Read anew on the way (see `chosen`); its answer reconciles the workload.
+            tracing::debug!(workload = %entry.key, resource = %key, "key digests not known yet");
+            return None;
+        };
+        let record_key = self.settings.record_key.as_ref();
+        let unchanged = match old_digests.and_then(|d| d.digest(chosen)) {
+            Some(before) => before == now,
+            None => entry
+                .rolled_to(key.kind, &key.name, record_key)
+                .is_some_and(|(rolled, _)| is_current(|h| rolled.is(h, record_key), now, whole)),
+        };
+        if unchanged {
+            tracing::debug!(workload = %entry.key, resource = %key, "none of its reload-on-keys changed");
+            self.metrics.skipped("chosen_keys_unchanged");
+            return None;
+        }
+        Some(Some(now))
+    }
+
+    /// The fetch task read `key` anew: with its digests known, compare the
+    /// `reload-on-keys` workloads that follow it.
+    fn key_digests(&mut self, key: &ResourceKey, digests: KeyDigests, fx: &mut Effects) {
+        let current = self.resources.get(key).map(|f| f.hash);
+        if !self.chosen.fetched(key, digests, current) || !self.streams.all_listed() {
+            return;
+        }
+        let keyed: Vec<WorkloadKey> = self
+            .index
+            .candidates(key)
+            .into_iter()
+            .filter(|e| e.policy.chosen_keys.is_some())
+            .map(|e| e.key.clone())
+            .collect();
+        for w in keyed {
+            self.reconcile_one(&w, fx);
+        }
+    }
+
+    /// The objects `entry` follows when it has `reload-on-keys` (none else):
+    /// its references and what its reload lists name in its namespace.
+    fn keyed_objects(&self, entry: &WorkloadEntry) -> Vec<ResourceKey> {
+        if entry.policy.chosen_keys.is_none() {
+            return Vec::new();
+        }
+        let ns = &entry.key.namespace;
+        let mut out: Vec<ResourceKey> =
+            entry.references.keys().map(|(kind, name)| ResourceKey::new(*kind, ns.clone(), name.as_str())).collect();
+        let lists = [&entry.policy.configmap, &entry.policy.secret].iter().any(|p| !p.reload_list.is_empty());
+        if lists {
+            out.extend(
+                self.resources
+                    .keys()
+                    .filter(|k| k.namespace == *ns && entry.policy.for_kind(k.kind).listed(&k.name).is_some())
+                    .cloned(),
+            );
+        }
+        out
+    }
+
+    /// Recomputes which keys of `object` to digest: those named by every
+    /// `reload-on-keys` workload following it.
+    fn refresh_wanted(&mut self, object: &ResourceKey, fx: &mut Effects) {
+        let mut keys = BTreeSet::new();
+        for e in self.index.candidates(object) {
+            let Some(chosen) = &e.policy.chosen_keys else { continue };
+            let follows = e.references.contains_key(&(object.kind, object.name.to_string()))
+                || e.policy.for_kind(object.kind).listed(&object.name).is_some();
+            if follows {
+                keys.extend(chosen.iter().map(String::from));
+            }
+        }
+        let exists = self.resources.contains_key(object);
+        self.chosen.want(object, keys, exists, fx);
+    }
+
+    /// The keys the watch digests of `object` (tests).
+    #[cfg(test)]
+    fn chosen_wanted(&self, object: &ResourceKey) -> Option<Vec<String>> {
+        self.chosen.wanted(object)
     }
 }

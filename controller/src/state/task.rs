@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc::{Receiver, Sender};
+use pod_reloader_core::ResourceKey;
+use tokio::sync::mpsc::{Receiver, Sender, UnboundedSender};
 use tokio::sync::watch;
 
 use super::State;
@@ -17,6 +18,10 @@ pub struct Outputs {
     pub reloads: Sender<ReloadRequest>,
     pub notices: Sender<Notice>,
     pub health: Arc<Health>,
+    /// To the fetch task (`chosen_keys::fetch`). Unbounded, so the state
+    /// never waits on a task that waits on the state; at most one request
+    /// per object is outstanding (see `state::chosen`).
+    pub fetches: UnboundedSender<ResourceKey>,
 }
 
 impl Outputs {
@@ -34,6 +39,9 @@ impl Outputs {
                 }
                 Effect::Ready(ready) => self.health.set_ready(ready),
                 Effect::ReleaseFreeHeap => crate::memory::release_free_heap(),
+                Effect::FetchKeyDigests(key) => {
+                    let _ = self.fetches.send(key);
+                }
             }
         }
     }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
+use pod_reloader_core::chosen_keys::KeyDigests;
 use pod_reloader_core::record::{RECORD_ANNOTATION, Record};
 use pod_reloader_core::settings::Settings;
 use pod_reloader_core::{ResourceKind, WorkloadKind};
@@ -28,7 +29,7 @@ fn state_with(edit: impl FnOnce(&mut Settings)) -> State {
     if settings.namespace_selector.is_some() {
         streams.push(stream(Watched::Namespaces));
     }
-    let mut state = State::new(settings, streams, Arc::new(Metrics::new(false)));
+    let mut state = State::new(settings, streams, Arc::new(Metrics::new(false)), Arc::default());
     assert!(state.set_leader(true).is_empty(), "nothing listed yet: nothing to reconcile");
     state
 }
@@ -46,7 +47,7 @@ fn facts(content: &str) -> ResourceFacts {
 }
 
 fn cm_applied(ns: &str, name: &str, content: &str) -> Msg {
-    Msg::ResourceApplied { key: cm_key(ns, name), facts: facts(content), seen: Instant::now() }
+    Msg::ResourceApplied { key: cm_key(ns, name), facts: facts(content), digests: None, seen: Instant::now() }
 }
 
 fn cm_deleted(ns: &str, name: &str) -> Msg {
@@ -297,6 +298,111 @@ fn a_failing_stream_makes_the_replica_unready_until_it_hears_again() {
     assert_eq!(fx.ready(), Some(false));
     let fx = s.handle(cm_applied("ns", "cfg", "v1"));
     assert_eq!(fx.ready(), Some(true), "an event on the stream: healthy again");
+}
+
+const KEYS: (&str, &str) = ("reloader.stakater.com/reload-on-keys", "a");
+
+/// ConfigMap data `{a, b}`: its facts, and its digests of key `a`.
+fn ab(a: &str, b: &str) -> (ResourceFacts, Box<KeyDigests>) {
+    let data = BTreeMap::from([("a".to_string(), a.to_string()), ("b".to_string(), b.to_string())]);
+    let hash = pod_reloader_core::hash::configmap_hash(Some(&data), None);
+    let digests = KeyDigests::of_configmap(hash, Some(&data), None, ["a"]);
+    (ResourceFacts { hash, ignored: false, matched: false }, Box::new(digests))
+}
+
+fn digest_of_a(a: &str) -> ContentHash {
+    ab(a, "-").1.digest(&pod_reloader_core::chosen_keys::ChosenKeys::from(["a"])).unwrap()
+}
+
+fn cm_ab(a: &str, b: &str, with_digests: bool) -> Msg {
+    let (facts, digests) = ab(a, b);
+    Msg::ResourceApplied {
+        key: cm_key("ns", "cfg"),
+        facts,
+        digests: with_digests.then_some(digests),
+        seen: Instant::now(),
+    }
+}
+
+fn fetched(a: &str, b: &str) -> Msg {
+    Msg::KeyDigests { key: cm_key("ns", "cfg"), digests: ab(a, b).1 }
+}
+
+/// Lists `cfg` (a=1, b=1) before anyone wants its digests, then `web` with
+/// `reload-on-keys: a` rolled to `record`; returns the effects of the last list.
+fn keyed_listed(s: &mut State, record: Record) -> Effects {
+    let _ = s.handle(Msg::ListStarted(stream(CM)));
+    let _ = s.handle(cm_ab("1", "1", false));
+    let _ = s.handle(Msg::ListDone(stream(CM)));
+    let _ = s.handle(Msg::ListStarted(stream(DEPLOY)));
+    let fx = s.handle(applied(deployment("ns", "web", &[KEYS], &record)));
+    assert_eq!(fx.fetches().collect::<Vec<_>>(), [&cm_key("ns", "cfg")], "listed before it was wanted: read anew");
+    assert_eq!(
+        s.chosen_wanted(&cm_key("ns", "cfg")),
+        Some(vec!["a".to_string()]),
+        "the watch digests key a of cfg from now on"
+    );
+    s.handle(Msg::ListDone(stream(DEPLOY)))
+}
+
+#[test]
+fn reload_on_keys_rolls_on_a_chosen_key_only() {
+    let mut s = state();
+    let fx = keyed_listed(&mut s, Record::new());
+    assert!(reloads(&fx).is_empty(), "no digests yet: neither a baseline nor a reload: {fx:?}");
+    let fx = s.handle(fetched("1", "1"));
+    assert_eq!(reloads(&fx), vec![("web".into(), "cfg".into(), "baseline".into())]);
+    let Some(Work::Baseline(_, h)) = fx.reloads().next().map(|r| &r.work) else { panic!() };
+    assert_eq!(*h, digest_of_a("1"), "the baseline holds the digest of the chosen keys");
+
+    assert!(reloads(&s.handle(cm_ab("1", "2", true))).is_empty(), "b changed");
+    assert_eq!(s.metrics.skipped.with_label_values(&["chosen_keys_unchanged"]).get(), 1);
+    let fx = s.handle(cm_ab("2", "2", true));
+    assert_eq!(reloads(&fx), vec![("web".into(), "cfg".into(), digest_of_a("2").to_hex())]);
+    assert!(fx.fetches().next().is_none(), "digested by the watch: nothing to read");
+}
+
+#[test]
+fn reload_on_keys_after_a_restart_rolls_what_changed_while_away() {
+    let mut rolled = Record::new();
+    rolled.set(ResourceKind::ConfigMap, "cfg", digest_of_a("0"), None);
+    let mut s = state();
+    let _ = keyed_listed(&mut s, rolled);
+    let fx = s.handle(fetched("1", "1"));
+    assert_eq!(reloads(&fx), vec![("web".into(), "cfg".into(), digest_of_a("1").to_hex())], "once");
+
+    let mut current = Record::new();
+    current.set(ResourceKind::ConfigMap, "cfg", digest_of_a("1"), None);
+    let mut s = state();
+    let _ = keyed_listed(&mut s, current);
+    assert!(reloads(&s.handle(fetched("1", "7"))).is_empty(), "only b differs from what it runs");
+}
+
+#[test]
+fn a_stale_read_is_dropped_and_the_watch_digests_the_next_event() {
+    let mut s = state();
+    let _ = keyed_listed(&mut s, Record::new());
+    // The read saw a newer content than the state holds: not used.
+    assert!(s.handle(fetched("2", "1")).is_empty());
+    // The watch's event of that content comes digested.
+    let fx = s.handle(cm_ab("2", "1", true));
+    assert_eq!(reloads(&fx), vec![("web".into(), "cfg".into(), digest_of_a("2").to_hex())], "no record: a change");
+    // An event reduced before cfg was wanted (no digests) asks for a read again.
+    let fx = s.handle(cm_ab("3", "1", false));
+    assert!(reloads(&fx).is_empty());
+    assert_eq!(fx.fetches().count(), 1);
+    assert_eq!(s.handle(cm_ab("3", "2", false)).fetches().count(), 1, "a new content: a new read");
+}
+
+#[test]
+fn objects_stop_being_digested_when_no_workload_chooses_keys() {
+    let mut s = state();
+    let _ = keyed_listed(&mut s, Record::new());
+    let _ = s.handle(applied(deployment("ns", "web", &[], &Record::new())));
+    assert_eq!(s.chosen_wanted(&cm_key("ns", "cfg")), None);
+    let _ = s.handle(applied(deployment("ns", "web", &[KEYS], &Record::new())));
+    let _ = s.handle(Msg::WorkloadDeleted { key: WorkloadKey::new(WorkloadKind::Deployment, "ns", "web") });
+    assert_eq!(s.chosen_wanted(&cm_key("ns", "cfg")), None);
 }
 
 #[test]
