@@ -9,6 +9,8 @@
 //! - [`values`]: a case's Helm values.
 //! - [`render`]: `helm template` and the rendered objects.
 //! - [`golden`], [`kubeschema`], [`dmt`]: what the golden, kubeconform and dmt checks read.
+//! - [`fixtures`]: CRD fixtures and namespaces on the test bed.
+//! - [`yaml`]: YAML documents as JSON values.
 //!
 //! The checks themselves are the integration tests under `tests/`, one job a
 //! file; the RBAC and config checks that run the controller live in

@@ -149,7 +149,7 @@ pub fn compose(case: &Case) -> Result<Value, String> {
     let settings = case.def.get("settings").filter(|s| !s.is_null()).cloned().unwrap_or_else(|| json!({}));
     violations_text(&config_schema(), &settings, &format!("{}: settings", case.path.display()))?;
     let mut module = settings;
-    module[MODULE_KEY_INTERNAL] = case.def.get("internal").filter(|s| !s.is_null()).cloned().unwrap_or(json!({}));
+    module["internal"] = case.def.get("internal").filter(|s| !s.is_null()).cloned().unwrap_or(json!({}));
     if let Some(r) = case.def.get("registry") {
         module["registry"] = r.clone();
     }
@@ -160,8 +160,6 @@ pub fn compose(case: &Case) -> Result<Value, String> {
     let global = deep_merge(&stub["global"], case.def.get("global").unwrap_or(&Value::Null));
     Ok(json!({"global": global, MODULE_KEY: module}))
 }
-
-const MODULE_KEY_INTERNAL: &str = "internal";
 
 /// Snapshots (jqFilter results) of the hooks' kubernetes bindings for a
 /// cluster where what the case's `internal` values say holds.

@@ -61,9 +61,7 @@ RENDER_APPLIED=0
 RECEIVER_PID=""
 
 stop_receiver() {
-  [[ -n $RECEIVER_PID ]] || return 0
-  kill "$RECEIVER_PID" 2>/dev/null
-  wait "$RECEIVER_PID" 2>/dev/null
+  stop_child "$RECEIVER_PID"
   RECEIVER_PID=""
 }
 
@@ -417,10 +415,10 @@ if ((!CONTROLLER_READY)); then
   bin=$target/debug/pod-reloader
   [[ -x $bin ]] || (cd "$ROOT" && cargo build -q -p pod-reloader)
   if [[ -x $bin ]]; then
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    port=$(free_port)
     POD_NAME=node-e2e POD_NAMESPACE=default "$bin" --listen-address "127.0.0.1:$port" >"$WORK/controller.log" 2>&1 &
     CONTROLLER_PID=$!
-    for _ in $(seq 1 60); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.5; done
+    wait_while_alive "$CONTROLLER_PID" 60 0.5 curl -sf -o /dev/null "http://127.0.0.1:$port/readyz" || true
     echo "(the controller runs as a process: the in-cluster controller is not ready)"
   fi
 fi
@@ -581,10 +579,7 @@ if ((CONTROLLER_READY)); then
     pass "the controller logged no 403/Forbidden ($(wc -l <"$WORK/controller.log") log lines)"
   fi
 fi
-if [[ -n $CONTROLLER_PID ]]; then
-  kill "$CONTROLLER_PID" 2>/dev/null
-  wait "$CONTROLLER_PID" 2>/dev/null
-fi
+stop_child "$CONTROLLER_PID"
 
 # ------------------------------------------------------------------ alerts
 # One alert per rolled workload (the four above), sent by the in-cluster
