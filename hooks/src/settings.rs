@@ -2,9 +2,9 @@
 //! what the settings hook derives from them: the normalised reload strategy,
 //! the parsed selectors, the watch scope and the controller's config file.
 
-use pod_reloader_core::KindSpec;
+use pod_reloader_core::kinds::{self, KindSpec};
 use pod_reloader_core::selector::{Requirement, Selector};
-use pod_reloader_core::settings::Settings as ControllerSettings;
+use pod_reloader_core::settings::{CustomWorkload, MAX_CUSTOM_WORKLOADS, Settings as ControllerSettings};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -40,6 +40,7 @@ pub struct ModuleSettings {
     pub log_format: Option<String>,
     pub log_level: Option<String>,
     pub high_availability: Option<bool>,
+    pub custom_workloads: Vec<CustomWorkload>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -150,6 +151,18 @@ impl Inputs {
         !self.settings.ignored_workload_types.iter().any(|k| k == kind.plural) && (!kind.opt_in || self.argo_rollouts)
     }
 
+    /// The descriptors of `customWorkloads` (the schema bounds them; the
+    /// conversion checks them as the controller does).
+    pub fn custom_kinds(&self) -> Vec<&'static KindSpec> {
+        let custom = self.settings.custom_workloads.iter().take(MAX_CUSTOM_WORKLOADS);
+        custom
+            .map(|c| {
+                let path: Vec<&str> = c.template_path.split('.').collect();
+                kinds::custom(&c.group, &c.version, &c.kind, &c.plural, &path).spec()
+            })
+            .collect()
+    }
+
     pub fn resource_enabled(&self, kind: &str) -> bool {
         !self.settings.resources_to_ignore.iter().any(|k| k == kind)
     }
@@ -244,7 +257,7 @@ pub fn convert(inputs: &Inputs) -> Result<Converted, Vec<Violation>> {
     };
     let (ignore, ns_selector): (&[String], &str) =
         if cluster_wide { (&s.namespaces_to_ignore, &s.namespace_selector) } else { (&[], "") };
-    let controller_config = json!({
+    let mut controller_config = json!({
         "reloadStrategy": strategy,
         "reloadOnCreate": s.reload_on_create.unwrap_or(true),
         "reloadOnDelete": s.reload_on_delete,
@@ -267,6 +280,10 @@ pub fn convert(inputs: &Inputs) -> Result<Converted, Vec<Violation>> {
             "additionalInfo": s.alerting.webhook.additional_info,
         },
     });
+    // Only when set: the configs of the settings without it stay as they were.
+    if !s.custom_workloads.is_empty() {
+        controller_config["customWorkloads"] = json!(s.custom_workloads);
+    }
     // The controller must accept what the chart will mount.
     let parsed: ControllerSettings = serde_json::from_value(controller_config.clone()).map_err(|e| {
         vec![Violation { path: "$".into(), message: format!("the controller's config would be refused: {e}") }]
