@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use pod_reloader_core::settings::Settings;
+use pod_reloader_core::settings::{CustomWorkload, Settings};
 
 #[derive(Debug, Parser)]
 #[command(name = "pod-reloader", version, about = "Rolls workloads when the ConfigMaps and Secrets they use change.")]
@@ -62,6 +62,11 @@ pub struct RunFlags {
     /// jobs, cronjobs, deployments, statefulsets, daemonsets, rollouts.
     #[arg(long, value_delimiter = ',')]
     pub ignored_workload_types: Option<Vec<String>>,
+    /// A custom resource rolled like a Deployment, repeatable:
+    /// `<group>/<version>/<Kind>/<plural>[=<template path>]`, e.g.
+    /// `example.com/v1/Widget/widgets=spec.template`.
+    #[arg(long = "custom-workload", value_parser = custom_workload)]
+    pub custom_workloads: Option<Vec<CustomWorkload>>,
     /// Watch and reload Argo Rollouts (Reloader spells it --is-Argo-Rollouts).
     #[arg(long, alias = "is-Argo-Rollouts", num_args = 0..=1, default_missing_value = "true")]
     pub is_argo_rollouts: Option<bool>,
@@ -117,6 +122,26 @@ fn enabled_or_not(s: &str) -> Result<bool, String> {
     }
 }
 
+/// `<group>/<version>/<Kind>/<plural>[=<template path>]` (the path
+/// `spec.template` when left out); the fields are checked with the rest of
+/// the settings.
+fn custom_workload(s: &str) -> Result<CustomWorkload, String> {
+    let want =
+        "want <group>/<version>/<Kind>/<plural>=<template path>, e.g. example.com/v1/Widget/widgets=spec.template";
+    let (resource, template_path) = s.split_once('=').unwrap_or((s, "spec.template"));
+    let parts: Vec<&str> = resource.split('/').collect();
+    let [group, version, kind, plural] = parts[..] else {
+        return Err(want.into());
+    };
+    Ok(CustomWorkload {
+        group: group.into(),
+        version: version.into(),
+        kind: kind.into(),
+        plural: plural.into(),
+        template_path: template_path.into(),
+    })
+}
+
 /// Parses a boolean as Go's `strconv.ParseBool` does (Reloader's flag parser):
 /// 1, t, T, TRUE, true, True and their false counterparts.
 fn go_bool(s: &str) -> Result<bool, String> {
@@ -162,6 +187,7 @@ impl RunFlags {
         set(&mut s.log_level, &self.log_level);
         set(&mut s.record_key_file, &self.record_key_file);
         set(&mut s.metrics_count_by_namespace, &self.metrics_count_by_namespace);
+        set(&mut s.custom_workloads, &self.custom_workloads);
         s
     }
 }
@@ -301,6 +327,27 @@ mod tests {
     fn bad_boolean_is_refused_with_the_flag_named() {
         let e = Cli::try_parse_from(["pod-reloader", "--enable-pprof=yes"]).unwrap_err().to_string();
         assert!(e.contains("--enable-pprof") && e.contains("\"yes\" is not a boolean"), "{e}");
+    }
+
+    #[test]
+    fn custom_workload_flags_repeat() {
+        let s = parse(&[
+            "--custom-workload=example.com/v1/Widget/widgets=spec.template",
+            "--custom-workload",
+            "ci.example.org/v1beta1/Runner/runners=spec.pod.template",
+        ])
+        .run
+        .overlay(Settings::default());
+        assert_eq!(s.custom_workloads.len(), 2);
+        assert_eq!(s.custom_workloads[1].group, "ci.example.org");
+        assert_eq!(s.custom_workloads[1].template_path, "spec.pod.template");
+        assert!(s.validate().is_ok());
+        let s = parse(&["--custom-workload=example.com/v1/Widget/widgets"]).run.overlay(Settings::default());
+        assert_eq!(s.custom_workloads[0].template_path, "spec.template");
+        for bad in ["example.com/v1/Widget=spec.template", "example.com/v1/Widget/widgets/x"] {
+            let e = Cli::try_parse_from(["pod-reloader", &format!("--custom-workload={bad}")]).unwrap_err();
+            assert!(e.to_string().contains("want <group>/<version>/<Kind>/<plural>"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! settings at start-up. Nothing outside this file matches on it.
 
 use std::fmt;
+use std::sync::{Mutex, PoisonError};
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use serde_json::Value;
@@ -178,10 +179,53 @@ impl KindSpec {
         })
     }
 
+    /// The same REST resource (group and plural) as `other`.
+    pub fn same_resource(&self, other: &KindSpec) -> bool {
+        self.group == other.group && self.plural == other.plural
+    }
+
     /// Names kubectl accepts for the kind: `deployment`, `deployments`, `deploy`.
     fn is_called(&self, lower: &str) -> bool {
         self.kind.eq_ignore_ascii_case(lower) || self.plural == lower || self.short_names.contains(&lower)
     }
+}
+
+/// A custom resource kind (the `customWorkloads` setting, checked there):
+/// rolled by a JSON merge patch of its template, with the verbs of the
+/// built-in kinds that are patched. Its descriptor is leaked once per
+/// distinct description and process (interned here), so validating the same
+/// settings again allocates nothing, and their number is bounded by what the
+/// settings allow.
+pub fn custom(group: &str, version: &str, kind: &str, plural: &str, template_path: &[&str]) -> WorkloadKind {
+    static INTERNED: Mutex<Vec<&'static KindSpec>> = Mutex::new(Vec::new());
+    let mut interned = INTERNED.lock().unwrap_or_else(PoisonError::into_inner);
+    let same = |s: &&KindSpec| {
+        s.group == group
+            && s.version == version
+            && s.kind == kind
+            && s.plural == plural
+            && s.template_path == template_path
+    };
+    if let Some(spec) = interned.iter().copied().find(same) {
+        return WorkloadKind::Custom(spec);
+    }
+    let leak = |s: &str| -> &'static str { Box::leak(s.to_owned().into_boxed_str()) };
+    let path: Vec<&'static str> = template_path.iter().map(|p| leak(p)).collect();
+    let spec: &'static KindSpec = Box::leak(Box::new(KindSpec {
+        kind: leak(kind),
+        group: leak(group),
+        version: leak(version),
+        plural: leak(plural),
+        short_names: &[],
+        template_path: Box::leak(path.into_boxed_slice()),
+        apply: ApplyMethod::MergePatchDiff,
+        pause_period: false,
+        restart_at: false,
+        verbs: PATCH_VERBS,
+        opt_in: false,
+    }));
+    interned.push(spec);
+    WorkloadKind::Custom(spec)
 }
 
 /// The built-in kinds, in the order of the generated RBAC rules (consecutive
@@ -316,6 +360,21 @@ mod tests {
             json!({"spec": {"jobTemplate": {"spec": {"template": {"x": 1}}}}})
         );
         assert_eq!(DEPLOYMENT.at_template_path(json!({})), json!({"spec": {"template": {}}}));
+    }
+
+    #[test]
+    fn custom_kinds_are_interned_and_patched_by_merge_patch() {
+        let a = custom("example.com", "v1", "Widget", "widgets", &["spec", "template"]);
+        let b = custom("example.com", "v1", "Widget", "widgets", &["spec", "template"]);
+        assert!(std::ptr::eq(a.spec(), b.spec()), "one descriptor per description");
+        assert_eq!(a.as_str(), "Widget");
+        assert_eq!(a.spec().api_version(), "example.com/v1");
+        assert_eq!(a.spec().apply, ApplyMethod::MergePatchDiff);
+        assert_eq!(a.spec().verbs, ["get", "list", "watch", "patch"]);
+        assert_eq!(WorkloadKind::parse_among("widgets", &[a]), Some(a));
+        assert_eq!(WorkloadKind::parse("widgets"), None, "only among the kinds given");
+        let other = custom("example.com", "v1", "Widget", "widgets", &["spec", "pod"]);
+        assert_ne!(a, other);
     }
 
     #[test]

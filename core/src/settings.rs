@@ -13,6 +13,7 @@ use thiserror::Error;
 
 use crate::duration::parse_go_duration;
 use crate::keys::{ResourceKind, WorkloadKind};
+use crate::kinds;
 use crate::patch::Strategy;
 use crate::selector::Selector;
 
@@ -44,6 +45,39 @@ pub struct Settings {
     /// Export `reloader_reload_executed_total_by_namespace` (Reloader's
     /// `METRICS_COUNT_BY_NAMESPACE=enabled`).
     pub metrics_count_by_namespace: bool,
+    /// Custom resources rolled like the built-in kinds (at most
+    /// [`MAX_CUSTOM_WORKLOADS`]).
+    pub custom_workloads: Vec<CustomWorkload>,
+}
+
+/// At most this many `customWorkloads`: each is one more watch stream.
+pub const MAX_CUSTOM_WORKLOADS: usize = 16;
+
+/// A custom resource kind with a pod template, rolled like a built-in kind
+/// (its template patched with a JSON merge patch).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct CustomWorkload {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    /// The REST resource (`widgets`); Reloader's users may say `resource`.
+    #[serde(alias = "resource")]
+    pub plural: String,
+    /// Dotted path of the pod template from the object's root.
+    pub template_path: String,
+}
+
+impl Default for CustomWorkload {
+    fn default() -> Self {
+        CustomWorkload {
+            group: String::new(),
+            version: String::new(),
+            kind: String::new(),
+            plural: String::new(),
+            template_path: "spec.template".into(),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -67,6 +101,7 @@ impl Default for Settings {
             alerting: AlertingSettings::default(),
             record_key_file: String::new(),
             metrics_count_by_namespace: false,
+            custom_workloads: Vec::new(),
         }
     }
 }
@@ -183,6 +218,58 @@ fn dns_label(setting: &'static str, name: &str) -> Result<(), SettingsError> {
     }
 }
 
+/// A lower-case RFC 1123 label (`plural`, `version`, a part of a group).
+fn is_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+impl CustomWorkload {
+    /// `widgets.example.com/v1 Widget`, for messages.
+    pub fn name(&self) -> String {
+        format!("{}.{}/{} {}", self.plural, self.group, self.version, self.kind)
+    }
+
+    /// The kind (its descriptor interned, see [`kinds::custom`]), or the
+    /// field that is wrong: (field, value, why).
+    fn kind(&self) -> Result<WorkloadKind, (&'static str, &str, &'static str)> {
+        let group_ok = !self.group.is_empty()
+            && self.group.len() <= 253
+            && self.group.contains('.')
+            && self.group.split('.').all(is_label);
+        if !group_ok {
+            return Err(("group", &self.group, "must be the API group of a custom resource (example.com)"));
+        }
+        if !is_label(&self.version) {
+            return Err(("version", &self.version, "must be an API version such as v1 or v1alpha1"));
+        }
+        let kind_ok = self.kind.len() <= 63
+            && self.kind.starts_with(|c: char| c.is_ascii_uppercase())
+            && self.kind.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !kind_ok {
+            return Err(("kind", &self.kind, "must be a Kubernetes kind (Widget: a capital, then letters and digits)"));
+        }
+        if !is_label(&self.plural) {
+            return Err(("plural", &self.plural, "must be the lower-case resource name (widgets)"));
+        }
+        let path: Vec<&str> = self.template_path.split('.').collect();
+        let path_ok = path.len() <= 8
+            && path.iter().all(|p| !p.is_empty() && p.len() <= 63 && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+            && path.first() != Some(&"metadata");
+        if !path_ok {
+            return Err((
+                "templatePath",
+                &self.template_path,
+                "must be at most 8 dotted field names outside metadata (spec.template)",
+            ));
+        }
+        Ok(kinds::custom(&self.group, &self.version, &self.kind, &self.plural, &path))
+    }
+}
+
 impl Settings {
     pub fn validate(&self) -> Result<ValidSettings, SettingsError> {
         let err = |setting: &'static str, value: &str, message: String| SettingsError {
@@ -236,6 +323,32 @@ impl Settings {
                 err("ignoredWorkloadTypes", w, format!("want {}", WorkloadKind::plurals_text(WorkloadKind::ALL)))
             })?;
             workload_kinds.remove(&kind);
+        }
+
+        if self.custom_workloads.len() > MAX_CUSTOM_WORKLOADS {
+            return Err(err(
+                "customWorkloads",
+                &format!("{} entries", self.custom_workloads.len()),
+                format!("at most {MAX_CUSTOM_WORKLOADS}: each is one more watch"),
+            ));
+        }
+        for (i, custom) in self.custom_workloads.iter().enumerate() {
+            let kind = custom.kind().map_err(|(field, value, why)| {
+                err("customWorkloads", value, format!("customWorkloads[{i}].{field} ({}) {why}", custom.name()))
+            })?;
+            let builtin = WorkloadKind::ALL.iter().any(|b| b.spec().same_resource(kind.spec()));
+            let listed = workload_kinds.iter().any(|w| w.spec().same_resource(kind.spec()));
+            if builtin || listed {
+                return Err(err(
+                    "customWorkloads",
+                    &custom.name(),
+                    format!(
+                        "customWorkloads[{i}]: {}.{} is a built-in kind or listed twice",
+                        custom.plural, custom.group
+                    ),
+                ));
+            }
+            workload_kinds.insert(kind);
         }
 
         let coalesce_window = parse_go_duration(&self.coalesce_window).map_err(|_| {
@@ -344,6 +457,59 @@ mod tests {
         assert_eq!(s.validate().unwrap_err().setting, "resourcesToIgnore");
         let s = Settings { coalesce_window: "soon".into(), ..Default::default() };
         assert_eq!(s.validate().unwrap_err().setting, "coalesceWindow");
+    }
+
+    fn widget(template_path: &str) -> CustomWorkload {
+        CustomWorkload {
+            group: "example.com".into(),
+            version: "v1".into(),
+            kind: "Widget".into(),
+            plural: "widgets".into(),
+            template_path: template_path.into(),
+        }
+    }
+
+    #[test]
+    fn custom_workloads_become_watched_kinds() {
+        let s: Settings = serde_json::from_value(serde_json::json!({"customWorkloads": [
+            {"group": "example.com", "version": "v1", "kind": "Widget", "resource": "widgets",
+             "templatePath": "spec.runner.template"}]}))
+        .unwrap();
+        let v = s.validate().unwrap();
+        let custom: Vec<_> = v.workload_kinds.iter().filter(|k| k.as_str() == "Widget").collect();
+        assert_eq!(custom.len(), 1);
+        assert_eq!(custom[0].spec().template_path, ["spec", "runner", "template"]);
+        assert_eq!(custom[0].spec().api_version(), "example.com/v1");
+    }
+
+    #[test]
+    fn custom_workload_errors_name_the_entry_and_field() {
+        let bad = |c: CustomWorkload| {
+            let s = Settings { custom_workloads: vec![widget("spec.template"), c], ..Default::default() };
+            s.validate().unwrap_err()
+        };
+        let e = bad(CustomWorkload { group: "".into(), ..widget("spec.template") });
+        assert_eq!(e.setting, "customWorkloads");
+        assert!(e.message.starts_with("customWorkloads[1].group"), "{e}");
+        let e = bad(CustomWorkload { kind: "widget".into(), ..widget("spec.template") });
+        assert!(e.message.starts_with("customWorkloads[1].kind"), "{e}");
+        let e = bad(CustomWorkload { plural: "Widgets".into(), ..widget("spec.template") });
+        assert!(e.message.starts_with("customWorkloads[1].plural"), "{e}");
+        let e = bad(CustomWorkload { version: "".into(), ..widget("spec.template") });
+        assert!(e.message.starts_with("customWorkloads[1].version"), "{e}");
+        for path in ["", "spec..template", "metadata.annotations", "a.b.c.d.e.f.g.h.i", "spec.template[0]"] {
+            let e = bad(widget(path));
+            assert!(e.message.starts_with("customWorkloads[1].templatePath"), "{path}: {e}");
+        }
+        let e = bad(widget("spec.template"));
+        assert!(e.message.contains("listed twice"), "{e}");
+        let e = bad(CustomWorkload { group: "apps.".into(), ..widget("spec.template") });
+        assert!(e.message.starts_with("customWorkloads[1].group"), "{e}");
+        let s = Settings {
+            custom_workloads: vec![widget("spec.template"); MAX_CUSTOM_WORKLOADS + 1],
+            ..Default::default()
+        };
+        assert!(s.validate().unwrap_err().message.starts_with("at most 16"));
     }
 
     #[test]

@@ -103,6 +103,7 @@ pub fn controller_settings(inputs: &Inputs) -> Settings {
     c.resource_label_selector = s.resource_label_selector.clone();
     c.resources_to_ignore = s.resources_to_ignore.clone();
     c.ignored_workload_types = s.ignored_workload_types.clone();
+    c.custom_workloads = s.custom_workloads.clone();
     c.argo_rollouts = inputs.argo_rollouts;
     c.leader_election.enabled = inputs.high_availability();
     // The Lease the RBAC names (`rbac.rs`).
