@@ -18,6 +18,7 @@ mod reload;
 mod scheduler;
 mod state;
 mod watch;
+mod workload_ref;
 
 use std::collections::HashSet;
 use std::process::ExitCode;
