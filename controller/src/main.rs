@@ -19,6 +19,7 @@ mod reload;
 mod scheduler;
 mod state;
 mod watch;
+mod workload_ref;
 
 use std::collections::HashSet;
 use std::process::ExitCode;

@@ -51,6 +51,11 @@ pub struct KindSpec {
     /// `rollout-strategy: restart` applies: a reload may set `spec.restartAt`
     /// instead of changing the template (Argo Rollouts).
     pub restart_at: bool,
+    /// The pod template may instead come from the Deployment named at
+    /// `spec.workloadRef` (Argo Rollouts): such an object follows that
+    /// Deployment's references and is reloaded with `spec.restartAt` (it has
+    /// no template of its own to patch).
+    pub workload_ref: bool,
     /// The RBAC verbs the controller needs on the kind.
     pub verbs: &'static [&'static str],
     /// Watched only when asked for (Argo Rollouts need their CRD served).
@@ -70,6 +75,7 @@ pub static DEPLOYMENT: KindSpec = KindSpec {
     apply: ApplyMethod::StrategicMerge,
     pause_period: true,
     restart_at: false,
+    workload_ref: false,
     verbs: PATCH_VERBS,
     opt_in: false,
 };
@@ -84,6 +90,7 @@ pub static DAEMONSET: KindSpec = KindSpec {
     apply: ApplyMethod::StrategicMerge,
     pause_period: false,
     restart_at: false,
+    workload_ref: false,
     verbs: PATCH_VERBS,
     opt_in: false,
 };
@@ -98,6 +105,7 @@ pub static STATEFULSET: KindSpec = KindSpec {
     apply: ApplyMethod::StrategicMerge,
     pause_period: false,
     restart_at: false,
+    workload_ref: false,
     verbs: PATCH_VERBS,
     opt_in: false,
 };
@@ -114,6 +122,7 @@ pub static CRONJOB: KindSpec = KindSpec {
     apply: ApplyMethod::StrategicMerge,
     pause_period: false,
     restart_at: false,
+    workload_ref: false,
     verbs: PATCH_VERBS,
     opt_in: false,
 };
@@ -129,6 +138,7 @@ pub static JOB: KindSpec = KindSpec {
     apply: ApplyMethod::Recreate,
     pause_period: false,
     restart_at: false,
+    workload_ref: false,
     verbs: &["get", "list", "watch", "create", "delete", "patch"],
     opt_in: false,
 };
@@ -144,6 +154,7 @@ pub static ROLLOUT: KindSpec = KindSpec {
     apply: ApplyMethod::MergePatchDiff,
     pause_period: false,
     restart_at: true,
+    workload_ref: true,
     verbs: PATCH_VERBS,
     opt_in: true,
 };
@@ -168,6 +179,36 @@ impl KindSpec {
     pub fn template(&self, body: &Value) -> Option<PodTemplateSpec> {
         let at = self.template_path.iter().try_fold(body, |v, step| v.get(*step))?;
         serde_json::from_value(at.clone()).ok()
+    }
+
+    /// The name of the Deployment whose template this object uses
+    /// (`spec.workloadRef` of a kind that has it), if any.
+    pub fn workload_ref<'a>(&self, body: &'a Value) -> Option<&'a str> {
+        if !self.workload_ref {
+            return None;
+        }
+        let r = body.get("spec")?.get("workloadRef")?;
+        let deployment = r.get("kind")?.as_str()? == "Deployment"
+            && r.get("apiVersion").and_then(Value::as_str).is_none_or(|v| v == "apps/v1");
+        if deployment { r.get("name")?.as_str() } else { None }
+    }
+
+    /// Puts `template` at the template path of `body` (a template read elsewhere: see [`Self::workload_ref`]).
+    pub fn put_template(&self, body: &mut Value, template: Value) {
+        let Some((last, parents)) = self.template_path.split_last() else {
+            return;
+        };
+        if !body.is_object() {
+            return;
+        }
+        let mut at = body;
+        for step in parents {
+            if !at.get(*step).is_some_and(Value::is_object) {
+                at[*step] = Value::Object(serde_json::Map::new());
+            }
+            at = &mut at[*step];
+        }
+        at[*last] = template;
     }
 
     /// `fragment` placed at the template path, for a patch body.
@@ -221,6 +262,7 @@ pub fn custom(group: &str, version: &str, kind: &str, plural: &str, template_pat
         apply: ApplyMethod::MergePatchDiff,
         pause_period: false,
         restart_at: false,
+        workload_ref: false,
         verbs: PATCH_VERBS,
         opt_in: false,
     }));
@@ -375,6 +417,19 @@ mod tests {
         assert_eq!(WorkloadKind::parse("widgets"), None, "only among the kinds given");
         let other = custom("example.com", "v1", "Widget", "widgets", &["spec", "pod"]);
         assert_ne!(a, other);
+    }
+
+    #[test]
+    fn workload_refs_name_a_deployment_on_rollouts_only() {
+        let body = json!({"spec": {"workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}}});
+        assert_eq!(ROLLOUT.workload_ref(&body), Some("web"));
+        assert_eq!(DEPLOYMENT.workload_ref(&body), None);
+        let other = json!({"spec": {"workloadRef": {"apiVersion": "v1", "kind": "PodTemplate", "name": "t"}}});
+        assert_eq!(ROLLOUT.workload_ref(&other), None);
+        let mut body = body;
+        ROLLOUT.put_template(&mut body, json!({"spec": {"containers": []}}));
+        assert!(ROLLOUT.template(&body).is_some());
+        assert_eq!(body["spec"]["workloadRef"]["name"], "web");
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //!   get/list/watch/create/delete/patch (a Job is recreated; patch records
 //!   the rolled-to hashes), argoproj.io rollouts get/list/watch/patch only
 //!   when Argo Rollouts is served; kinds in `ignoredWorkloadTypes` are left out;
-//!   each kind of `customWorkloads` get/list/watch/patch (core/src/kinds.rs).
+//!   each kind of `customWorkloads` get/list/watch/patch (core/src/kinds.rs);
+//!   with Rollouts and Deployments ignored, deployments get/list/watch (a
+//!   Rollout's workloadRef names a Deployment whose template it follows).
 //! - Events: events.k8s.io create/patch (kube's Recorder writes only
 //!   `events.k8s.io/v1` Events; a repeated Event is patched).
 //! - Namespaces list/watch only with a `namespaceSelector` (cluster-wide).
@@ -51,6 +53,13 @@ pub fn namespaced_rules(inputs: &Inputs) -> Vec<Value> {
         }
     }
     rules.extend(kinds.iter().map(|(group, resources, verbs)| rule(group, resources, verbs)));
+    // A Rollout with a workloadRef follows the template of the Deployment it
+    // names (controller/src/workload_ref.rs): read Deployments even when
+    // they are not rolled themselves.
+    let reads_deployments = kinds::BUILTIN.iter().any(|s| s.workload_ref && inputs.workload_enabled(s));
+    if reads_deployments && !inputs.workload_enabled(&kinds::DEPLOYMENT) {
+        rules.push(rule(kinds::DEPLOYMENT.group, &[kinds::DEPLOYMENT.plural], &["get", "list", "watch"]));
+    }
     rules.push(rule("events.k8s.io", &["events"], &["create", "patch"]));
     rules
 }
@@ -183,6 +192,15 @@ mod tests {
         );
         let without = rbac(&inputs(json!({"ignoredWorkloadTypes": ["Job"]}), false));
         assert_eq!(all.len(), resources(&without["clusterRules"]).len() + 3, "nothing else changes");
+    }
+
+    #[test]
+    fn rollouts_read_deployments_they_may_reference() {
+        let r = rbac(&inputs(json!({"ignoredWorkloadTypes": ["Deployment"]}), true));
+        let reads = r["clusterRules"].as_array().unwrap().iter().find(|r| r["resources"] == json!(["deployments"]));
+        assert_eq!(reads.unwrap()["verbs"], json!(["get", "list", "watch"]), "no patch on ignored Deployments");
+        let r = rbac(&inputs(json!({"ignoredWorkloadTypes": ["Deployment"]}), false));
+        assert!(!resources(&r["clusterRules"]).contains(&"apps/deployments".to_string()));
     }
 
     #[test]
