@@ -104,6 +104,9 @@ pub struct RunFlags {
     /// Export reloader_reload_executed_total_by_namespace (Reloader's METRICS_COUNT_BY_NAMESPACE=enabled).
     #[arg(long, env = "METRICS_COUNT_BY_NAMESPACE", num_args = 0..=1, default_missing_value = "enabled", value_parser = enabled_or_not)]
     pub metrics_count_by_namespace: Option<bool>,
+    /// At most this many workload rollouts start per second across the cluster (0: no limit).
+    #[arg(long)]
+    pub max_rollouts_per_second: Option<u32>,
 }
 
 /// Reloader's `METRICS_COUNT_BY_NAMESPACE`: `enabled` turns it on; `true`
@@ -162,6 +165,7 @@ impl RunFlags {
         set(&mut s.log_level, &self.log_level);
         set(&mut s.record_key_file, &self.record_key_file);
         set(&mut s.metrics_count_by_namespace, &self.metrics_count_by_namespace);
+        set(&mut s.max_rollouts_per_second, &self.max_rollouts_per_second);
         s
     }
 }

@@ -39,6 +39,7 @@ pub struct ModuleSettings {
     pub log_format: Option<String>,
     pub log_level: Option<String>,
     pub high_availability: Option<bool>,
+    pub max_rollouts_per_second: u32,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -256,6 +257,7 @@ pub fn convert(inputs: &Inputs) -> Result<Converted, Vec<Violation>> {
         "ignoredWorkloadTypes": s.ignored_workload_types,
         "argoRollouts": inputs.argo_rollouts,
         "coalesceWindow": s.coalesce_window.as_deref().unwrap_or("1s"),
+        "maxRolloutsPerSecond": s.max_rollouts_per_second,
         "logFormat": s.log_format.as_deref().unwrap_or("json"),
         "logLevel": s.log_level.as_deref().unwrap_or("info"),
         "leaderElection": {"enabled": inputs.high_availability(), "leaseName": CHART_NAME},
@@ -352,6 +354,16 @@ mod tests {
         assert!(Inputs::from_values(&v).unwrap().high_availability());
         let v = json!({"global": {"highAvailability": true}, "podReloader": {"highAvailability": false}});
         assert!(!Inputs::from_values(&v).unwrap().high_availability());
+    }
+
+    #[test]
+    fn max_rollouts_per_second_reaches_the_controller() {
+        let c = convert(&inputs(json!({"maxRolloutsPerSecond": 20}))).unwrap();
+        assert_eq!(c.controller_config["maxRolloutsPerSecond"], 20);
+        let c = convert(&inputs(json!({}))).unwrap();
+        assert_eq!(c.controller_config["maxRolloutsPerSecond"], 0, "off by default");
+        let e = convert(&inputs(json!({"maxRolloutsPerSecond": 5000}))).unwrap_err();
+        assert_eq!(e[0].path, "$.maxRolloutsPerSecond");
     }
 
     #[test]
