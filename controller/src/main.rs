@@ -163,7 +163,14 @@ async fn run(listen_address: String, settings: ValidSettings) -> anyhow::Result<
     };
     let state = State::new(settings.clone(), stream_ids, reload_tx, notice_tx, health.clone(), metrics.clone());
     let state_task = tokio::spawn(state.run(msg_rx, leadership.receiver.clone()));
-    tokio::spawn(scheduler::run(settings.coalesce_window, reload_rx, reloader.clone(), metrics.clone()));
+    let pacing = scheduler::Pacing {
+        window: settings.coalesce_window,
+        max_rollouts_per_second: settings.max_rollouts_per_second,
+    };
+    if pacing.max_rollouts_per_second > 0 {
+        tracing::info!(max_rollouts_per_second = pacing.max_rollouts_per_second, "cluster-wide rollout rate limit on");
+    }
+    tokio::spawn(scheduler::run(pacing, reload_rx, reloader.clone(), metrics.clone()));
 
     // Notices: warnings and scheduled resumes, off the state task's path.
     tokio::spawn(notices::run(notice_rx, reloader.clone()));
