@@ -107,6 +107,9 @@ pub struct RunFlags {
     /// At most this many workload rollouts start per second across the cluster (0: no limit).
     #[arg(long)]
     pub max_rollouts_per_second: Option<u32>,
+    /// A file holding the webhook mode's URL.
+    #[arg(long)]
+    pub webhook_url_file: Option<String>,
 }
 
 /// Reloader's `METRICS_COUNT_BY_NAMESPACE`: `enabled` turns it on; `true`
@@ -166,6 +169,7 @@ impl RunFlags {
         set(&mut s.record_key_file, &self.record_key_file);
         set(&mut s.metrics_count_by_namespace, &self.metrics_count_by_namespace);
         set(&mut s.max_rollouts_per_second, &self.max_rollouts_per_second);
+        set(&mut s.webhook_url_file, &self.webhook_url_file);
         s
     }
 }

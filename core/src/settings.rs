@@ -44,6 +44,9 @@ pub struct Settings {
     /// At most this many workload rollouts start per second across the
     /// cluster (Reloader #220); 0: no limit.
     pub max_rollouts_per_second: u32,
+    /// A file holding the URL of Reloader's `--webhook-url` mode (a mounted
+    /// Secret): changes are posted there instead of rolling workloads.
+    pub webhook_url_file: String,
 }
 
 impl Default for Settings {
@@ -68,6 +71,7 @@ impl Default for Settings {
             record_key_file: String::new(),
             metrics_count_by_namespace: false,
             max_rollouts_per_second: 0,
+            webhook_url_file: String::new(),
         }
     }
 }
@@ -165,6 +169,8 @@ pub struct ValidSettings {
     pub metrics_count_by_namespace: bool,
     /// 0: no limit; else at most [`MAX_ROLLOUTS_PER_SECOND`].
     pub max_rollouts_per_second: u32,
+    /// The controller reads the file (core does no I/O).
+    pub webhook_url_file: String,
 }
 
 /// The highest `maxRolloutsPerSecond` accepted: above it the limit would not
@@ -321,6 +327,7 @@ impl Settings {
             record_key: None,
             metrics_count_by_namespace: self.metrics_count_by_namespace,
             max_rollouts_per_second: self.max_rollouts_per_second,
+            webhook_url_file: self.webhook_url_file.clone(),
         })
     }
 }
