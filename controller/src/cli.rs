@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use pod_reloader_core::settings::Settings;
 
+use crate::webhook_mode::WebhookUrl;
+
 #[derive(Debug, Parser)]
 #[command(name = "pod-reloader", version, about = "Rolls workloads when the ConfigMaps and Secrets they use change.")]
 pub struct Cli {
@@ -107,6 +109,10 @@ pub struct RunFlags {
     /// At most this many workload rollouts start per second across the cluster (0: no limit).
     #[arg(long)]
     pub max_rollouts_per_second: Option<u32>,
+    /// Reloader's webhook mode: POST {"webhook":"update successful"} to this URL instead of rolling workloads.
+    /// Prefer --webhook-url-file (a mounted Secret): a flag shows in the process list.
+    #[arg(long, env = "WEBHOOK_URL", hide_env_values = true, value_parser = WebhookUrl::unchecked)]
+    pub webhook_url: Option<WebhookUrl>,
     /// A file holding the webhook mode's URL.
     #[arg(long)]
     pub webhook_url_file: Option<String>,
@@ -290,6 +296,13 @@ mod tests {
         assert!(!on(&["--metrics-count-by-namespace=disabled"]));
         let e = Cli::try_parse_from(["pod-reloader", "--metrics-count-by-namespace=yes"]).unwrap_err().to_string();
         assert!(e.contains("\"yes\" is neither enabled nor disabled"), "{e}");
+    }
+
+    #[test]
+    fn webhook_url_flag_never_shows_in_debug_output() {
+        let cli = parse(&["--webhook-url=https://hooks.example/T0K3N"]);
+        assert!(cli.run.webhook_url.is_some());
+        assert!(!format!("{cli:?}").contains("T0K3N"));
     }
 
     #[test]
