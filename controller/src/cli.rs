@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use pod_reloader_core::settings::{CustomWorkload, Settings};
 
+use crate::webhook_mode::WebhookUrl;
+
 #[derive(Debug, Parser)]
 #[command(name = "pod-reloader", version, about = "Rolls workloads when the ConfigMaps and Secrets they use change.")]
 pub struct Cli {
@@ -109,6 +111,16 @@ pub struct RunFlags {
     /// Export reloader_reload_executed_total_by_namespace (Reloader's METRICS_COUNT_BY_NAMESPACE=enabled).
     #[arg(long, env = "METRICS_COUNT_BY_NAMESPACE", num_args = 0..=1, default_missing_value = "enabled", value_parser = enabled_or_not)]
     pub metrics_count_by_namespace: Option<bool>,
+    /// At most this many workload rollouts start per second across the cluster (0: no limit).
+    #[arg(long)]
+    pub max_rollouts_per_second: Option<u32>,
+    /// Reloader's webhook mode: POST {"webhook":"update successful"} to this URL instead of rolling workloads.
+    /// Prefer --webhook-url-file (a mounted Secret): a flag shows in the process list.
+    #[arg(long, env = "WEBHOOK_URL", hide_env_values = true, value_parser = WebhookUrl::unchecked)]
+    pub webhook_url: Option<WebhookUrl>,
+    /// A file holding the webhook mode's URL.
+    #[arg(long)]
+    pub webhook_url_file: Option<String>,
 }
 
 /// Reloader's `METRICS_COUNT_BY_NAMESPACE`: `enabled` turns it on; `true`
@@ -188,6 +200,8 @@ impl RunFlags {
         set(&mut s.record_key_file, &self.record_key_file);
         set(&mut s.metrics_count_by_namespace, &self.metrics_count_by_namespace);
         set(&mut s.custom_workloads, &self.custom_workloads);
+        set(&mut s.max_rollouts_per_second, &self.max_rollouts_per_second);
+        set(&mut s.webhook_url_file, &self.webhook_url_file);
         s
     }
 }
@@ -369,6 +383,13 @@ mod tests {
         assert!(!on(&["--metrics-count-by-namespace=disabled"]));
         let e = Cli::try_parse_from(["pod-reloader", "--metrics-count-by-namespace=yes"]).unwrap_err().to_string();
         assert!(e.contains("\"yes\" is neither enabled nor disabled"), "{e}");
+    }
+
+    #[test]
+    fn webhook_url_flag_never_shows_in_debug_output() {
+        let cli = parse(&["--webhook-url=https://hooks.example/T0K3N"]);
+        assert!(cli.run.webhook_url.is_some());
+        assert!(!format!("{cli:?}").contains("T0K3N"));
     }
 
     #[test]

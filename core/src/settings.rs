@@ -48,6 +48,12 @@ pub struct Settings {
     /// Custom resources rolled like the built-in kinds (at most
     /// [`MAX_CUSTOM_WORKLOADS`]).
     pub custom_workloads: Vec<CustomWorkload>,
+    /// At most this many workload rollouts start per second across the
+    /// cluster (Reloader #220); 0: no limit.
+    pub max_rollouts_per_second: u32,
+    /// A file holding the URL of Reloader's `--webhook-url` mode (a mounted
+    /// Secret): changes are posted there instead of rolling workloads.
+    pub webhook_url_file: String,
 }
 
 /// At most this many `customWorkloads`: each is one more watch stream.
@@ -102,6 +108,8 @@ impl Default for Settings {
             record_key_file: String::new(),
             metrics_count_by_namespace: false,
             custom_workloads: Vec::new(),
+            max_rollouts_per_second: 0,
+            webhook_url_file: String::new(),
         }
     }
 }
@@ -199,7 +207,15 @@ pub struct ValidSettings {
     /// leaves it empty and the controller fills it in when it loads the file.
     pub record_key: Option<crate::record::RecordKey>,
     pub metrics_count_by_namespace: bool,
+    /// 0: no limit; else at most [`MAX_ROLLOUTS_PER_SECOND`].
+    pub max_rollouts_per_second: u32,
+    /// The controller reads the file (core does no I/O).
+    pub webhook_url_file: String,
 }
+
+/// The highest `maxRolloutsPerSecond` accepted: above it the limit would not
+/// protect the apiserver any more than no limit does.
+pub const MAX_ROLLOUTS_PER_SECOND: u32 = 1000;
 
 fn dns_label(setting: &'static str, name: &str) -> Result<(), SettingsError> {
     let ok = !name.is_empty()
@@ -397,6 +413,14 @@ impl Settings {
             None
         };
 
+        if self.max_rollouts_per_second > MAX_ROLLOUTS_PER_SECOND {
+            return Err(err(
+                "maxRolloutsPerSecond",
+                &self.max_rollouts_per_second.to_string(),
+                format!("at most {MAX_ROLLOUTS_PER_SECOND} (0 turns the limit off)"),
+            ));
+        }
+
         Ok(ValidSettings {
             strategy,
             reload_on_create: self.reload_on_create,
@@ -415,6 +439,8 @@ impl Settings {
             alerting,
             record_key: None,
             metrics_count_by_namespace: self.metrics_count_by_namespace,
+            max_rollouts_per_second: self.max_rollouts_per_second,
+            webhook_url_file: self.webhook_url_file.clone(),
         })
     }
 }
@@ -440,6 +466,15 @@ mod tests {
         assert_eq!(v.strategy, Strategy::Annotations);
         assert!(!v.workload_kinds.contains(&WorkloadKind::Job));
         assert!(serde_json::from_str::<Settings>(r#"{"reloadStrategyy":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn max_rollouts_per_second_is_bounded() {
+        let ok = Settings { max_rollouts_per_second: 1000, ..Default::default() };
+        assert_eq!(ok.validate().unwrap().max_rollouts_per_second, 1000);
+        assert_eq!(Settings::default().validate().unwrap().max_rollouts_per_second, 0, "off by default");
+        let e = Settings { max_rollouts_per_second: 1001, ..Default::default() }.validate().unwrap_err();
+        assert_eq!((e.setting, e.value.as_str()), ("maxRolloutsPerSecond", "1001"));
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub struct ModuleSettings {
     pub log_level: Option<String>,
     pub high_availability: Option<bool>,
     pub custom_workloads: Vec<CustomWorkload>,
+    pub max_rollouts_per_second: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
