@@ -22,7 +22,7 @@ use kube::{Api, Client, Config};
 use pod_reloader_moduletests::fixtures::{self, apply};
 use pod_reloader_moduletests::render::{Render, list, render_named};
 use pod_reloader_moduletests::yaml;
-use pod_reloader_testsupport::{ControllerProcess, admin_client, kubeconfig_path};
+use pod_reloader_testsupport::{ControllerProcess, admin_client, kubeconfig_path, wait_for};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pod-reloader");
@@ -224,6 +224,16 @@ async fn controller_under_rbac(admin: &Client, r: &Render, ns: &str) -> Vec<Stri
     );
     proc.wait_ready(Duration::from_secs(30)).await;
     println!("{what}: the controller, with the rendered config and only its ServiceAccount, becomes ready");
+    // With leader election, a change seen before the controller leads is
+    // not rolled (it only becomes the baseline): wait until it holds its
+    // Lease and has taken the lead.
+    if yaml::parse(text, "config.yaml")["leaderElection"]["enabled"] == true {
+        wait_for(&format!("{what}: the controller to hold its Lease and lead"), Duration::from_secs(60), || async {
+            let holder = lease_holder(admin).await?;
+            (holder == "pod-reloader-test" && proc.logs().contains(r#""leader":true"#)).then_some(())
+        })
+        .await;
+    }
     let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(admin.clone(), ns);
     cms.patch("rbac-config", &PatchParams::default(), &Patch::Merge(json!({"data": {"key": "two"}})))
         .await
