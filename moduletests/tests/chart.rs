@@ -185,6 +185,10 @@ impl<'a> Checker<'a> {
             "logLevel",
             "leaderElection",
             "alerting",
+            "maxRolloutsPerSecond",
+            "metricsCountByNamespace",
+            "customWorkloads",
+            "webhookUrlFile",
         ]
         .into();
         let got_keys: BTreeSet<&str> = cfg.as_object().into_iter().flatten().map(|(k, _)| k.as_str()).collect();
@@ -208,6 +212,7 @@ impl<'a> Checker<'a> {
             "resourceLabelSelector",
             "coalesceWindow",
             "namespaces",
+            "maxRolloutsPerSecond",
         ] {
             self.expect(cfg[k] == v[k], format!("config {k}={}, settings {}", cfg[k], v[k]));
         }
