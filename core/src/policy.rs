@@ -56,9 +56,9 @@ pub mod limits {
     /// regex holds 1.6 KiB for a plain name, 1.7 KiB for `app-.*`, 2.4 KiB
     /// for a DNS-subdomain pattern, 9.5 KiB for `(?i)app-[a-z]{1,63}`,
     /// 37 KiB for `[a-z0-9.-]{1,253}`. 128 KiB holds a full list of 64
-    /// plain names or usual patterns. A workload has four list annotations
-    /// (two kinds, two spellings), so its regexes hold at most 512 KiB,
-    /// instead of 4 × 64 entries × 37 KiB ≈ 9.5 MiB under the per-regex
+    /// plain names or usual patterns. A workload has six list annotations
+    /// (three kinds, two spellings), so its regexes hold at most 768 KiB,
+    /// instead of 6 × 64 entries × 37 KiB ≈ 14 MiB under the per-regex
     /// limit alone (and 540 MiB for 40 Unicode `\w{200}` with no limit).
     /// Each list has its own budget so that a broken list leaves the
     /// other kind's list working.
@@ -110,7 +110,7 @@ pub enum Source {
 /// other list holding the same text (see `pattern_pool`).
 pub type ListEntry = Arc<CompiledPattern>;
 
-/// The policy for one resource kind (ConfigMaps or Secrets).
+/// The policy for one resource kind (ConfigMaps, Secrets or SecretProviderClasses).
 #[derive(Clone, Debug, Default)]
 pub struct KindPolicy {
     pub auto: Flag,
@@ -205,6 +205,9 @@ impl PolicyDigest {
 pub struct WorkloadPolicy {
     pub configmap: KindPolicy,
     pub secret: KindPolicy,
+    /// Read like the other two, with the `secretproviderclass…` keys; used
+    /// only when the CSI integration is on.
+    pub secret_provider_class: KindPolicy,
     /// `pause-period` (Deployments only).
     pub pause_period: Option<Duration>,
     /// `paused-at` as written (RFC 3339), when the controller paused the Deployment.
@@ -218,23 +221,28 @@ impl WorkloadPolicy {
         match kind {
             ResourceKind::ConfigMap => &self.configmap,
             ResourceKind::Secret => &self.secret,
+            ResourceKind::SecretProviderClass => &self.secret_provider_class,
         }
+    }
+
+    fn kinds(&self) -> [&KindPolicy; 3] {
+        [&self.configmap, &self.secret, &self.secret_provider_class]
     }
 
     /// True when no annotation could make this workload reload on its own
     /// (it may still follow everything under `autoReloadAll`).
     pub fn is_silent(&self) -> bool {
-        [&self.configmap, &self.secret]
+        self.kinds()
             .iter()
             .all(|k| k.auto == Flag::Unset && k.typed_auto == Flag::Unset && !k.search && k.reload_list.is_empty())
     }
 
-    /// Every compiled pattern of the reload lists (both kinds).
+    /// Every compiled pattern of the reload lists (all kinds).
     pub fn patterns(&self) -> Vec<ListEntry> {
-        self.configmap.reload_list.iter().chain(&self.secret.reload_list).cloned().collect()
+        self.kinds().into_iter().flat_map(|k| k.reload_list.iter().cloned()).collect()
     }
 
-    /// Drops both reload lists, the rest of the policy kept, and reports it
+    /// Drops every reload list, the rest of the policy kept, and reports it
     /// as one problem on the first list key set, naming every list key set
     /// (`why`: the budget broken). It goes first: the Warning's note is cut
     /// at 1 KiB, and the other problems of hostile lists are long.
@@ -246,7 +254,7 @@ impl WorkloadPolicy {
         why: impl std::fmt::Display,
     ) {
         let mut keys: Vec<(&'static str, &str)> = Vec::new();
-        for kind in [ResourceKind::ConfigMap, ResourceKind::Secret] {
+        for kind in ResourceKind::ALL {
             let map = match self.for_kind(kind).source {
                 Some(Source::PodTemplate) => template,
                 _ => meta,
@@ -257,6 +265,7 @@ impl WorkloadPolicy {
         }
         self.configmap.reload_list = Vec::new();
         self.secret.reload_list = Vec::new();
+        self.secret_provider_class.reload_list = Vec::new();
         let Some(&(first, first_value)) = keys.first() else {
             return;
         };
@@ -269,6 +278,15 @@ impl WorkloadPolicy {
         let mut problems = Vec::new();
         let configmap = parse_kind(ResourceKind::ConfigMap, meta, template, &mut problems);
         let secret = parse_kind(ResourceKind::Secret, meta, template, &mut problems);
+        // The shared keys (`auto`) were reported for the first two kinds
+        // already: a third kind adds only problems of its own keys.
+        let mut spc_problems = Vec::new();
+        let secret_provider_class = parse_kind(ResourceKind::SecretProviderClass, meta, template, &mut spc_problems);
+        for p in spc_problems {
+            if !problems.contains(&p) {
+                problems.push(p);
+            }
+        }
 
         let pause_period = match get_with_name(meta, annotations::PAUSE_PERIOD) {
             Some((name, value)) => match parse_go_duration(value) {
@@ -299,7 +317,7 @@ impl WorkloadPolicy {
             Some("restart") => RolloutStrategy::Restart,
             _ => RolloutStrategy::Rollout,
         };
-        WorkloadPolicy { configmap, secret, pause_period, paused_at, rollout_strategy, problems }
+        WorkloadPolicy { configmap, secret, secret_provider_class, pause_period, paused_at, rollout_strategy, problems }
     }
 }
 
@@ -567,6 +585,43 @@ mod tests {
         let p = WorkloadPolicy::parse(&map(&[("pod-reloader.deckhouse.io/pause-period", "soon")]), &map(&[]));
         assert_eq!(p.pause_period, None);
         assert_eq!(p.problems[0].annotation, "pod-reloader.deckhouse.io/pause-period");
+    }
+
+    #[test]
+    fn secret_provider_class_keys_in_both_families() {
+        let p = WorkloadPolicy::parse(
+            &map(&[
+                ("secretproviderclass.reloader.stakater.com/reload", "vault-.*"),
+                ("pod-reloader.deckhouse.io/secretproviderclass-reload", "dh-spc"),
+                ("secretproviderclasses.exclude.reloader.stakater.com/reload", "vault-old"),
+                ("secretproviderclasses.exclude.pod-reloader.deckhouse.io/reload", "dh-old"),
+            ]),
+            &map(&[]),
+        );
+        let spc = p.for_kind(ResourceKind::SecretProviderClass);
+        assert!(spc.listed("vault-db").is_some() && spc.listed("dh-spc").is_some());
+        assert!(spc.excludes("vault-old") && spc.excludes("dh-old"));
+        assert!(p.secret.listed("vault-db").is_none(), "a Secret of that name is not listed");
+        assert!(!p.is_silent());
+        assert_eq!(p.patterns().len(), 2);
+
+        let typed = |k: &str| {
+            let p = WorkloadPolicy::parse(&map(&[(k, "true")]), &map(&[]));
+            (p.secret_provider_class.typed_auto.is_true(), p.secret.typed_auto.is_true())
+        };
+        assert_eq!(typed("secretproviderclass.reloader.stakater.com/auto"), (true, false));
+        assert_eq!(typed("secretproviderclass.pod-reloader.deckhouse.io/auto"), (true, false));
+        assert_eq!(typed("secret.reloader.stakater.com/auto"), (false, true));
+
+        // The general auto key covers the third kind too, and a bad value is reported once per kind
+        // it was reported for before (the third kind adds no duplicate).
+        let p = WorkloadPolicy::parse(&map(&[("reloader.stakater.com/auto", "true")]), &map(&[]));
+        assert!(p.secret_provider_class.auto.is_true());
+        let p = WorkloadPolicy::parse(&map(&[("reloader.stakater.com/auto", "maybe")]), &map(&[]));
+        assert_eq!(p.problems.len(), 2, "{:?}", p.problems);
+        let p = WorkloadPolicy::parse(&map(&[("secretproviderclass.reloader.stakater.com/reload", "[bad")]), &map(&[]));
+        assert_eq!(p.problems.len(), 1);
+        assert_eq!(p.problems[0].annotation, "secretproviderclass.reloader.stakater.com/reload");
     }
 
     #[test]

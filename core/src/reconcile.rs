@@ -50,7 +50,7 @@ fn candidates<N: AsRef<str>>(
     names_in_namespace: impl Fn(ResourceKind) -> Vec<N>,
 ) -> BTreeSet<(ResourceKind, String)> {
     let mut out: BTreeSet<(ResourceKind, String)> = entry.references.keys().cloned().collect();
-    for kind in [ResourceKind::ConfigMap, ResourceKind::Secret] {
+    for kind in ResourceKind::ALL {
         let policy = entry.policy.for_kind(kind);
         if policy.reload_list.is_empty() {
             continue;
@@ -126,6 +126,7 @@ mod tests {
             let hash = match kind {
                 ResourceKind::ConfigMap => ContentHash::of(cfg),
                 ResourceKind::Secret => ContentHash::of(b"tls"),
+                ResourceKind::SecretProviderClass => ContentHash::of(b"spc"),
             };
             Some(Current { hash, ignored: false, matched: false })
         }
@@ -149,6 +150,7 @@ mod tests {
         match kind {
             ResourceKind::ConfigMap => ["app-a", "app-b", "other"].map(String::from).to_vec(),
             ResourceKind::Secret => vec!["app-secret".to_string()],
+            ResourceKind::SecretProviderClass => vec!["app-spc".to_string()],
         }
     }
 

@@ -199,7 +199,8 @@ impl Settings {
             s => Some(Selector::parse_reloader_forms(s).map_err(|e| err("resourceLabelSelector", s, e.reason))?),
         };
 
-        let mut resource_kinds: BTreeSet<ResourceKind> = ResourceKind::ALL.into_iter().collect();
+        // SecretProviderClasses are followed only with the CSI integration on.
+        let mut resource_kinds: BTreeSet<ResourceKind> = [ResourceKind::ConfigMap, ResourceKind::Secret].into();
         for r in &self.resources_to_ignore {
             let kind = match r.to_ascii_lowercase().as_str() {
                 "configmaps" | "configmap" => ResourceKind::ConfigMap,
