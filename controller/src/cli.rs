@@ -65,6 +65,10 @@ pub struct RunFlags {
     /// Watch and reload Argo Rollouts (Reloader spells it --is-Argo-Rollouts).
     #[arg(long, alias = "is-Argo-Rollouts", num_args = 0..=1, default_missing_value = "true")]
     pub is_argo_rollouts: Option<bool>,
+    /// Reload on SecretProviderClass changes (Secrets Store CSI driver), seen in
+    /// the SecretProviderClassPodStatus objects the driver writes (Reloader's flag).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = go_bool)]
+    pub enable_csi_integration: Option<bool>,
     /// Changes to one workload within this window land in one rollout (0 turns it off).
     #[arg(long)]
     pub coalesce_window: Option<String>,
@@ -147,6 +151,7 @@ impl RunFlags {
         set(&mut s.log_format, &self.log_format);
         set(&mut s.log_level, &self.log_level);
         set(&mut s.record_key_file, &self.record_key_file);
+        set(&mut s.csi_integration, &self.enable_csi_integration);
         s
     }
 }
@@ -192,6 +197,16 @@ mod tests {
         assert_eq!(s.namespaces, ["a", "b"]);
         assert_eq!(s.coalesce_window, "2s");
         assert_eq!(s.record_key_file, "/k");
+    }
+
+    #[test]
+    fn enable_csi_integration_in_reloader_spellings() {
+        let file = Settings::default();
+        assert!(!parse(&[]).run.overlay(file.clone()).csi_integration);
+        assert!(parse(&["--enable-csi-integration"]).run.overlay(file.clone()).csi_integration);
+        assert!(parse(&["--enable-csi-integration=True"]).run.overlay(file.clone()).csi_integration);
+        let on = Settings { csi_integration: true, ..Default::default() };
+        assert!(!parse(&["--enable-csi-integration=false"]).run.overlay(on).csi_integration);
     }
 
     fn parse(args: &[&str]) -> Cli {

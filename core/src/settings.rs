@@ -38,6 +38,9 @@ pub struct Settings {
     /// A file holding the 32-byte key of the rolled-to record (a mounted
     /// Secret); empty: the record is written unkeyed (see `record`).
     pub record_key_file: String,
+    /// Follow Secrets Store CSI driver SecretProviderClasses through their
+    /// SecretProviderClassPodStatus objects (Reloader's `--enable-csi-integration`).
+    pub csi_integration: bool,
 }
 
 impl Default for Settings {
@@ -60,6 +63,7 @@ impl Default for Settings {
             leader_election: LeaderElectionSettings::default(),
             alerting: AlertingSettings::default(),
             record_key_file: String::new(),
+            csi_integration: false,
         }
     }
 }
@@ -218,6 +222,9 @@ impl Settings {
                 "ignoring both configmaps and secrets leaves nothing to watch".into(),
             ));
         }
+        if self.csi_integration {
+            resource_kinds.insert(ResourceKind::SecretProviderClass);
+        }
 
         let mut workload_kinds: BTreeSet<WorkloadKind> = WorkloadKind::ALL.into_iter().collect();
         if !self.argo_rollouts {
@@ -312,6 +319,14 @@ mod tests {
         assert_eq!(v.coalesce_window, Duration::from_secs(1));
         assert!(!v.workload_kinds.contains(&WorkloadKind::Rollout));
         assert_eq!(v.resource_kinds.len(), 2);
+        assert!(!v.resource_kinds.contains(&ResourceKind::SecretProviderClass));
+    }
+
+    #[test]
+    fn csi_integration_adds_secret_provider_classes() {
+        let s: Settings = serde_json::from_str(r#"{"csiIntegration":true,"resourcesToIgnore":["secrets"]}"#).unwrap();
+        let kinds: Vec<ResourceKind> = s.validate().unwrap().resource_kinds.into_iter().collect();
+        assert_eq!(kinds, [ResourceKind::ConfigMap, ResourceKind::SecretProviderClass]);
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub struct ModuleSettings {
     pub log_format: Option<String>,
     pub log_level: Option<String>,
     pub high_availability: Option<bool>,
+    pub csi_integration: bool,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -265,6 +266,7 @@ pub fn convert(inputs: &Inputs) -> Result<Converted, Vec<Violation>> {
             "webhookUrlFile": WEBHOOK_URL_FILE,
             "additionalInfo": s.alerting.webhook.additional_info,
         },
+        "csiIntegration": s.csi_integration,
     });
     // The controller must accept what the chart will mount.
     let parsed: ControllerSettings = serde_json::from_value(controller_config.clone()).map_err(|e| {

@@ -542,7 +542,7 @@ class Checker:
         expected_keys = {"reloadStrategy", "reloadOnCreate", "reloadOnDelete", "autoReloadAll", "namespaces",
                          "namespacesToIgnore", "namespaceSelector", "resourceLabelSelector", "resourcesToIgnore",
                          "ignoredWorkloadTypes", "argoRollouts", "coalesceWindow", "logFormat", "logLevel",
-                         "leaderElection", "alerting"}
+                         "leaderElection", "alerting", "csiIntegration"}
         self.expect(set(cfg) == expected_keys, f"config keys differ: {sorted(set(cfg) ^ expected_keys)}")
         # Deckhouse's spellings in the settings, Reloader's in the controller's config.
         for k in ("reloadStrategy", "logFormat", "logLevel"):
