@@ -18,6 +18,7 @@ mod reload;
 mod scheduler;
 mod state;
 mod watch;
+mod watch_spc;
 
 use std::collections::HashSet;
 use std::process::ExitCode;

@@ -12,7 +12,7 @@ use pod_reloader_core::patch::ReloadItem;
 use pod_reloader_core::policy::Problem;
 use pod_reloader_core::reconcile::{Current, reconcile};
 use pod_reloader_core::settings::ValidSettings;
-use pod_reloader_core::{ContentHash, ResourceKey, WorkloadKey};
+use pod_reloader_core::{ContentHash, ResourceKey, ResourceKind, WorkloadKey};
 use tokio::sync::mpsc::{Receiver, Sender};
 use tokio::sync::watch;
 
@@ -267,14 +267,21 @@ impl State {
                         self.metrics.skipped.with_label_values(&["no_data_change"]).inc();
                     }
                     Some(_) => self.changed(&key, Some(state.hash), state, seen).await,
-                    None if self.settings.reload_on_create => self.changed(&key, Some(state.hash), state, seen).await,
+                    // Reloader ignores a SecretProviderClassPodStatus appearing, even with reloadOnCreate.
+                    None if self.settings.reload_on_create && key.kind != ResourceKind::SecretProviderClass => {
+                        self.changed(&key, Some(state.hash), state, seen).await
+                    }
                     None => {}
                 }
             }
             Msg::ResourceDeleted { key, seen } => {
                 if let Some(old) = self.resources.remove(&key) {
                     self.metrics.watched.with_label_values(&[key.kind.as_str()]).dec();
-                    if self.settings.reload_on_delete && self.all_listed() {
+                    // A class's last pod going away is no delete of the class (nor a change in Reloader).
+                    if self.settings.reload_on_delete
+                        && self.all_listed()
+                        && key.kind != ResourceKind::SecretProviderClass
+                    {
                         self.changed(&key, None, old, seen).await;
                     }
                 }

@@ -42,7 +42,7 @@ pub fn rollout_resource() -> ApiResource {
 /// the next successful event. kube's default caps at 30 s; a shorter cap
 /// means reloads resume within seconds of the apiserver coming back, for a
 /// handful of cheap requests per stream during an outage.
-struct WatchBackoff {
+pub(crate) struct WatchBackoff {
     next: Duration,
 }
 
@@ -201,8 +201,7 @@ pub async fn resources(
             )
             .await
         }
-        // Not reachable yet: no setting adds this kind to the watched ones.
-        ResourceKind::SecretProviderClass => {}
+        ResourceKind::SecretProviderClass => crate::watch_spc::pod_statuses(client, namespace, tx).await,
     }
 }
 
