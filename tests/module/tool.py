@@ -558,6 +558,7 @@ class Checker:
         self.expect(cfg.get("namespaceSelector") == ("" if scoped else self.v["namespaceSelector"]), "namespaceSelector in config")
         self.expect(cfg.get("namespacesToIgnore") == ([] if scoped else self.v["namespacesToIgnore"]), "namespacesToIgnore in config")
         self.expect(cfg.get("argoRollouts") == self.v["internal"]["argoRolloutsEnabled"], "argoRollouts in config")
+        self.expect(cfg.get("csiIntegration") == bool(self.v.get("csiIntegration")), "csiIntegration in config")
         replicas = spec.get("replicas")
         ha = self.v.get("highAvailability", self.values["global"].get("highAvailability", False))
         self.expect(replicas == (2 if ha else 1), f"replicas {replicas} with HA={ha}")
@@ -662,6 +663,11 @@ class Checker:
             want[("batch", "jobs")] = {"get", "list", "watch", "create", "delete", "patch"}
         if argo and "rollouts" not in ignored:
             want[("argoproj.io", "rollouts")] = {"get", "list", "watch", "patch"}
+        if v.get("csiIntegration"):
+            # The Secrets Store CSI driver's API, only when asked for: its pod
+            # statuses are watched, a class is read when its versions change.
+            want[("secrets-store.csi.x-k8s.io", "secretproviderclasspodstatuses")] = {"list", "watch"}
+            want[("secrets-store.csi.x-k8s.io", "secretproviderclasses")] = {"get"}
         want[("events.k8s.io", "events")] = {"create", "patch"}
         lease_roles = self.find("Role", "pod-reloader:leader-election", "d8-pod-reloader")
         if lease_roles:
