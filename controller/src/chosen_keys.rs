@@ -129,5 +129,7 @@ async fn read(
             let list = Api::<Secret>::namespaced(client.clone(), &key.namespace).list(params).await?;
             list.items.first().map(|s| KeyDigests::of_secret(secret_hash(s.data.as_ref()), s.data.as_ref(), wanted))
         }
+        // A SecretProviderClass has no keys of its own (its hash is of the driver's observed versions).
+        ResourceKind::SecretProviderClass => None,
     })
 }

@@ -72,6 +72,10 @@ pub struct RunFlags {
     /// Watch and reload Argo Rollouts (Reloader spells it --is-Argo-Rollouts).
     #[arg(long, alias = "is-Argo-Rollouts", num_args = 0..=1, default_missing_value = "true")]
     pub is_argo_rollouts: Option<bool>,
+    /// Reload on SecretProviderClass changes (Secrets Store CSI driver), seen in
+    /// the SecretProviderClassPodStatus objects the driver writes (Reloader's flag).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = go_bool)]
+    pub enable_csi_integration: Option<bool>,
     /// Changes to one workload within this window land in one rollout (0 turns it off).
     #[arg(long)]
     pub coalesce_window: Option<String>,
@@ -202,6 +206,7 @@ impl RunFlags {
         set(&mut s.custom_workloads, &self.custom_workloads);
         set(&mut s.max_rollouts_per_second, &self.max_rollouts_per_second);
         set(&mut s.webhook_url_file, &self.webhook_url_file);
+        set(&mut s.csi_integration, &self.enable_csi_integration);
         s
     }
 }
@@ -257,6 +262,7 @@ mod tests {
         ("alerting.enabled", "alert_on_reload"),
         ("alerting.sink", "alert_sink"),
         ("alerting.additionalInfo", "alert_additional_info"),
+        ("csiIntegration", "enable_csi_integration"),
     ];
     const FILE_ONLY: &[&str] = &["leaderElection.leaseName", "alerting.webhookUrlFile"];
 
@@ -287,6 +293,16 @@ mod tests {
             let flag = FLAG_OF.iter().find(|(s, _)| s == setting).map_or(snake.as_str(), |(_, f)| f);
             assert!(flags.contains(&flag), "setting {setting} has no flag {flag} (add it, or list it as file-only)");
         }
+    }
+
+    #[test]
+    fn enable_csi_integration_in_reloader_spellings() {
+        let file = Settings::default();
+        assert!(!parse(&[]).run.overlay(file.clone()).csi_integration);
+        assert!(parse(&["--enable-csi-integration"]).run.overlay(file.clone()).csi_integration);
+        assert!(parse(&["--enable-csi-integration=True"]).run.overlay(file.clone()).csi_integration);
+        let on = Settings { csi_integration: true, ..Default::default() };
+        assert!(!parse(&["--enable-csi-integration=false"]).run.overlay(on).csi_integration);
     }
 
     fn parse(args: &[&str]) -> Cli {

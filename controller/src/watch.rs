@@ -193,6 +193,7 @@ pub async fn resources(
             )
             .await
         }
+        ResourceKind::SecretProviderClass => crate::watch_spc::pod_statuses(client, namespace, tx).await,
     }
 }
 

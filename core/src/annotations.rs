@@ -24,12 +24,20 @@ pub const CONFIGMAP_AUTO: Key =
     Key { stakater: "configmap.reloader.stakater.com/auto", deckhouse: "configmap.pod-reloader.deckhouse.io/auto" };
 pub const SECRET_AUTO: Key =
     Key { stakater: "secret.reloader.stakater.com/auto", deckhouse: "secret.pod-reloader.deckhouse.io/auto" };
+pub const SECRETPROVIDERCLASS_AUTO: Key = Key {
+    stakater: "secretproviderclass.reloader.stakater.com/auto",
+    deckhouse: "secretproviderclass.pod-reloader.deckhouse.io/auto",
+};
 pub const SEARCH: Key = Key { stakater: "reloader.stakater.com/search", deckhouse: "pod-reloader.deckhouse.io/search" };
 pub const MATCH: Key = Key { stakater: "reloader.stakater.com/match", deckhouse: "pod-reloader.deckhouse.io/match" };
 pub const CONFIGMAP_RELOAD: Key =
     Key { stakater: "configmap.reloader.stakater.com/reload", deckhouse: "pod-reloader.deckhouse.io/configmap-reload" };
 pub const SECRET_RELOAD: Key =
     Key { stakater: "secret.reloader.stakater.com/reload", deckhouse: "pod-reloader.deckhouse.io/secret-reload" };
+pub const SECRETPROVIDERCLASS_RELOAD: Key = Key {
+    stakater: "secretproviderclass.reloader.stakater.com/reload",
+    deckhouse: "pod-reloader.deckhouse.io/secretproviderclass-reload",
+};
 pub const CONFIGMAPS_EXCLUDE: Key = Key {
     stakater: "configmaps.exclude.reloader.stakater.com/reload",
     deckhouse: "configmaps.exclude.pod-reloader.deckhouse.io/reload",
@@ -37,6 +45,10 @@ pub const CONFIGMAPS_EXCLUDE: Key = Key {
 pub const SECRETS_EXCLUDE: Key = Key {
     stakater: "secrets.exclude.reloader.stakater.com/reload",
     deckhouse: "secrets.exclude.pod-reloader.deckhouse.io/reload",
+};
+pub const SECRETPROVIDERCLASSES_EXCLUDE: Key = Key {
+    stakater: "secretproviderclasses.exclude.reloader.stakater.com/reload",
+    deckhouse: "secretproviderclasses.exclude.pod-reloader.deckhouse.io/reload",
 };
 pub const IGNORE: Key = Key { stakater: "reloader.stakater.com/ignore", deckhouse: "pod-reloader.deckhouse.io/ignore" };
 pub const PAUSE_PERIOD: Key = Key {
@@ -62,6 +74,7 @@ pub fn typed_auto(kind: ResourceKind) -> Key {
     match kind {
         ResourceKind::ConfigMap => CONFIGMAP_AUTO,
         ResourceKind::Secret => SECRET_AUTO,
+        ResourceKind::SecretProviderClass => SECRETPROVIDERCLASS_AUTO,
     }
 }
 
@@ -70,6 +83,7 @@ pub fn reload_list(kind: ResourceKind) -> Key {
     match kind {
         ResourceKind::ConfigMap => CONFIGMAP_RELOAD,
         ResourceKind::Secret => SECRET_RELOAD,
+        ResourceKind::SecretProviderClass => SECRETPROVIDERCLASS_RELOAD,
     }
 }
 
@@ -78,26 +92,30 @@ pub fn exclude_list(kind: ResourceKind) -> Key {
     match kind {
         ResourceKind::ConfigMap => CONFIGMAPS_EXCLUDE,
         ResourceKind::Secret => SECRETS_EXCLUDE,
+        ResourceKind::SecretProviderClass => SECRETPROVIDERCLASSES_EXCLUDE,
     }
 }
 
 /// Every key a workload may carry; the controller keeps only these.
-pub const WORKLOAD_KEYS: [Key; 12] = [
+pub const WORKLOAD_KEYS: [Key; 15] = [
     AUTO,
     CONFIGMAP_AUTO,
     SECRET_AUTO,
+    SECRETPROVIDERCLASS_AUTO,
     SEARCH,
     CONFIGMAP_RELOAD,
     SECRET_RELOAD,
+    SECRETPROVIDERCLASS_RELOAD,
     CONFIGMAPS_EXCLUDE,
     SECRETS_EXCLUDE,
+    SECRETPROVIDERCLASSES_EXCLUDE,
     PAUSE_PERIOD,
     PAUSED_AT,
     ROLLOUT_STRATEGY,
     RELOAD_ON_KEYS,
 ];
 
-/// The keys a ConfigMap or Secret may carry.
+/// The keys a ConfigMap, Secret or SecretProviderClass may carry.
 pub const RESOURCE_KEYS: [Key; 2] = [IGNORE, MATCH];
 
 /// Reads one meaning from a map of annotations: the Stakater spelling first.

@@ -219,6 +219,33 @@ mod tests {
     }
 
     #[test]
+    fn secret_provider_classes_follow_their_own_keys() {
+        let csi = json!({
+            "containers": [{"name": "app", "volumeMounts": [{"name": "v", "mountPath": "/mnt"}]}],
+            "volumes": [{"name": "v", "csi": {"driver": "secrets-store.csi.k8s.io",
+                "volumeAttributes": {"secretProviderClass": "vault-db"}}}]
+        });
+        let spc =
+            |e: &WorkloadEntry, name: &str| decide(e, ResourceKind::SecretProviderClass, name, Some(&plain()), false);
+        let e = entry(&[("secretproviderclass.reloader.stakater.com/reload", "vault-db")], csi.clone());
+        assert_eq!(spc(&e, "vault-db"), reload("app", Why::Listed { pattern: "vault-db".into() }));
+        // A Secret or ConfigMap list does not name a SecretProviderClass.
+        let e = entry(&[("secret.reloader.stakater.com/reload", "vault-db")], csi.clone());
+        assert_eq!(spc(&e, "vault-db"), Decision::Skip(Skip::NotAnnotated));
+        let e = entry(&[("secretproviderclass.pod-reloader.deckhouse.io/auto", "true")], csi.clone());
+        assert_eq!(spc(&e, "vault-db"), reload("app", Why::TypedAuto));
+        assert_eq!(spc(&e, "other"), Decision::Skip(Skip::NotReferenced));
+        let e = entry(
+            &[
+                ("reloader.stakater.com/auto", "true"),
+                ("secretproviderclasses.exclude.reloader.stakater.com/reload", "vault-db"),
+            ],
+            csi,
+        );
+        assert_eq!(spc(&e, "vault-db"), Decision::Skip(Skip::Excluded));
+    }
+
+    #[test]
     fn invalid_auto_acts_as_false_and_blocks_auto_reload_all() {
         let e = entry(&[("reloader.stakater.com/auto", "maybe")], uses_cm());
         assert_eq!(cm(&e, "cfg", true), Decision::Skip(Skip::NotAnnotated));

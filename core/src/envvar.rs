@@ -2,7 +2,8 @@
 
 use crate::keys::ResourceKind;
 
-/// `STAKATER_<SANITIZED NAME>_<CONFIGMAP|SECRET>`, byte-identical to Reloader.
+/// `STAKATER_<SANITIZED NAME>_<CONFIGMAP|SECRET|SECRETPROVIDERCLASS>`,
+/// byte-identical to Reloader.
 ///
 /// Sanitising upper-cases, keeps `[A-Z0-9]`, and turns each run of other
 /// bytes into one `_`, but only when a valid byte came before it (so `my-cm`
@@ -40,5 +41,9 @@ mod tests {
         assert_eq!(env_var_name(ResourceKind::ConfigMap, "a--b"), "STAKATER_A_B_CONFIGMAP");
         assert_eq!(env_var_name(ResourceKind::ConfigMap, "-lead"), "STAKATER_LEAD_CONFIGMAP");
         assert_eq!(env_var_name(ResourceKind::ConfigMap, "trail-"), "STAKATER_TRAIL__CONFIGMAP");
+        assert_eq!(
+            env_var_name(ResourceKind::SecretProviderClass, "vault-db"),
+            "STAKATER_VAULT_DB_SECRETPROVIDERCLASS"
+        );
     }
 }

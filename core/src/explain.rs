@@ -151,7 +151,16 @@ pub fn render(entry: &WorkloadEntry, rows: &[Row], strategy: Strategy, auto_relo
     let mut s = String::new();
     let _ = writeln!(s, "{}", entry.key);
     let _ = writeln!(s, "Strategy:        {strategy} (autoReloadAll: {auto_reload_all})");
-    for (label, p) in [("ConfigMaps", &entry.policy.configmap), ("Secrets", &entry.policy.secret)] {
+    // SecretProviderClasses only where the workload has anything to do with them.
+    let spc = &entry.policy.secret_provider_class;
+    let spc_shown = entry.references.keys().any(|(k, _)| *k == ResourceKind::SecretProviderClass)
+        || spc.typed_auto != crate::policy::Flag::Unset
+        || !spc.reload_list.is_empty()
+        || !spc.exclude.is_empty();
+    let kinds = [("ConfigMaps", &entry.policy.configmap), ("Secrets", &entry.policy.secret)]
+        .into_iter()
+        .chain(spc_shown.then_some(("SecretProviderClasses", spc)));
+    for (label, p) in kinds {
         let mut parts = Vec::new();
         if p.auto.is_true() {
             parts.push("auto".to_string());

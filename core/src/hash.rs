@@ -8,6 +8,11 @@
 //! - ConfigMap: `k=v` per `data` entry and `k=<base64 std>` per `binaryData`
 //!   entry; sorted byte-wise; joined with `;`.
 //! - Secret: `k=<raw bytes>` per `data` entry; sorted; joined with `;`.
+//! - SecretProviderClassPodStatus (Secrets Store CSI driver): `id=version`
+//!   per `status.objects` entry plus `SecretProviderClassName=<class>`;
+//!   sorted; joined with `;` (Reloader's
+//!   `GetSHAfromSecretProviderClassPodStatus`). Only the versions the
+//!   driver observed enter it, never secret content.
 //!
 //! No escaping of `;` or `=` (Reloader has none).
 
@@ -113,6 +118,18 @@ pub fn secret_hash(data: Option<&BTreeMap<String, ByteString>>) -> ContentHash {
     hash_entries(entries)
 }
 
+/// Reloader's hash of a SecretProviderClassPodStatus's `status`: the
+/// `(id, version)` of each of `status.objects` and the class it is for
+/// (`status.secretProviderClassName`).
+pub fn secret_provider_class_pod_status_hash<'a>(
+    class_name: &str,
+    objects: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> ContentHash {
+    let mut entries: Vec<Vec<u8>> = objects.into_iter().map(|(id, version)| entry(id, version.as_bytes())).collect();
+    entries.push(entry("SecretProviderClassName", class_name.as_bytes()));
+    hash_entries(entries)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +168,21 @@ mod tests {
             ("user".to_string(), ByteString(b"admin".to_vec())),
         ]);
         assert_eq!(secret_hash(Some(&data)).to_hex(), sha1_hex(b"password=s3cr;et;user=admin"));
+    }
+
+    #[test]
+    fn secret_provider_class_pod_status_matches_reloader() {
+        // Reloader's test fixture (`GetSecretProviderClassPodStatus`): one
+        // object `parameter1` whose version is the test data, the class
+        // named like the status object. Expected values from `sha1sum` of
+        // the canonical strings ("S" sorts before "p").
+        let h = |v| secret_provider_class_pod_status_hash("spc-a", [("parameter1", v)]).to_hex();
+        assert_eq!(h("v1"), "e8d9b9938186a90c9c16ac0c5e6c14dcb8ab1c02");
+        assert_eq!(h("v2"), "20f18db0cae9b8e8a521f13062a663627ebb5083");
+        // Objects in any order give one hash; no objects leaves the class name.
+        let two = secret_provider_class_pod_status_hash("vault-db", [("db/password", "3"), ("cert/tls", "7")]);
+        assert_eq!(two.to_hex(), "66025ca3ccf09557b26a8a1aab80cd69fa6582c8");
+        assert_eq!(secret_provider_class_pod_status_hash("x", []).to_hex(), sha1_hex(b"SecretProviderClassName=x"));
     }
 
     #[test]

@@ -116,7 +116,7 @@ impl WorkloadEntry {
     }
 
     fn has_lists(&self) -> bool {
-        !self.policy.configmap.reload_list.is_empty() || !self.policy.secret.reload_list.is_empty()
+        ResourceKind::ALL.iter().any(|k| !self.policy.for_kind(*k).reload_list.is_empty())
     }
 
     fn resource_keys(&self) -> impl Iterator<Item = ResourceKey> + '_ {

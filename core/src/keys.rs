@@ -1,5 +1,6 @@
 //! Identities of the objects pod-reloader relates: followed resources
-//! (ConfigMaps, Secrets) and the workloads that follow them.
+//! (ConfigMaps, Secrets, SecretProviderClasses) and the workloads that
+//! follow them.
 
 use std::fmt;
 use std::sync::Arc;
@@ -11,16 +12,23 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 pub enum ResourceKind {
     ConfigMap,
     Secret,
+    /// A Secrets Store CSI driver `SecretProviderClass`
+    /// (`secrets-store.csi.x-k8s.io/v1`), followed through the
+    /// `SecretProviderClassPodStatus` objects the driver writes for each pod
+    /// that mounts it (only with the CSI integration enabled).
+    SecretProviderClass,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 2] = [ResourceKind::ConfigMap, ResourceKind::Secret];
+    pub const ALL: [ResourceKind; 3] =
+        [ResourceKind::ConfigMap, ResourceKind::Secret, ResourceKind::SecretProviderClass];
 
     /// The Kubernetes kind, as in `kind:` and in events.
     pub fn as_str(self) -> &'static str {
         match self {
             ResourceKind::ConfigMap => "ConfigMap",
             ResourceKind::Secret => "Secret",
+            ResourceKind::SecretProviderClass => "SecretProviderClass",
         }
     }
 
@@ -29,6 +37,7 @@ impl ResourceKind {
         match self {
             ResourceKind::ConfigMap => "CONFIGMAP",
             ResourceKind::Secret => "SECRET",
+            ResourceKind::SecretProviderClass => "SECRETPROVIDERCLASS",
         }
     }
 
@@ -37,6 +46,7 @@ impl ResourceKind {
         match self {
             ResourceKind::ConfigMap => "configmaps",
             ResourceKind::Secret => "secrets",
+            ResourceKind::SecretProviderClass => "secretproviderclasses",
         }
     }
 }
@@ -47,7 +57,7 @@ impl fmt::Display for ResourceKind {
     }
 }
 
-/// A ConfigMap or Secret, by kind and `namespace/name`.
+/// A ConfigMap, Secret or SecretProviderClass, by kind and `namespace/name`.
 ///
 /// The namespace is shared (`Arc<str>`) because thousands of keys live in a
 /// handful of namespaces.

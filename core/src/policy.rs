@@ -70,7 +70,7 @@ pub enum Source {
 /// other list holding the same text (see `pattern_pool`).
 pub type ListEntry = Arc<CompiledPattern>;
 
-/// The policy for one resource kind (ConfigMaps or Secrets).
+/// The policy for one resource kind (ConfigMaps, Secrets or SecretProviderClasses).
 #[derive(Clone, Debug, Default)]
 pub struct KindPolicy {
     pub auto: Flag,
@@ -165,6 +165,9 @@ impl PolicyDigest {
 pub struct WorkloadPolicy {
     pub configmap: KindPolicy,
     pub secret: KindPolicy,
+    /// Read like the other two, with the `secretproviderclass…` keys; used
+    /// only when the CSI integration is on.
+    pub secret_provider_class: KindPolicy,
     /// `pause-period` (Deployments only).
     pub pause_period: Option<Duration>,
     /// `paused-at` as written (RFC 3339), when the controller paused the Deployment.
@@ -180,23 +183,28 @@ impl WorkloadPolicy {
         match kind {
             ResourceKind::ConfigMap => &self.configmap,
             ResourceKind::Secret => &self.secret,
+            ResourceKind::SecretProviderClass => &self.secret_provider_class,
         }
+    }
+
+    fn kinds(&self) -> [&KindPolicy; 3] {
+        [&self.configmap, &self.secret, &self.secret_provider_class]
     }
 
     /// True when no annotation could make this workload reload on its own
     /// (it may still follow everything under `autoReloadAll`).
     pub fn is_silent(&self) -> bool {
-        [&self.configmap, &self.secret]
+        self.kinds()
             .iter()
             .all(|k| k.auto == Flag::Unset && k.typed_auto == Flag::Unset && !k.search && k.reload_list.is_empty())
     }
 
-    /// Every compiled pattern of the reload lists (both kinds).
+    /// Every compiled pattern of the reload lists (all kinds).
     pub fn patterns(&self) -> Vec<ListEntry> {
-        self.configmap.reload_list.iter().chain(&self.secret.reload_list).cloned().collect()
+        self.kinds().into_iter().flat_map(|k| k.reload_list.iter().cloned()).collect()
     }
 
-    /// Drops both reload lists, the rest of the policy kept, and reports it
+    /// Drops every reload list, the rest of the policy kept, and reports it
     /// as one problem on the first list key set, naming every list key set
     /// (`why`: the budget broken). It goes first: the Warning's note is cut
     /// at 1 KiB, and the other problems of hostile lists are long.
@@ -208,7 +216,7 @@ impl WorkloadPolicy {
         why: impl std::fmt::Display,
     ) {
         let mut keys: Vec<(&'static str, &str)> = Vec::new();
-        for kind in [ResourceKind::ConfigMap, ResourceKind::Secret] {
+        for kind in ResourceKind::ALL {
             let map = match self.for_kind(kind).source {
                 Some(Source::PodTemplate) => template,
                 _ => meta,
@@ -219,6 +227,7 @@ impl WorkloadPolicy {
         }
         self.configmap.reload_list = Vec::new();
         self.secret.reload_list = Vec::new();
+        self.secret_provider_class.reload_list = Vec::new();
         let Some(&(first, first_value)) = keys.first() else {
             return;
         };
@@ -231,6 +240,15 @@ impl WorkloadPolicy {
         let mut problems = Vec::new();
         let configmap = parse_kind(ResourceKind::ConfigMap, meta, template, &mut problems);
         let secret = parse_kind(ResourceKind::Secret, meta, template, &mut problems);
+        // The shared keys (`auto`) were reported for the first two kinds
+        // already: a third kind adds only problems of its own keys.
+        let mut spc_problems = Vec::new();
+        let secret_provider_class = parse_kind(ResourceKind::SecretProviderClass, meta, template, &mut spc_problems);
+        for p in spc_problems {
+            if !problems.contains(&p) {
+                problems.push(p);
+            }
+        }
 
         let pause_period = match get_with_name(meta, annotations::PAUSE_PERIOD) {
             Some((name, value)) => match parse_go_duration(value) {
@@ -268,7 +286,16 @@ impl WorkloadPolicy {
             .filter_map(|n| meta.get(n).map(|v| (n, v.as_str())))
             .collect();
         let chosen_keys = ChosenKeys::parse(&chosen_values, &mut problems);
-        WorkloadPolicy { configmap, secret, pause_period, paused_at, rollout_strategy, problems, chosen_keys }
+        WorkloadPolicy {
+            configmap,
+            secret,
+            secret_provider_class,
+            pause_period,
+            paused_at,
+            rollout_strategy,
+            problems,
+            chosen_keys,
+        }
     }
 }
 
@@ -494,6 +521,43 @@ mod tests {
         assert_eq!(p.chosen_keys, None, "not read from the pod template");
         let p = WorkloadPolicy::parse(&map(&[("reloader.stakater.com/reload-on-keys", "a/b")]), &map(&[]));
         assert_eq!((p.chosen_keys, p.problems.len()), (None, 1), "reported as a problem (InvalidAnnotation)");
+    }
+
+    #[test]
+    fn secret_provider_class_keys_in_both_families() {
+        let p = WorkloadPolicy::parse(
+            &map(&[
+                ("secretproviderclass.reloader.stakater.com/reload", "vault-.*"),
+                ("pod-reloader.deckhouse.io/secretproviderclass-reload", "dh-spc"),
+                ("secretproviderclasses.exclude.reloader.stakater.com/reload", "vault-old"),
+                ("secretproviderclasses.exclude.pod-reloader.deckhouse.io/reload", "dh-old"),
+            ]),
+            &map(&[]),
+        );
+        let spc = p.for_kind(ResourceKind::SecretProviderClass);
+        assert!(spc.listed("vault-db").is_some() && spc.listed("dh-spc").is_some());
+        assert!(spc.excludes("vault-old") && spc.excludes("dh-old"));
+        assert!(p.secret.listed("vault-db").is_none(), "a Secret of that name is not listed");
+        assert!(!p.is_silent());
+        assert_eq!(p.patterns().len(), 2);
+
+        let typed = |k: &str| {
+            let p = WorkloadPolicy::parse(&map(&[(k, "true")]), &map(&[]));
+            (p.secret_provider_class.typed_auto.is_true(), p.secret.typed_auto.is_true())
+        };
+        assert_eq!(typed("secretproviderclass.reloader.stakater.com/auto"), (true, false));
+        assert_eq!(typed("secretproviderclass.pod-reloader.deckhouse.io/auto"), (true, false));
+        assert_eq!(typed("secret.reloader.stakater.com/auto"), (false, true));
+
+        // The general auto key covers the third kind too, and a bad value is reported once per kind
+        // it was reported for before (the third kind adds no duplicate).
+        let p = WorkloadPolicy::parse(&map(&[("reloader.stakater.com/auto", "true")]), &map(&[]));
+        assert!(p.secret_provider_class.auto.is_true());
+        let p = WorkloadPolicy::parse(&map(&[("reloader.stakater.com/auto", "maybe")]), &map(&[]));
+        assert_eq!(p.problems.len(), 2, "{:?}", p.problems);
+        let p = WorkloadPolicy::parse(&map(&[("secretproviderclass.reloader.stakater.com/reload", "[bad")]), &map(&[]));
+        assert_eq!(p.problems.len(), 1);
+        assert_eq!(p.problems[0].annotation, "secretproviderclass.reloader.stakater.com/reload");
     }
 
     #[test]

@@ -48,7 +48,7 @@ fn candidates<N: AsRef<str>>(
     names_in_namespace: impl Fn(ResourceKind) -> Vec<N>,
 ) -> BTreeSet<(ResourceKind, String)> {
     let mut out: BTreeSet<(ResourceKind, String)> = entry.references.keys().cloned().collect();
-    for kind in [ResourceKind::ConfigMap, ResourceKind::Secret] {
+    for kind in ResourceKind::ALL {
         let policy = entry.policy.for_kind(kind);
         if policy.reload_list.is_empty() {
             continue;
@@ -132,6 +132,7 @@ mod tests {
             let hash = match kind {
                 ResourceKind::ConfigMap => ContentHash::of(cfg),
                 ResourceKind::Secret => ContentHash::of(b"tls"),
+                ResourceKind::SecretProviderClass => ContentHash::of(b"spc"),
             };
             Some(ResourceFacts { hash, ignored: false, matched: false })
         }
@@ -159,6 +160,7 @@ mod tests {
         match kind {
             ResourceKind::ConfigMap => ["app-a", "app-b", "other"].map(String::from).to_vec(),
             ResourceKind::Secret => vec!["app-secret".to_string()],
+            ResourceKind::SecretProviderClass => vec!["app-spc".to_string()],
         }
     }
 

@@ -171,6 +171,7 @@ fn kind_of(s: &str) -> Option<ResourceKind> {
     match s {
         "ConfigMap" => Some(ResourceKind::ConfigMap),
         "Secret" => Some(ResourceKind::Secret),
+        "SecretProviderClass" => Some(ResourceKind::SecretProviderClass),
         _ => None,
     }
 }
@@ -320,6 +321,7 @@ pub fn legacy(template: &PodTemplateSpec, namespace: &str, followed: &[(Resource
         let kind = match src.kind.as_str() {
             "CONFIGMAP" => Some(ResourceKind::ConfigMap),
             "SECRET" => Some(ResourceKind::Secret),
+            "SECRETPROVIDERCLASS" => Some(ResourceKind::SecretProviderClass),
             _ => None,
         };
         if let (Some(kind), Some(h)) = (kind, ContentHash::parse_hex(&src.hash))
@@ -468,5 +470,33 @@ mod tests {
         assert_eq!(r.get(&(ResourceKind::ConfigMap, "cfg".into())), Some(&h1));
         assert_eq!(r.get(&(ResourceKind::Secret, "tls".into())), Some(&h2));
         assert!(legacy(&t, "other-ns", &followed[1..]).is_empty(), "namespace must match");
+    }
+
+    #[test]
+    fn secret_provider_classes_in_record_and_legacy_values() {
+        let h = ContentHash::of(b"versions");
+        let mut r = Record::new();
+        r.set(ResourceKind::SecretProviderClass, "vault-db", h, None);
+        let back = Record::parse(&ann(&r.render(None)));
+        assert!(back.get(ResourceKind::SecretProviderClass, "vault-db", None).unwrap().is(h, None));
+        assert_eq!(back.get(ResourceKind::Secret, "vault-db", None), None, "a Secret of that name is another entry");
+
+        let last = format!(
+            r#"{{"type":"SECRETPROVIDERCLASS","name":"vault-db","namespace":"ns","hash":"{h}","containerRefs":["app"],"observedAt":1}}"#
+        );
+        let t: PodTemplateSpec = serde_json::from_value(json!({
+            "metadata": {"annotations": {"reloader.stakater.com/last-reloaded-from": last}},
+            "spec": {"containers": [{"name": "app", "env": [
+                {"name": "STAKATER_VAULT_CACHE_SECRETPROVIDERCLASS", "value": h.to_hex()}
+            ]}]}
+        }))
+        .unwrap();
+        let followed = [
+            (ResourceKind::SecretProviderClass, "vault-db".to_string()),
+            (ResourceKind::SecretProviderClass, "vault-cache".to_string()),
+        ];
+        let l = legacy(&t, "ns", &followed);
+        assert_eq!(l.get(&(ResourceKind::SecretProviderClass, "vault-db".into())), Some(&h));
+        assert_eq!(l.get(&(ResourceKind::SecretProviderClass, "vault-cache".into())), Some(&h));
     }
 }

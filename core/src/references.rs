@@ -1,13 +1,19 @@
-//! Which ConfigMaps and Secrets a pod template uses, and which container
-//! Reloader would put the env var on for each (`getContainerUsingResource`).
+//! Which ConfigMaps, Secrets and SecretProviderClasses a pod template uses,
+//! and which container Reloader would put the env var on for each
+//! (`getContainerUsingResource`).
 //!
 //! Precedence, as in Reloader:
-//! 1. a volume naming the resource (`configMap`, `secret`, or a `projected`
-//!    source) → the first container mounting that volume; mounted only by an
-//!    init container → the first regular container;
+//! 1. a volume naming the resource (`configMap`, `secret`, a `projected`
+//!    source, or a `csi` volume whose `volumeAttributes.secretProviderClass`
+//!    names a SecretProviderClass) → the first container mounting that
+//!    volume; mounted only by an init container → the first regular container;
 //! 2. else `env[].valueFrom.{configMapKeyRef,secretKeyRef}` or
 //!    `envFrom[].{configMapRef,secretRef}` → the first container using it;
 //!    used only by an init container → the first regular container.
+//!
+//! A SecretProviderClass is only ever used through a volume. The CSI
+//! driver's name is not checked (Reloader does not either): the attribute
+//! is the Secrets Store driver's own.
 //!
 //! Not considered (as in Reloader): `imagePullSecrets`, ephemeral containers.
 
@@ -85,6 +91,9 @@ pub fn extract(spec: &PodSpec) -> BTreeMap<(ResourceKind, String), Reference> {
     out
 }
 
+/// The `volumeAttributes` key of a Secrets Store CSI volume naming its class.
+pub const SECRET_PROVIDER_CLASS_ATTRIBUTE: &str = "secretProviderClass";
+
 fn mounts(c: &Container, volume: &str) -> bool {
     c.volume_mounts.iter().flatten().any(|m| m.name == volume)
 }
@@ -96,6 +105,10 @@ fn volume_sources(vol: &Volume) -> Vec<(ResourceKind, String, bool)> {
     }
     if let Some(s) = vol.secret.as_ref().and_then(|s| s.secret_name.clone()) {
         out.push((ResourceKind::Secret, s, false));
+    }
+    if let Some(spc) = vol.csi.as_ref().and_then(|c| c.volume_attributes.as_ref()?.get(SECRET_PROVIDER_CLASS_ATTRIBUTE))
+    {
+        out.push((ResourceKind::SecretProviderClass, spc.clone(), false));
     }
     for src in vol.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
         if let Some(cm) = &src.config_map {
@@ -189,6 +202,32 @@ mod tests {
         })));
         let r = get(&refs, ResourceKind::ConfigMap, "cm");
         assert_eq!((r.container.as_str(), r.via), ("b", Via::EnvFrom));
+    }
+
+    #[test]
+    fn csi_volumes_reference_their_secret_provider_class() {
+        let refs = extract(&spec(json!({
+            "initContainers": [{"name": "init", "volumeMounts": [{"name": "early", "mountPath": "/e"}]}],
+            "containers": [
+                {"name": "a"},
+                {"name": "b", "volumeMounts": [{"name": "vault", "mountPath": "/mnt/secrets"}]}
+            ],
+            "volumes": [
+                {"name": "vault", "csi": {"driver": "secrets-store.csi.k8s.io", "readOnly": true,
+                    "volumeAttributes": {"secretProviderClass": "vault-db"}}},
+                {"name": "early", "csi": {"driver": "secrets-store.csi.k8s.io",
+                    "volumeAttributes": {"secretProviderClass": "init-spc"}}},
+                {"name": "other-csi", "csi": {"driver": "example.com/no-class", "volumeAttributes": {"x": "y"}}}
+            ]
+        })));
+        let r = get(&refs, ResourceKind::SecretProviderClass, "vault-db");
+        assert_eq!((r.container.as_str(), r.via), ("b", Via::Volume { volume: "vault".into(), projected: false }));
+        let init = get(&refs, ResourceKind::SecretProviderClass, "init-spc");
+        assert_eq!(init.container, "a", "mounted by an init container only: the first container");
+        assert!(init.init_only);
+        assert_eq!(refs.len(), 2, "a csi volume without the attribute is no reference: {refs:?}");
+        // A Secret of the same name is another resource.
+        assert!(!refs.contains_key(&(ResourceKind::Secret, "vault-db".to_string())));
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub struct Settings {
     /// A file holding the URL of Reloader's `--webhook-url` mode (a mounted
     /// Secret): changes are posted there instead of rolling workloads.
     pub webhook_url_file: String,
+    /// Follow Secrets Store CSI driver SecretProviderClasses through their
+    /// SecretProviderClassPodStatus objects (Reloader's `--enable-csi-integration`).
+    pub csi_integration: bool,
 }
 
 /// At most this many `customWorkloads`: each is one more watch stream.
@@ -110,6 +113,7 @@ impl Default for Settings {
             custom_workloads: Vec::new(),
             max_rollouts_per_second: 0,
             webhook_url_file: String::new(),
+            csi_integration: false,
         }
     }
 }
@@ -312,7 +316,8 @@ impl Settings {
             s => Some(Selector::parse_reloader_forms(s).map_err(|e| err("resourceLabelSelector", s, e.reason))?),
         };
 
-        let mut resource_kinds: BTreeSet<ResourceKind> = ResourceKind::ALL.into_iter().collect();
+        // SecretProviderClasses are followed only with the CSI integration on.
+        let mut resource_kinds: BTreeSet<ResourceKind> = [ResourceKind::ConfigMap, ResourceKind::Secret].into();
         for r in &self.resources_to_ignore {
             let kind = match r.to_ascii_lowercase().as_str() {
                 "configmaps" | "configmap" => ResourceKind::ConfigMap,
@@ -329,6 +334,9 @@ impl Settings {
                 &self.resources_to_ignore.join(","),
                 "ignoring both configmaps and secrets leaves nothing to watch".into(),
             ));
+        }
+        if self.csi_integration {
+            resource_kinds.insert(ResourceKind::SecretProviderClass);
         }
 
         // The opt-in kind (Argo Rollouts) only with `argoRollouts`.
@@ -456,6 +464,14 @@ mod tests {
         assert_eq!(v.coalesce_window, Duration::from_secs(1));
         assert!(!v.workload_kinds.contains(&WorkloadKind::Rollout));
         assert_eq!(v.resource_kinds.len(), 2);
+        assert!(!v.resource_kinds.contains(&ResourceKind::SecretProviderClass));
+    }
+
+    #[test]
+    fn csi_integration_adds_secret_provider_classes() {
+        let s: Settings = serde_json::from_str(r#"{"csiIntegration":true,"resourcesToIgnore":["secrets"]}"#).unwrap();
+        let kinds: Vec<ResourceKind> = s.validate().unwrap().resource_kinds.into_iter().collect();
+        assert_eq!(kinds, [ResourceKind::ConfigMap, ResourceKind::SecretProviderClass]);
     }
 
     #[test]

@@ -105,6 +105,7 @@ pub fn controller_settings(inputs: &Inputs) -> Settings {
     c.ignored_workload_types = s.ignored_workload_types.clone();
     c.custom_workloads = s.custom_workloads.clone();
     set(&mut c.max_rollouts_per_second, &s.max_rollouts_per_second);
+    c.csi_integration = s.csi_integration;
     c.argo_rollouts = inputs.argo_rollouts;
     c.leader_election.enabled = inputs.high_availability();
     // The Lease the RBAC names (`rbac.rs`).

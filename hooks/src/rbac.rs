@@ -13,6 +13,10 @@
 //!   each kind of `customWorkloads` get/list/watch/patch (core/src/kinds.rs);
 //!   with Rollouts and Deployments ignored, deployments get/list/watch (a
 //!   Rollout's workloadRef names a Deployment whose template it follows).
+//! - Secrets Store CSI driver, only with `csiIntegration`:
+//!   secretproviderclasspodstatuses list/watch (watch_spc.rs's watcher) and
+//!   secretproviderclasses get (their `ignore`/`match` annotations, read
+//!   when a class changes).
 //! - Events: events.k8s.io create/patch (kube's Recorder writes only
 //!   `events.k8s.io/v1` Events; a repeated Event is patched).
 //! - Namespaces list/watch only with a `namespaceSelector` (cluster-wide).
@@ -60,9 +64,16 @@ pub fn namespaced_rules(inputs: &Inputs) -> Vec<Value> {
     if reads_deployments && !inputs.workload_enabled(&kinds::DEPLOYMENT) {
         rules.push(rule(kinds::DEPLOYMENT.group, &[kinds::DEPLOYMENT.plural], &["get", "list", "watch"]));
     }
+    if inputs.settings.csi_integration {
+        rules.push(rule(CSI_GROUP, &["secretproviderclasspodstatuses"], &["list", "watch"]));
+        rules.push(rule(CSI_GROUP, &["secretproviderclasses"], &["get"]));
+    }
     rules.push(rule("events.k8s.io", &["events"], &["create", "patch"]));
     rules
 }
+
+/// The Secrets Store CSI driver's API group.
+const CSI_GROUP: &str = "secrets-store.csi.x-k8s.io";
 
 /// `internal.rbac`: the ClusterRole's rules (empty in the scoped mode), the
 /// namespaces that get a Role with `namespacedRules`, and the rules of the
@@ -201,6 +212,29 @@ mod tests {
         assert_eq!(reads.unwrap()["verbs"], json!(["get", "list", "watch"]), "no patch on ignored Deployments");
         let r = rbac(&inputs(json!({"ignoredWorkloadTypes": ["Deployment"]}), false));
         assert!(!resources(&r["clusterRules"]).contains(&"apps/deployments".to_string()));
+    }
+
+    #[test]
+    fn csi_rules_only_with_csi_integration() {
+        let csi = |r: &Value, key: &str| -> Vec<(String, Value)> {
+            r[key]
+                .as_array()
+                .expect("rules")
+                .iter()
+                .filter(|rule| rule["apiGroups"][0] == "secrets-store.csi.x-k8s.io")
+                .map(|rule| (rule["resources"][0].as_str().unwrap_or_default().to_string(), rule["verbs"].clone()))
+                .collect()
+        };
+        let want = vec![
+            ("secretproviderclasspodstatuses".to_string(), json!(["list", "watch"])),
+            ("secretproviderclasses".to_string(), json!(["get"])),
+        ];
+        assert_eq!(csi(&rbac(&inputs(json!({}), false)), "clusterRules"), []);
+        assert_eq!(csi(&rbac(&inputs(json!({"csiIntegration": false}), false)), "clusterRules"), []);
+        assert_eq!(csi(&rbac(&inputs(json!({"csiIntegration": true}), false)), "clusterRules"), want);
+        let scoped = rbac(&inputs(json!({"csiIntegration": true, "namespaces": ["shop"]}), false));
+        assert_eq!(csi(&scoped, "namespacedRules"), want);
+        assert_eq!(scoped["clusterRules"], json!([]));
     }
 
     #[test]

@@ -189,6 +189,7 @@ impl<'a> Checker<'a> {
             "metricsCountByNamespace",
             "customWorkloads",
             "webhookUrlFile",
+            "csiIntegration",
         ]
         .into();
         let got_keys: BTreeSet<&str> = cfg.as_object().into_iter().flatten().map(|(k, _)| k.as_str()).collect();

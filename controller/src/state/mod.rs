@@ -23,7 +23,7 @@ use pod_reloader_core::patch::ReloadItem;
 use pod_reloader_core::policy::Problem;
 use pod_reloader_core::reconcile::reconcile;
 use pod_reloader_core::settings::ValidSettings;
-use pod_reloader_core::{ContentHash, ResourceKey, WorkloadKey};
+use pod_reloader_core::{ContentHash, ResourceKey, ResourceKind, WorkloadKey};
 
 use chosen::Chosen;
 pub use effects::{Effect, Effects, Notice};
@@ -251,7 +251,8 @@ impl State {
                 self.metrics.skipped("no_data_change");
             }
             Some(_) => self.changed(&key, Some(facts.hash), &facts, old_digests.as_ref(), seen, fx),
-            None if self.settings.reload_on_create => {
+            // Reloader ignores a SecretProviderClassPodStatus appearing, even with reloadOnCreate.
+            None if self.settings.reload_on_create && key.kind != ResourceKind::SecretProviderClass => {
                 self.changed(&key, Some(facts.hash), &facts, old_digests.as_ref(), seen, fx)
             }
             None => {}
@@ -263,7 +264,11 @@ impl State {
             self.chosen.deleted(key);
             self.metrics.event_received("delete", key.kind);
             self.metrics.watched(key.kind.as_str(), false);
-            if self.settings.reload_on_delete && self.streams.all_listed() {
+            // A class's last pod going away is no delete of the class (nor a change in Reloader).
+            if self.settings.reload_on_delete
+                && self.streams.all_listed()
+                && key.kind != ResourceKind::SecretProviderClass
+            {
                 self.changed(key, None, &old, None, seen, fx);
             }
         }
