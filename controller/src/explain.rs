@@ -7,14 +7,16 @@
 //! report says it cannot compare.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, PodTemplateSpec, Secret};
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::{Api, Client};
-use pod_reloader_core::annotations::{self, IGNORE, MATCH};
+use pod_reloader_core::annotations::{self, AnnotationNames, IGNORE, MATCH};
 use pod_reloader_core::explain;
 use pod_reloader_core::hash::{configmap_hash, secret_hash};
-use pod_reloader_core::index::WorkloadEntry;
+use pod_reloader_core::index::{WorkloadEntry, template_annotations};
+use pod_reloader_core::policy::WorkloadPolicy;
 use pod_reloader_core::reconcile::Current;
 use pod_reloader_core::record::RecordKey;
 use pod_reloader_core::settings::ValidSettings;
@@ -39,7 +41,7 @@ async fn key_from_secret(client: &Client) -> Option<RecordKey> {
     RecordKey::new(&secret.data?.get("key")?.0).ok()
 }
 
-fn flag(map: Option<&BTreeMap<String, String>>, key: annotations::Key) -> bool {
+fn flag(map: Option<&BTreeMap<String, String>>, key: annotations::Key<'_>) -> bool {
     map.and_then(|m| annotations::get(m, key)) == Some("true")
 }
 
@@ -63,11 +65,16 @@ pub async fn run(target: &str, namespace: &str, settings: &ValidSettings) -> any
     };
     let template: Option<PodTemplateSpec> = serde_json::from_value(template_value).ok();
     let empty = BTreeMap::new();
-    let entry = WorkloadEntry::from_object(
+    let meta_annotations = obj.metadata.annotations.as_ref().unwrap_or(&empty);
+    let names: &AnnotationNames = &settings.annotation_names;
+    let policy = WorkloadPolicy::parse_named(names, meta_annotations, template_annotations(template.as_ref()));
+    let entry = WorkloadEntry::from_object_with_policy(
         WorkloadKey::new(kind, namespace, name),
-        obj.metadata.annotations.as_ref().unwrap_or(&empty),
+        Arc::new(policy),
+        meta_annotations,
         template.as_ref(),
     );
+    let (ignore, matched) = (names.key(IGNORE), names.key(MATCH));
 
     let key = match &settings.record_key {
         Some(k) => Some(k.clone()),
@@ -80,15 +87,15 @@ pub async fn run(target: &str, namespace: &str, settings: &ValidSettings) -> any
         let ann = cm.metadata.annotations.as_ref();
         let current = Current {
             hash: configmap_hash(cm.data.as_ref(), cm.binary_data.as_ref()),
-            ignored: flag(ann, IGNORE),
-            matched: flag(ann, MATCH),
+            ignored: flag(ann, ignore),
+            matched: flag(ann, matched),
         };
         resources.push((ResourceKind::ConfigMap, cm.metadata.name.clone().unwrap_or_default(), current));
     }
     for s in Api::<Secret>::namespaced(client, namespace).list(&ListParams::default()).await?.items {
         let ann = s.metadata.annotations.as_ref();
         let current =
-            Current { hash: secret_hash(s.data.as_ref()), ignored: flag(ann, IGNORE), matched: flag(ann, MATCH) };
+            Current { hash: secret_hash(s.data.as_ref()), ignored: flag(ann, ignore), matched: flag(ann, matched) };
         resources.push((ResourceKind::Secret, s.metadata.name.clone().unwrap_or_default(), current));
     }
     resources.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));

@@ -13,7 +13,7 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client, Resource};
-use pod_reloader_core::annotations::PAUSED_AT;
+use pod_reloader_core::annotations::{AnnotationNames, PAUSED_AT};
 use pod_reloader_core::patch::{ReloadItem, Strategy, plan};
 use pod_reloader_core::policy::RolloutStrategy;
 use pod_reloader_core::record::{RECORD_ANNOTATION, Record, RecordKey};
@@ -133,7 +133,7 @@ fn pause_deployment(d: &Deployment, batch: &Batch, body: &mut Value) {
     let paused = d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false);
     if batch.pause_period.is_some() && !paused {
         body["spec"]["paused"] = json!(true);
-        body["metadata"]["annotations"][PAUSED_AT.stakater] = json!(now_rfc3339());
+        body["metadata"]["annotations"][AnnotationNames::global().key(PAUSED_AT).stakater] = json!(now_rfc3339());
     }
 }
 

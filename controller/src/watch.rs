@@ -134,8 +134,8 @@ where
     }
 }
 
-fn flag(map: &BTreeMap<String, String>, key: annotations::Key) -> bool {
-    annotations::get(map, key) == Some("true")
+fn flag(map: &BTreeMap<String, String>, key: annotations::Key<'static>) -> bool {
+    annotations::get(map, annotations::AnnotationNames::global().key(key)) == Some("true")
 }
 
 fn resource_key(kind: ResourceKind, meta: &kube::api::ObjectMeta) -> ResourceKey {
@@ -284,8 +284,9 @@ fn no_pause<K>(_: &K) -> PauseState {
 
 fn deployment_pause(d: &Deployment) -> PauseState {
     let paused = d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false);
-    let paused_at_key =
-        d.annotations().keys().find_map(|k| annotations::PAUSED_AT.names().into_iter().find(|n| n == k));
+    let paused_at_key = d.annotations().keys().find_map(|k| {
+        annotations::AnnotationNames::global().key(annotations::PAUSED_AT).names().into_iter().find(|n| n == k)
+    });
     PauseState { paused, paused_at_key }
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::annotations::{AnnotationNames, RENAMEABLE};
 use crate::duration::parse_go_duration;
 use crate::keys::{ResourceKind, WorkloadKind};
 use crate::patch::Strategy;
@@ -41,6 +42,10 @@ pub struct Settings {
     /// settings whose empty value means "not set".)
     #[serde(skip_serializing_if = "String::is_empty")]
     pub record_key_file: String,
+    /// Reloader-family annotation names renamed as Reloader's
+    /// `--*-annotation` flags do; left out of a written config when none is.
+    #[serde(skip_serializing_if = "AnnotationSettings::is_empty")]
+    pub annotations: AnnotationSettings,
 }
 
 impl Default for Settings {
@@ -63,7 +68,71 @@ impl Default for Settings {
             leader_election: LeaderElectionSettings::default(),
             alerting: AlertingSettings::default(),
             record_key_file: String::new(),
+            annotations: AnnotationSettings::default(),
         }
+    }
+}
+
+/// The Reloader-family name of each renameable annotation key
+/// (`annotations::RENAMEABLE`); unset: Reloader's name. The
+/// `pod-reloader.deckhouse.io` names are not renamed. Fields in the order
+/// and with the names of `RENAMEABLE`'s settings (a test keeps them in step).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct AnnotationSettings {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_map_auto: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_auto: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_map_reload: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_reload: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", rename = "match")]
+    pub match_: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ignore: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_period: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused_at: Option<String>,
+}
+
+impl AnnotationSettings {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The fields in the order of `annotations::RENAMEABLE`.
+    pub fn values(&self) -> [Option<&str>; 10] {
+        [
+            self.auto.as_deref(),
+            self.config_map_auto.as_deref(),
+            self.secret_auto.as_deref(),
+            self.config_map_reload.as_deref(),
+            self.secret_reload.as_deref(),
+            self.search.as_deref(),
+            self.match_.as_deref(),
+            self.ignore.as_deref(),
+            self.pause_period.as_deref(),
+            self.paused_at.as_deref(),
+        ]
+    }
+
+    /// The names the controller reads: Reloader's, renamed as set. An
+    /// invalid or clashing name is an error naming the setting and the flag.
+    pub fn names(&self) -> Result<AnnotationNames, SettingsError> {
+        let given: Vec<_> =
+            RENAMEABLE.iter().zip(self.values()).filter_map(|(which, value)| Some((which, value?))).collect();
+        AnnotationNames::renamed(given.iter().copied()).map_err(|(which, e)| SettingsError {
+            setting: which.setting,
+            value: given.iter().find(|(w, _)| w.flag == which.flag).map_or("", |(_, v)| v).to_string(),
+            message: format!("{e} (flag {})", which.flag),
+        })
     }
 }
 
@@ -159,6 +228,8 @@ pub struct ValidSettings {
     /// The record key read from `recordKeyFile`. Core does no I/O: `validate`
     /// leaves it empty and the controller fills it in when it loads the file.
     pub record_key: Option<crate::record::RecordKey>,
+    /// The annotation names read and written (`annotations`).
+    pub annotation_names: AnnotationNames,
 }
 
 fn dns_label(setting: &'static str, name: &str) -> Result<(), SettingsError> {
@@ -284,6 +355,8 @@ impl Settings {
             None
         };
 
+        let annotation_names = self.annotations.names()?;
+
         Ok(ValidSettings {
             strategy,
             reload_on_create: self.reload_on_create,
@@ -301,6 +374,7 @@ impl Settings {
             leader_election: self.leader_election.clone(),
             alerting,
             record_key: None,
+            annotation_names,
         })
     }
 }
@@ -355,6 +429,53 @@ mod tests {
         let v = s.validate().unwrap();
         assert_eq!(v.namespace_selector.unwrap().to_string(), "team");
         assert_eq!(v.resource_label_selector.unwrap().to_string(), "reloader=enabled,tier");
+    }
+
+    #[test]
+    fn renamed_annotations_are_validated_naming_setting_and_flag() {
+        let s = Settings {
+            annotations: AnnotationSettings {
+                auto: Some("example.com/auto".into()),
+                ignore: Some("example.com/ignore".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let names = s.validate().unwrap().annotation_names;
+        assert_eq!(names.key(crate::annotations::AUTO).stakater, "example.com/auto");
+        assert_eq!(names.key(crate::annotations::IGNORE).stakater, "example.com/ignore");
+        assert_eq!(names.key(crate::annotations::MATCH), crate::annotations::MATCH);
+
+        let s = Settings {
+            annotations: AnnotationSettings { match_: Some("Bad Name".into()), ..Default::default() },
+            ..Default::default()
+        };
+        let e = s.validate().unwrap_err();
+        assert_eq!(e.setting, "annotations.match");
+        assert!(e.to_string().contains("--search-match-annotation"), "{e}");
+        let s = Settings {
+            annotations: AnnotationSettings {
+                paused_at: Some("reloader.stakater.com/auto".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let e = s.validate().unwrap_err();
+        assert_eq!(e.setting, "annotations.pausedAt");
+        assert!(e.message.contains("already used by the annotation reloader.stakater.com/auto"), "{e}");
+        assert_eq!(e.value, "reloader.stakater.com/auto");
+    }
+
+    #[test]
+    fn annotation_settings_follow_the_renameable_table() {
+        for (i, which) in RENAMEABLE.iter().enumerate() {
+            // The serde name of the i-th field is the i-th setting's name.
+            let field = which.setting.strip_prefix("annotations.").unwrap();
+            let v: AnnotationSettings = serde_json::from_value(serde_json::json!({ field: "a.io/b" })).unwrap();
+            let set: Vec<usize> = (0..10).filter(|j| v.values()[*j].is_some()).collect();
+            assert_eq!(set, [i], "{field}");
+        }
+        assert_eq!(serde_json::to_value(Settings::default()).unwrap().get("annotations"), None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! the settings hook derives from them (the controller's config file, the
 //! selectors, the watch scope) is in [`crate::controller_config`].
 
+use pod_reloader_core::settings::AnnotationSettings;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -37,6 +38,8 @@ pub struct ModuleSettings {
     pub log_format: Option<String>,
     pub log_level: Option<String>,
     pub high_availability: Option<bool>,
+    /// The controller's own type: the module's setting has its shape.
+    pub annotations: AnnotationSettings,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
