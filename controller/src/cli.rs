@@ -125,6 +125,38 @@ pub struct RunFlags {
     /// A file holding the webhook mode's URL.
     #[arg(long)]
     pub webhook_url_file: Option<String>,
+    /// Reloader's annotation-name flags: each replaces the Reloader-family
+    /// name of one annotation (`pod-reloader.deckhouse.io/*` stays).
+    /// Default reloader.stakater.com/auto.
+    #[arg(long)]
+    pub auto_annotation: Option<String>,
+    /// Default configmap.reloader.stakater.com/auto.
+    #[arg(long)]
+    pub configmap_auto_annotation: Option<String>,
+    /// Default secret.reloader.stakater.com/auto.
+    #[arg(long)]
+    pub secret_auto_annotation: Option<String>,
+    /// Default configmap.reloader.stakater.com/reload.
+    #[arg(long)]
+    pub configmap_annotation: Option<String>,
+    /// Default secret.reloader.stakater.com/reload.
+    #[arg(long)]
+    pub secret_annotation: Option<String>,
+    /// Default reloader.stakater.com/search.
+    #[arg(long)]
+    pub auto_search_annotation: Option<String>,
+    /// Default reloader.stakater.com/match.
+    #[arg(long)]
+    pub search_match_annotation: Option<String>,
+    /// Default reloader.stakater.com/ignore.
+    #[arg(long)]
+    pub ignore_annotation: Option<String>,
+    /// Default deployment.reloader.stakater.com/pause-period.
+    #[arg(long)]
+    pub pause_deployment_annotation: Option<String>,
+    /// Default deployment.reloader.stakater.com/paused-at.
+    #[arg(long)]
+    pub pause_deployment_time_annotation: Option<String>,
 }
 
 /// Reloader's `METRICS_COUNT_BY_NAMESPACE`: `enabled` turns it on; `true`
@@ -207,6 +239,24 @@ impl RunFlags {
         set(&mut s.max_rollouts_per_second, &self.max_rollouts_per_second);
         set(&mut s.webhook_url_file, &self.webhook_url_file);
         set(&mut s.csi_integration, &self.enable_csi_integration);
+        let a = &mut s.annotations;
+        let renames = [
+            (&mut a.auto, &self.auto_annotation),
+            (&mut a.config_map_auto, &self.configmap_auto_annotation),
+            (&mut a.secret_auto, &self.secret_auto_annotation),
+            (&mut a.config_map_reload, &self.configmap_annotation),
+            (&mut a.secret_reload, &self.secret_annotation),
+            (&mut a.search, &self.auto_search_annotation),
+            (&mut a.match_, &self.search_match_annotation),
+            (&mut a.ignore, &self.ignore_annotation),
+            (&mut a.pause_period, &self.pause_deployment_annotation),
+            (&mut a.paused_at, &self.pause_deployment_time_annotation),
+        ];
+        for (dst, flag) in renames {
+            if flag.is_some() {
+                dst.clone_from(flag);
+            }
+        }
         s
     }
 }
@@ -266,6 +316,26 @@ mod tests {
     ];
     const FILE_ONLY: &[&str] = &["leaderElection.leaseName", "alerting.webhookUrlFile"];
 
+    #[test]
+    fn annotation_flags_rename_and_errors_name_the_flag() {
+        use pod_reloader_core::annotations::{AUTO, PAUSED_AT, RENAMEABLE};
+        let s = parse(&["--auto-annotation=example.com/auto", "--pause-deployment-time-annotation", "example.com/at"])
+            .run
+            .overlay(Settings::default());
+        let names = s.validate().unwrap().annotation_names;
+        assert_eq!(names.key(AUTO).stakater, "example.com/auto");
+        assert_eq!(names.key(PAUSED_AT).stakater, "example.com/at");
+        // Every flag of the table exists and reaches its setting.
+        for (i, which) in RENAMEABLE.iter().enumerate() {
+            let s = parse(&[&format!("{}=x.io/n{i}", which.flag)]).run.overlay(Settings::default());
+            let e = Settings { annotations: s.annotations.clone(), ..Settings::default() }.validate();
+            assert_eq!(e.unwrap().annotation_names.key(which.key).stakater, format!("x.io/n{i}"), "{}", which.flag);
+            let bad = parse(&[&format!("{}=not valid", which.flag)]).run.overlay(Settings::default());
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(e.contains(which.flag) && e.contains(which.setting), "{e}");
+        }
+    }
+
     fn leaves(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
         match v.as_object() {
             Some(m) => m.iter().for_each(|(k, v)| {
@@ -280,8 +350,16 @@ mod tests {
         use clap::CommandFactory;
         let cmd = Cli::command();
         let flags: Vec<&str> = cmd.get_arguments().map(|a| a.get_id().as_str()).collect();
+        // Settings left out of a written file when unset are set here, so they are walked too.
+        let annotations = serde_json::from_value(serde_json::json!({
+            "auto": "a", "configMapAuto": "a", "secretAuto": "a", "configMapReload": "a", "secretReload": "a",
+            "search": "a", "match": "a", "ignore": "a", "pausePeriod": "a", "pausedAt": "a",
+        }))
+        .unwrap();
+        let all = Settings { annotations, ..Settings::default() };
         let mut settings = Vec::new();
-        leaves(&serde_json::to_value(Settings::default()).unwrap(), "", &mut settings);
+        leaves(&serde_json::to_value(all).unwrap(), "", &mut settings);
+        let renames = pod_reloader_core::annotations::RENAMEABLE.map(|r| (r.setting, r.flag));
         for setting in &settings {
             if FILE_ONLY.contains(&setting.as_str()) {
                 continue;
@@ -290,7 +368,12 @@ mod tests {
                 .chars()
                 .flat_map(|c| if c.is_ascii_uppercase() { vec!['_', c.to_ascii_lowercase()] } else { vec![c] })
                 .collect();
-            let flag = FLAG_OF.iter().find(|(s, _)| s == setting).map_or(snake.as_str(), |(_, f)| f);
+            let renamed = renames.iter().find(|(s, _)| s == setting).map(|(_, f)| f[2..].replace('-', "_"));
+            let flag = match FLAG_OF.iter().find(|(s, _)| s == setting) {
+                Some((_, f)) => f.to_string(),
+                None => renamed.unwrap_or(snake),
+            };
+            let flag = flag.as_str();
             assert!(flags.contains(&flag), "setting {setting} has no flag {flag} (add it, or list it as file-only)");
         }
     }

@@ -7,16 +7,18 @@
 //! report says it cannot compare.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::ListParams;
 use kube::{Api, Client};
-use pod_reloader_core::annotations::{self, IGNORE, MATCH};
+use pod_reloader_core::annotations::{self, AnnotationNames, IGNORE, MATCH};
 use pod_reloader_core::chosen_keys::KeyDigests;
 use pod_reloader_core::explain;
 use pod_reloader_core::facts::ResourceFacts;
 use pod_reloader_core::hash::{configmap_hash, secret_hash};
 use pod_reloader_core::index::WorkloadEntry;
+use pod_reloader_core::list_budget::ListBudget;
 use pod_reloader_core::policy_cache::PolicyCache;
 use pod_reloader_core::record::RecordKey;
 use pod_reloader_core::settings::ValidSettings;
@@ -35,7 +37,7 @@ async fn key_from_secret(client: &Client) -> Option<RecordKey> {
     RecordKey::new(&secret.data?.get("key")?.0).ok()
 }
 
-fn flag(map: Option<&BTreeMap<String, String>>, key: annotations::Key) -> bool {
+fn flag(map: Option<&BTreeMap<String, String>>, key: annotations::Key<'_>) -> bool {
     map.and_then(|m| annotations::get(m, key)) == Some("true")
 }
 
@@ -58,7 +60,11 @@ pub async fn run(target: &str, namespace: &str, settings: &ValidSettings) -> any
         let spec = kind.spec();
         anyhow::anyhow!("{}.{} \"{name}\" not found in namespace {namespace}", spec.plural, spec.group)
     })?;
-    let (entry, _) = WorkloadEntry::from_workload_object(kind, &obj.metadata, &mut obj.data, &mut PolicyCache::new());
+    // Read under the names this controller is configured with (`annotations`).
+    let names: &AnnotationNames = &settings.annotation_names;
+    let mut policies = PolicyCache::with(ListBudget::global(), Arc::new(names.clone()));
+    let (entry, _) = WorkloadEntry::from_workload_object(kind, &obj.metadata, &mut obj.data, &mut policies);
+    let (ignore, matched) = (names.key(IGNORE), names.key(MATCH));
 
     let key = match &settings.record_key {
         Some(k) => Some(k.clone()),
@@ -74,8 +80,8 @@ pub async fn run(target: &str, namespace: &str, settings: &ValidSettings) -> any
         let ann = cm.metadata.annotations.as_ref();
         let current = ResourceFacts {
             hash: configmap_hash(cm.data.as_ref(), cm.binary_data.as_ref()),
-            ignored: flag(ann, IGNORE),
-            matched: flag(ann, MATCH),
+            ignored: flag(ann, ignore),
+            matched: flag(ann, matched),
         };
         let name = cm.metadata.name.clone().unwrap_or_default();
         let d = KeyDigests::of_configmap(current.hash, cm.data.as_ref(), cm.binary_data.as_ref(), chosen.iter());
@@ -84,8 +90,11 @@ pub async fn run(target: &str, namespace: &str, settings: &ValidSettings) -> any
     }
     for s in Api::<Secret>::namespaced(client, namespace).list(&ListParams::default()).await?.items {
         let ann = s.metadata.annotations.as_ref();
-        let current =
-            ResourceFacts { hash: secret_hash(s.data.as_ref()), ignored: flag(ann, IGNORE), matched: flag(ann, MATCH) };
+        let current = ResourceFacts {
+            hash: secret_hash(s.data.as_ref()),
+            ignored: flag(ann, ignore),
+            matched: flag(ann, matched),
+        };
         let name = s.metadata.name.clone().unwrap_or_default();
         let d = KeyDigests::of_secret(current.hash, s.data.as_ref(), chosen.iter());
         digests.insert((ResourceKind::Secret, name.clone()), d);

@@ -69,6 +69,11 @@ fn main() -> ExitCode {
     for (flag, why) in cli.run.accepted_without_effect() {
         tracing::info!(flag, "Reloader flag accepted, nothing to do: {why}");
     }
+    for (flag, name) in settings.annotation_names.renames() {
+        tracing::info!(flag, name, "annotation renamed: read instead of Reloader's name");
+    }
+    // The watch streams and the reload path read the names from here.
+    pod_reloader_core::annotations::AnnotationNames::set_global(settings.annotation_names.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
     let runtime = match runtime {
         Ok(r) => r,

@@ -13,7 +13,7 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use pod_reloader_core::WorkloadKey;
-use pod_reloader_core::annotations::PAUSED_AT;
+use pod_reloader_core::annotations::{AnnotationNames, PAUSED_AT};
 use pod_reloader_core::kinds::{ApplyMethod, KindSpec};
 use pod_reloader_core::patch::{ReloadItem, Strategy, plan};
 use pod_reloader_core::policy::RolloutStrategy;
@@ -128,7 +128,7 @@ fn pause_with_reload(spec: &KindSpec, obj: &DynamicObject, batch: &Batch, body: 
     let paused = obj.data.pointer("/spec/paused").and_then(Value::as_bool).unwrap_or(false);
     if spec.pause_period && batch.pause_period.is_some() && !paused {
         body["spec"]["paused"] = json!(true);
-        body["metadata"]["annotations"][PAUSED_AT.stakater] = json!(now_rfc3339());
+        body["metadata"]["annotations"][AnnotationNames::global().key(PAUSED_AT).stakater] = json!(now_rfc3339());
     }
 }
 

@@ -123,8 +123,8 @@ where
     }
 }
 
-fn flag(map: &BTreeMap<String, String>, key: annotations::Key) -> bool {
-    annotations::get(map, key) == Some("true")
+fn flag(map: &BTreeMap<String, String>, key: annotations::Key<'static>) -> bool {
+    annotations::get(map, annotations::AnnotationNames::global().key(key)) == Some("true")
 }
 
 fn resource_key(kind: ResourceKind, meta: &kube::api::ObjectMeta) -> ResourceKey {
@@ -278,8 +278,9 @@ fn pause_state(kind: WorkloadKind, obj: &DynamicObject) -> PauseState {
         return PauseState::default();
     }
     let paused = obj.data.pointer("/spec/paused").and_then(serde_json::Value::as_bool).unwrap_or(false);
-    let paused_at_key =
-        obj.annotations().keys().find_map(|k| annotations::PAUSED_AT.names().into_iter().find(|n| n == k));
+    let paused_at_key = obj.annotations().keys().find_map(|k| {
+        annotations::AnnotationNames::global().key(annotations::PAUSED_AT).names().into_iter().find(|n| n == k)
+    });
     PauseState { paused, paused_at_key }
 }
 

@@ -20,7 +20,7 @@ use std::time::Duration;
 use regex_automata::Input;
 use sha1::{Digest, Sha1};
 
-use crate::annotations::{self, Key, WORKLOAD_KEYS};
+use crate::annotations::{self, AnnotationNames, Key};
 use crate::chosen_keys::ChosenKeys;
 use crate::duration::{WANT_DURATION, parse_go_duration};
 use crate::keys::ResourceKind;
@@ -140,12 +140,14 @@ impl std::fmt::Display for Problem {
 pub struct PolicyDigest([u8; 20]);
 
 impl PolicyDigest {
-    pub fn of(meta: &BTreeMap<String, String>, template: &BTreeMap<String, String>) -> Self {
+    /// The digest of the annotations `names` reads (the names are the
+    /// process's, the same for every digest compared).
+    pub fn of(names: &AnnotationNames, meta: &BTreeMap<String, String>, template: &BTreeMap<String, String>) -> Self {
         let mut h = Sha1::new();
         // Whether the template has annotations at all decides where the keys are read from.
         h.update([u8::from(template.is_empty())]);
         for map in [meta, template] {
-            for name in WORKLOAD_KEYS.iter().flat_map(|k| k.names()) {
+            for name in names.workload_keys().flat_map(|k| k.names()) {
                 match map.get(name) {
                     Some(v) => {
                         h.update([1]);
@@ -211,18 +213,23 @@ impl WorkloadPolicy {
     /// `meta` and `template` are the annotations the policy was parsed from.
     pub fn refuse_lists(
         &mut self,
+        names: &AnnotationNames,
         meta: &BTreeMap<String, String>,
         template: &BTreeMap<String, String>,
         why: impl std::fmt::Display,
     ) {
-        let mut keys: Vec<(&'static str, &str)> = Vec::new();
+        let mut keys: Vec<(&str, &str)> = Vec::new();
         for kind in ResourceKind::ALL {
             let map = match self.for_kind(kind).source {
                 Some(Source::PodTemplate) => template,
                 _ => meta,
             };
             keys.extend(
-                annotations::reload_list(kind).names().into_iter().filter_map(|n| map.get(n).map(|v| (n, v.as_str()))),
+                names
+                    .key(annotations::reload_list(kind))
+                    .names()
+                    .into_iter()
+                    .filter_map(|n| map.get(n).map(|v| (n, v.as_str()))),
             );
         }
         self.configmap.reload_list = Vec::new();
@@ -235,22 +242,34 @@ impl WorkloadPolicy {
         self.problems.insert(0, Problem::new(first, first_value, format!("{why}: {}", names.join(", "))));
     }
 
-    /// Parses the annotations of a workload (`meta`) and its pod template (`template`).
+    /// [`Self::parse_named`] under Reloader's names (tests and tools; the
+    /// controller parses under its configured names).
     pub fn parse(meta: &BTreeMap<String, String>, template: &BTreeMap<String, String>) -> Self {
+        Self::parse_named(&AnnotationNames::reloader(), meta, template)
+    }
+
+    /// Parses the annotations of a workload (`meta`) and its pod template
+    /// (`template`), reading the keys under `names`.
+    pub fn parse_named(
+        names: &AnnotationNames,
+        meta: &BTreeMap<String, String>,
+        template: &BTreeMap<String, String>,
+    ) -> Self {
         let mut problems = Vec::new();
-        let configmap = parse_kind(ResourceKind::ConfigMap, meta, template, &mut problems);
-        let secret = parse_kind(ResourceKind::Secret, meta, template, &mut problems);
+        let configmap = parse_kind(names, ResourceKind::ConfigMap, meta, template, &mut problems);
+        let secret = parse_kind(names, ResourceKind::Secret, meta, template, &mut problems);
         // The shared keys (`auto`) were reported for the first two kinds
         // already: a third kind adds only problems of its own keys.
         let mut spc_problems = Vec::new();
-        let secret_provider_class = parse_kind(ResourceKind::SecretProviderClass, meta, template, &mut spc_problems);
+        let secret_provider_class =
+            parse_kind(names, ResourceKind::SecretProviderClass, meta, template, &mut spc_problems);
         for p in spc_problems {
             if !problems.contains(&p) {
                 problems.push(p);
             }
         }
 
-        let pause_period = match get_with_name(meta, annotations::PAUSE_PERIOD) {
+        let pause_period = match get_with_name(meta, names.key(annotations::PAUSE_PERIOD)) {
             Some((name, value)) => match parse_go_duration(value) {
                 Ok(d) => Some(d),
                 Err(_) => {
@@ -260,7 +279,7 @@ impl WorkloadPolicy {
             },
             None => None,
         };
-        let paused_at = match get_with_name(meta, annotations::PAUSED_AT) {
+        let paused_at = match get_with_name(meta, names.key(annotations::PAUSED_AT)) {
             Some((name, value)) if value.len() > limits::MAX_PAUSED_AT_BYTES => {
                 problems.push(Problem::new(
                     name,
@@ -299,27 +318,29 @@ impl WorkloadPolicy {
     }
 }
 
-fn get_with_name(map: &BTreeMap<String, String>, key: Key) -> Option<(&'static str, &str)> {
+fn get_with_name<'k, 'm>(map: &'m BTreeMap<String, String>, key: Key<'k>) -> Option<(&'k str, &'m str)> {
     key.names().into_iter().find_map(|n| map.get(n).map(|v| (n, v.as_str())))
 }
 
-fn present(map: &BTreeMap<String, String>, key: Key) -> bool {
+fn present(map: &BTreeMap<String, String>, key: Key<'_>) -> bool {
     key.names().iter().any(|n| map.contains_key(*n))
 }
 
 fn parse_kind(
+    names: &AnnotationNames,
     kind: ResourceKind,
     meta: &BTreeMap<String, String>,
     template: &BTreeMap<String, String>,
     problems: &mut Vec<Problem>,
 ) -> KindPolicy {
-    let list_key = annotations::reload_list(kind);
-    let typed_key = annotations::typed_auto(kind);
-    let in_meta = [list_key, typed_key, annotations::AUTO, annotations::SEARCH].into_iter().any(|k| present(meta, k));
+    let list_key = names.key(annotations::reload_list(kind));
+    let typed_key = names.key(annotations::typed_auto(kind));
+    let (auto_key, search_key) = (names.key(annotations::AUTO), names.key(annotations::SEARCH));
+    let in_meta = [list_key, typed_key, auto_key, search_key].into_iter().any(|k| present(meta, k));
     let (src_map, source) =
         if in_meta || template.is_empty() { (meta, Source::WorkloadMetadata) } else { (template, Source::PodTemplate) };
 
-    let mut flag = |key: Key| match get_with_name(src_map, key) {
+    let mut flag = |key: Key<'_>| match get_with_name(src_map, key) {
         Some((name, value)) => {
             let f = Flag::parse(Some(value));
             if let Flag::Invalid(v) = &f {
@@ -333,10 +354,10 @@ fn parse_kind(
         }
         None => Flag::Unset,
     };
-    let auto = flag(annotations::AUTO);
+    let auto = flag(auto_key);
     let typed_auto = flag(typed_key);
 
-    let search = annotations::get(src_map, annotations::SEARCH) == Some("true");
+    let search = annotations::get(src_map, search_key) == Some("true");
 
     let mut reload_list = Vec::new();
     for name in list_key.names() {
@@ -354,7 +375,7 @@ fn parse_kind(
     }
 
     let mut exclude = Vec::new();
-    for name in annotations::exclude_list(kind).names() {
+    for name in names.key(annotations::exclude_list(kind)).names() {
         if let Some(value) = meta.get(name) {
             exclude.extend(entries(name, value, problems).into_iter().map(str::to_string));
         }
@@ -375,7 +396,7 @@ fn take_budget(entry: ListEntry, budget: &mut usize) -> Result<ListEntry, Patter
 /// [`limits::MAX_ENTRIES`] of them and none longer than
 /// [`limits::MAX_PATTERN_CHARS`]. What is dropped is reported: one problem
 /// for the entries over the count, one for those over the length.
-fn entries<'a>(annotation: &'static str, value: &'a str, problems: &mut Vec<Problem>) -> Vec<&'a str> {
+fn entries<'a>(annotation: &str, value: &'a str, problems: &mut Vec<Problem>) -> Vec<&'a str> {
     let all = value.split(',').map(str::trim).filter(|s| !s.is_empty());
     let total = all.clone().count();
     if total > limits::MAX_ENTRIES {
@@ -402,13 +423,13 @@ fn entries<'a>(annotation: &'static str, value: &'a str, problems: &mut Vec<Prob
 /// reported with its value, the others only counted, so a hostile list
 /// makes one line in the log and the Event, not 64.
 struct Skipped<'a> {
-    annotation: &'static str,
+    annotation: &'a str,
     first: Option<(&'a str, String)>,
     more: usize,
 }
 
 impl<'a> Skipped<'a> {
-    fn new(annotation: &'static str) -> Self {
+    fn new(annotation: &'a str) -> Self {
         Skipped { annotation, first: None, more: 0 }
     }
 
@@ -637,5 +658,68 @@ mod tests {
             let s = problem.to_string();
             assert!(s.len() < 512 && s.contains("(truncated, 204800 bytes)"), "{s}");
         }
+    }
+
+    fn renamed() -> AnnotationNames {
+        let renames = [
+            ("--auto-annotation", "example.com/auto"),
+            ("--configmap-annotation", "example.com/cm-reload"),
+            ("--pause-deployment-annotation", "example.com/pause"),
+        ];
+        AnnotationNames::renamed(
+            renames.map(|(flag, name)| (annotations::RENAMEABLE.iter().find(|r| r.flag == flag).unwrap(), name)),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn renamed_keys_are_read_instead_of_reloaders_and_deckhouses_stay() {
+        let names = renamed();
+        let p = WorkloadPolicy::parse_named(&names, &map(&[("example.com/auto", "true")]), &map(&[]));
+        assert!(p.configmap.auto.is_true() && p.secret.auto.is_true());
+        let p = WorkloadPolicy::parse_named(&names, &map(&[("reloader.stakater.com/auto", "true")]), &map(&[]));
+        assert_eq!((p.configmap.auto.clone(), p.is_silent()), (Flag::Unset, true), "Reloader's name is not read");
+        let p = WorkloadPolicy::parse_named(&names, &map(&[("pod-reloader.deckhouse.io/auto", "true")]), &map(&[]));
+        assert!(p.configmap.auto.is_true(), "the Deckhouse name stays");
+        // Keys not renamed keep Reloader's name.
+        let p = WorkloadPolicy::parse_named(&names, &map(&[("secret.reloader.stakater.com/auto", "true")]), &map(&[]));
+        assert!(p.secret.typed_auto.is_true());
+
+        let meta = map(&[("example.com/cm-reload", "cfg,db-.*"), ("example.com/pause", "5m")]);
+        let p = WorkloadPolicy::parse_named(&names, &meta, &map(&[("example.com/auto", "true")]));
+        assert!(p.configmap.listed("db-1").is_some());
+        assert_eq!(p.configmap.source, Some(Source::WorkloadMetadata), "a renamed list key counts as present");
+        assert_eq!(p.secret.source, Some(Source::PodTemplate));
+        assert!(p.secret.auto.is_true(), "read from the template under the renamed name");
+        assert_eq!(p.pause_period, Some(Duration::from_secs(300)));
+        let p = WorkloadPolicy::parse(&meta, &map(&[]));
+        assert!(p.is_silent() && p.pause_period.is_none(), "Reloader's names do not see renamed keys");
+    }
+
+    #[test]
+    fn problems_and_refusals_name_the_renamed_key() {
+        let names = renamed();
+        let mut p = WorkloadPolicy::parse_named(
+            &names,
+            &map(&[("example.com/auto", "maybe"), ("example.com/cm-reload", "[bad,ok")]),
+            &map(&[]),
+        );
+        let shown: Vec<String> = p.problems.iter().map(ToString::to_string).collect();
+        assert!(shown.iter().any(|s| s.starts_with("annotation example.com/auto=")), "{shown:?}");
+        assert!(shown.iter().any(|s| s.starts_with("annotation example.com/cm-reload=")), "{shown:?}");
+        let meta = map(&[("example.com/cm-reload", "ok")]);
+        p.refuse_lists(&names, &meta, &map(&[]), "over budget");
+        assert_eq!(p.problems[0].annotation, "example.com/cm-reload");
+        assert!(p.configmap.reload_list.is_empty());
+    }
+
+    #[test]
+    fn the_digest_reads_the_renamed_keys() {
+        let names = renamed();
+        let empty = map(&[]);
+        let base = PolicyDigest::of(&names, &map(&[("example.com/auto", "true")]), &empty);
+        assert_ne!(base, PolicyDigest::of(&names, &map(&[("example.com/auto", "false")]), &empty));
+        let with_old = map(&[("example.com/auto", "true"), ("reloader.stakater.com/auto", "x")]);
+        assert_eq!(base, PolicyDigest::of(&names, &with_old, &empty), "Reloader's renamed name is not an input");
     }
 }

@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use crate::annotations::AnnotationNames;
 use crate::keys::WorkloadKey;
 use crate::list_budget::ListBudget;
 use crate::policy::{PolicyDigest, WorkloadPolicy};
@@ -34,6 +35,9 @@ pub struct PolicyCache {
     /// their workloads are listed again.
     before_relist: Option<HashMap<WorkloadKey, Cached>>,
     budget: Arc<ListBudget>,
+    /// The names policies are read under (the same for every entry, so
+    /// digests compare).
+    names: Arc<AnnotationNames>,
 }
 
 impl Default for PolicyCache {
@@ -43,13 +47,18 @@ impl Default for PolicyCache {
 }
 
 impl PolicyCache {
-    /// A cache charging the process-wide budget ([`ListBudget::global`]).
+    /// A cache charging the process-wide budget ([`ListBudget::global`]),
+    /// reading the process's annotation names ([`AnnotationNames::global`]).
     pub fn new() -> Self {
         Self::with_budget(ListBudget::global())
     }
 
     pub fn with_budget(budget: Arc<ListBudget>) -> Self {
-        PolicyCache { current: HashMap::new(), before_relist: None, budget }
+        Self::with(budget, Arc::new(AnnotationNames::global().clone()))
+    }
+
+    pub fn with(budget: Arc<ListBudget>, names: Arc<AnnotationNames>) -> Self {
+        PolicyCache { current: HashMap::new(), before_relist: None, budget, names }
     }
 
     /// The policy for `key` given its annotations, parsed only when they
@@ -61,7 +70,7 @@ impl PolicyCache {
         meta: &BTreeMap<String, String>,
         template: &BTreeMap<String, String>,
     ) -> (Arc<WorkloadPolicy>, bool) {
-        let digest = PolicyDigest::of(meta, template);
+        let digest = PolicyDigest::of(&self.names, meta, template);
         let kept = match self.current.get(key) {
             Some(c) => Some(c),
             None => {
@@ -76,9 +85,9 @@ impl PolicyCache {
         {
             return (c.policy.clone(), false);
         }
-        let mut policy = WorkloadPolicy::parse(meta, template);
+        let mut policy = WorkloadPolicy::parse_named(&self.names, meta, template);
         if let Err(over) = self.budget.charge(key, &policy.patterns()) {
-            policy.refuse_lists(meta, template, over);
+            policy.refuse_lists(&self.names, meta, template, over);
         }
         let policy = Arc::new(policy);
         self.current.insert(key.clone(), Cached { digest, policy: policy.clone() });
@@ -174,6 +183,22 @@ mod tests {
         // Any template annotation decides where keys are read from.
         let (_, parsed) = cache.policy(&key("w"), &map(&[]), &map(&[]));
         assert!(parsed);
+    }
+
+    #[test]
+    fn a_cache_reads_its_names() {
+        let names = AnnotationNames::renamed([(&crate::annotations::RENAMEABLE[0], "example.com/auto")]).unwrap();
+        let mut cache = PolicyCache::with(Arc::new(ListBudget::new(1 << 20, 8 << 20)), Arc::new(names));
+        let (p, _) = cache.policy(&key("w"), &map(&[("example.com/auto", "true")]), &map(&[]));
+        assert!(p.configmap.auto.is_true());
+        let (p, parsed) = cache.policy(&key("w"), &map(&[("example.com/auto", "false")]), &map(&[]));
+        assert!(parsed && !p.configmap.auto.is_true(), "a change of the renamed key is parsed");
+        let (p, parsed) = cache.policy(
+            &key("w"),
+            &map(&[("example.com/auto", "false"), ("reloader.stakater.com/auto", "true")]),
+            &map(&[]),
+        );
+        assert!(!parsed && !p.configmap.auto.is_true(), "Reloader's name is no input once renamed");
     }
 
     /// A reload list of `n` distinct large patterns (about 29 KiB each as

@@ -54,7 +54,7 @@ use crate::hash::ContentHash;
 use crate::keys::ResourceKind;
 use crate::patch::current_reload_source;
 
-pub const RECORD_ANNOTATION: &str = "pod-reloader.deckhouse.io/reloaded-hashes";
+pub use crate::annotations::RECORD_ANNOTATION;
 /// The member of a keyed record that names its key.
 pub const KEY_ID_MEMBER: &str = "keyId";
 /// Length of a record key in bytes.

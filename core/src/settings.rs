@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::annotations::{AnnotationNames, RENAMEABLE};
 use crate::duration::parse_go_duration;
 use crate::keys::{ResourceKind, WorkloadKind};
 use crate::kinds;
@@ -57,6 +58,10 @@ pub struct Settings {
     /// Follow Secrets Store CSI driver SecretProviderClasses through their
     /// SecretProviderClassPodStatus objects (Reloader's `--enable-csi-integration`).
     pub csi_integration: bool,
+    /// Reloader-family annotation names renamed as Reloader's
+    /// `--*-annotation` flags do; left out of a written config when none is.
+    #[serde(skip_serializing_if = "AnnotationSettings::is_empty")]
+    pub annotations: AnnotationSettings,
 }
 
 /// At most this many `customWorkloads`: each is one more watch stream.
@@ -114,7 +119,71 @@ impl Default for Settings {
             max_rollouts_per_second: 0,
             webhook_url_file: String::new(),
             csi_integration: false,
+            annotations: AnnotationSettings::default(),
         }
+    }
+}
+
+/// The Reloader-family name of each renameable annotation key
+/// (`annotations::RENAMEABLE`); unset: Reloader's name. The
+/// `pod-reloader.deckhouse.io` names are not renamed. Fields in the order
+/// and with the names of `RENAMEABLE`'s settings (a test keeps them in step).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct AnnotationSettings {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_map_auto: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_auto: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_map_reload: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_reload: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", rename = "match")]
+    pub match_: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ignore: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_period: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused_at: Option<String>,
+}
+
+impl AnnotationSettings {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The fields in the order of `annotations::RENAMEABLE`.
+    pub fn values(&self) -> [Option<&str>; 10] {
+        [
+            self.auto.as_deref(),
+            self.config_map_auto.as_deref(),
+            self.secret_auto.as_deref(),
+            self.config_map_reload.as_deref(),
+            self.secret_reload.as_deref(),
+            self.search.as_deref(),
+            self.match_.as_deref(),
+            self.ignore.as_deref(),
+            self.pause_period.as_deref(),
+            self.paused_at.as_deref(),
+        ]
+    }
+
+    /// The names the controller reads: Reloader's, renamed as set. An
+    /// invalid or clashing name is an error naming the setting and the flag.
+    pub fn names(&self) -> Result<AnnotationNames, SettingsError> {
+        let given: Vec<_> =
+            RENAMEABLE.iter().zip(self.values()).filter_map(|(which, value)| Some((which, value?))).collect();
+        AnnotationNames::renamed(given.iter().copied()).map_err(|(which, e)| SettingsError {
+            setting: which.setting,
+            value: given.iter().find(|(w, _)| w.flag == which.flag).map_or("", |(_, v)| v).to_string(),
+            message: format!("{e} (flag {})", which.flag),
+        })
     }
 }
 
@@ -215,6 +284,8 @@ pub struct ValidSettings {
     pub max_rollouts_per_second: u32,
     /// The controller reads the file (core does no I/O).
     pub webhook_url_file: String,
+    /// The annotation names read and written (`annotations`).
+    pub annotation_names: AnnotationNames,
 }
 
 /// The highest `maxRolloutsPerSecond` accepted: above it the limit would not
@@ -428,6 +499,7 @@ impl Settings {
                 format!("at most {MAX_ROLLOUTS_PER_SECOND} (0 turns the limit off)"),
             ));
         }
+        let annotation_names = self.annotations.names()?;
 
         Ok(ValidSettings {
             strategy,
@@ -449,6 +521,7 @@ impl Settings {
             metrics_count_by_namespace: self.metrics_count_by_namespace,
             max_rollouts_per_second: self.max_rollouts_per_second,
             webhook_url_file: self.webhook_url_file.clone(),
+            annotation_names,
         })
     }
 }
@@ -573,6 +646,53 @@ mod tests {
         let v = s.validate().unwrap();
         assert_eq!(v.namespace_selector.unwrap().to_string(), "team");
         assert_eq!(v.resource_label_selector.unwrap().to_string(), "reloader=enabled,tier");
+    }
+
+    #[test]
+    fn renamed_annotations_are_validated_naming_setting_and_flag() {
+        let s = Settings {
+            annotations: AnnotationSettings {
+                auto: Some("example.com/auto".into()),
+                ignore: Some("example.com/ignore".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let names = s.validate().unwrap().annotation_names;
+        assert_eq!(names.key(crate::annotations::AUTO).stakater, "example.com/auto");
+        assert_eq!(names.key(crate::annotations::IGNORE).stakater, "example.com/ignore");
+        assert_eq!(names.key(crate::annotations::MATCH), crate::annotations::MATCH);
+
+        let s = Settings {
+            annotations: AnnotationSettings { match_: Some("Bad Name".into()), ..Default::default() },
+            ..Default::default()
+        };
+        let e = s.validate().unwrap_err();
+        assert_eq!(e.setting, "annotations.match");
+        assert!(e.to_string().contains("--search-match-annotation"), "{e}");
+        let s = Settings {
+            annotations: AnnotationSettings {
+                paused_at: Some("reloader.stakater.com/auto".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let e = s.validate().unwrap_err();
+        assert_eq!(e.setting, "annotations.pausedAt");
+        assert!(e.message.contains("already used by the annotation reloader.stakater.com/auto"), "{e}");
+        assert_eq!(e.value, "reloader.stakater.com/auto");
+    }
+
+    #[test]
+    fn annotation_settings_follow_the_renameable_table() {
+        for (i, which) in RENAMEABLE.iter().enumerate() {
+            // The serde name of the i-th field is the i-th setting's name.
+            let field = which.setting.strip_prefix("annotations.").unwrap();
+            let v: AnnotationSettings = serde_json::from_value(serde_json::json!({ field: "a.io/b" })).unwrap();
+            let set: Vec<usize> = (0..10).filter(|j| v.values()[*j].is_some()).collect();
+            assert_eq!(set, [i], "{field}");
+        }
+        assert_eq!(serde_json::to_value(Settings::default()).unwrap().get("annotations"), None);
     }
 
     #[test]

@@ -114,6 +114,7 @@ pub fn controller_settings(inputs: &Inputs) -> Settings {
     set(&mut c.alerting.sink, &s.alerting.webhook.sink);
     c.alerting.webhook_url_file = WEBHOOK_URL_FILE.into();
     c.alerting.additional_info = s.alerting.webhook.additional_info.clone();
+    c.annotations = s.annotations.clone();
     c
 }
 
@@ -240,6 +241,22 @@ mod tests {
     fn controller_refusals_are_violations() {
         let e = convert(&inputs(json!({"coalesceWindow": "2m"}))).unwrap_err();
         assert_eq!(e[0].path, "$.coalesceWindow");
+        // A name the schema admits but another annotation has.
+        let e = convert(&inputs(json!({"annotations": {"auto": "reloader.stakater.com/search"}}))).unwrap_err();
+        assert_eq!(e[0].path, "$.annotations.auto");
+        assert!(e[0].message.contains("already used by the annotation reloader.stakater.com/search"), "{e:?}");
+    }
+
+    #[test]
+    fn renamed_annotations_reach_the_controller_and_none_leaves_the_config_as_it_was() {
+        let c = convert(&inputs(json!({"annotations": {"auto": "example.com/auto", "pausedAt": "example.com/at"}})))
+            .expect("valid");
+        assert_eq!(
+            c.controller_config["annotations"],
+            json!({"auto": "example.com/auto", "pausedAt": "example.com/at"})
+        );
+        let c = convert(&inputs(json!({"annotations": {}}))).expect("valid");
+        assert_eq!(c.controller_config.get("annotations"), None);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! selectors, the watch scope) is in [`crate::controller_config`].
 
 use pod_reloader_core::kinds::{self, KindSpec};
+use pod_reloader_core::settings::AnnotationSettings;
 use pod_reloader_core::settings::{CustomWorkload, MAX_CUSTOM_WORKLOADS};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -42,6 +43,8 @@ pub struct ModuleSettings {
     pub custom_workloads: Vec<CustomWorkload>,
     pub max_rollouts_per_second: Option<u32>,
     pub csi_integration: bool,
+    /// The controller's own type: the module's setting has its shape.
+    pub annotations: AnnotationSettings,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
