@@ -21,6 +21,7 @@ use pod_reloader_core::settings::ValidSettings;
 use pod_reloader_core::{ResourceKind, WorkloadKey, WorkloadKind};
 
 use crate::events::api_version;
+use crate::watch_spc;
 
 fn api_resource(kind: WorkloadKind) -> ApiResource {
     let api_version = api_version(kind).to_string();
@@ -41,6 +42,34 @@ async fn key_from_secret(client: &Client) -> Option<RecordKey> {
 
 fn flag(map: Option<&BTreeMap<String, String>>, key: annotations::Key) -> bool {
     map.and_then(|m| annotations::get(m, key)) == Some("true")
+}
+
+/// The SecretProviderClasses of the namespace that pods mount, each with the
+/// hash of its newest SecretProviderClassPodStatus (the pod mounted last
+/// observed the latest versions) and its annotations. Empty when the
+/// driver's API is not served or not readable.
+async fn secret_provider_classes(client: &Client, namespace: &str) -> Vec<(ResourceKind, String, Current)> {
+    let statuses = Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &watch_spc::pod_status_resource());
+    let Ok(list) = statuses.list(&ListParams::default()).await else {
+        return Vec::new();
+    };
+    let mut newest: BTreeMap<String, (Option<jiff::Timestamp>, pod_reloader_core::ContentHash)> = BTreeMap::new();
+    for s in &list.items {
+        let Some((class, hash)) = watch_spc::class_and_hash(s) else { continue };
+        let created = s.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        let entry = newest.entry(class).or_insert((created, hash));
+        if created > entry.0 {
+            *entry = (created, hash);
+        }
+    }
+    let classes = Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &watch_spc::class_resource());
+    let mut out = Vec::new();
+    for (class, (_, hash)) in newest {
+        let ann = classes.get_opt(&class).await.ok().flatten().and_then(|c| c.metadata.annotations);
+        let current = Current { hash, ignored: flag(ann.as_ref(), IGNORE), matched: flag(ann.as_ref(), MATCH) };
+        out.push((ResourceKind::SecretProviderClass, class, current));
+    }
+    out
 }
 
 pub async fn run(target: &str, namespace: &str, settings: &ValidSettings) -> anyhow::Result<String> {
@@ -85,11 +114,14 @@ pub async fn run(target: &str, namespace: &str, settings: &ValidSettings) -> any
         };
         resources.push((ResourceKind::ConfigMap, cm.metadata.name.clone().unwrap_or_default(), current));
     }
-    for s in Api::<Secret>::namespaced(client, namespace).list(&ListParams::default()).await?.items {
+    for s in Api::<Secret>::namespaced(client.clone(), namespace).list(&ListParams::default()).await?.items {
         let ann = s.metadata.annotations.as_ref();
         let current =
             Current { hash: secret_hash(s.data.as_ref()), ignored: flag(ann, IGNORE), matched: flag(ann, MATCH) };
         resources.push((ResourceKind::Secret, s.metadata.name.clone().unwrap_or_default(), current));
+    }
+    if settings.resource_kinds.contains(&ResourceKind::SecretProviderClass) {
+        resources.extend(secret_provider_classes(&client, namespace).await);
     }
     resources.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
     let rows = explain::rows(&entry, &resources, settings.auto_reload_all, key.as_ref());
