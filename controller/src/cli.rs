@@ -73,8 +73,9 @@ pub struct RunFlags {
     #[arg(long, alias = "is-Argo-Rollouts", num_args = 0..=1, default_missing_value = "true")]
     pub is_argo_rollouts: Option<bool>,
     /// Reload on SecretProviderClass changes (Secrets Store CSI driver), seen in
-    /// the SecretProviderClassPodStatus objects the driver writes (Reloader's flag).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = go_bool)]
+    /// the SecretProviderClassPodStatus objects the driver writes (Reloader's flag;
+    /// also read by `explain`, so it may follow the subcommand).
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true", value_parser = go_bool)]
     pub enable_csi_integration: Option<bool>,
     /// Changes to one workload within this window land in one rollout (0 turns it off).
     #[arg(long)]

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::ListParams;
+use kube::api::{DynamicObject, ListParams};
 use kube::{Api, Client};
 use pod_reloader_core::annotations::{self, AnnotationNames, IGNORE, MATCH};
 use pod_reloader_core::chosen_keys::KeyDigests;
@@ -25,6 +25,7 @@ use pod_reloader_core::settings::ValidSettings;
 use pod_reloader_core::{ResourceKind, WorkloadKind};
 
 use crate::watch::workload_api;
+use crate::watch_spc;
 
 /// Where the module keeps the record key (templates/secret-record-key.yaml).
 const KEY_SECRET_NAMESPACE: &str = "d8-pod-reloader";
@@ -39,6 +40,39 @@ async fn key_from_secret(client: &Client) -> Option<RecordKey> {
 
 fn flag(map: Option<&BTreeMap<String, String>>, key: annotations::Key<'_>) -> bool {
     map.and_then(|m| annotations::get(m, key)) == Some("true")
+}
+
+/// The SecretProviderClasses of the namespace that pods mount, each with the
+/// hash of its newest SecretProviderClassPodStatus (the pod mounted last
+/// observed the latest versions) and its annotations. Empty when the
+/// driver's API is not served or not readable.
+async fn secret_provider_classes(
+    client: &Client,
+    namespace: &str,
+    names: &AnnotationNames,
+) -> Vec<(ResourceKind, String, ResourceFacts)> {
+    let statuses = Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &watch_spc::pod_status_resource());
+    let Ok(list) = statuses.list(&ListParams::default()).await else {
+        return Vec::new();
+    };
+    let mut newest: BTreeMap<String, (Option<jiff::Timestamp>, pod_reloader_core::ContentHash)> = BTreeMap::new();
+    for s in &list.items {
+        let Some((class, hash)) = watch_spc::class_and_hash(s) else { continue };
+        let created = s.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        let entry = newest.entry(class).or_insert((created, hash));
+        if created > entry.0 {
+            *entry = (created, hash);
+        }
+    }
+    let classes = Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &watch_spc::class_resource());
+    let mut out = Vec::new();
+    for (class, (_, hash)) in newest {
+        let ann = classes.get_opt(&class).await.ok().flatten().and_then(|c| c.metadata.annotations);
+        let (ignore, matched) = (names.key(IGNORE), names.key(MATCH));
+        let current = ResourceFacts { hash, ignored: flag(ann.as_ref(), ignore), matched: flag(ann.as_ref(), matched) };
+        out.push((ResourceKind::SecretProviderClass, class, current));
+    }
+    out
 }
 
 pub async fn run(target: &str, namespace: &str, settings: &ValidSettings) -> anyhow::Result<String> {
@@ -88,7 +122,7 @@ pub async fn run(target: &str, namespace: &str, settings: &ValidSettings) -> any
         digests.insert((ResourceKind::ConfigMap, name.clone()), d);
         resources.push((ResourceKind::ConfigMap, name, current));
     }
-    for s in Api::<Secret>::namespaced(client, namespace).list(&ListParams::default()).await?.items {
+    for s in Api::<Secret>::namespaced(client.clone(), namespace).list(&ListParams::default()).await?.items {
         let ann = s.metadata.annotations.as_ref();
         let current = ResourceFacts {
             hash: secret_hash(s.data.as_ref()),
@@ -99,6 +133,9 @@ pub async fn run(target: &str, namespace: &str, settings: &ValidSettings) -> any
         let d = KeyDigests::of_secret(current.hash, s.data.as_ref(), chosen.iter());
         digests.insert((ResourceKind::Secret, name.clone()), d);
         resources.push((ResourceKind::Secret, name, current));
+    }
+    if settings.resource_kinds.contains(&ResourceKind::SecretProviderClass) {
+        resources.extend(secret_provider_classes(&client, namespace, names).await);
     }
     resources.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
     let chosen_digest = |kind, name: &str, c: &_| digests.get(&(kind, name.to_string()))?.digest(c);

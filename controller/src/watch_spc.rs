@@ -82,7 +82,7 @@ struct ObservedObject {
 
 /// The class a status object is for and Reloader's hash of it; `None` when
 /// the driver has not named the class yet (or the status is not its shape).
-fn class_and_hash(obj: &DynamicObject) -> Option<(String, ContentHash)> {
+pub fn class_and_hash(obj: &DynamicObject) -> Option<(String, ContentHash)> {
     let status: PodStatus = serde_json::from_value(obj.data.get("status")?.clone()).ok()?;
     if status.secret_provider_class_name.is_empty() {
         return None;

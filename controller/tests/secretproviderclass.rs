@@ -197,6 +197,17 @@ async fn a_new_object_version_rolls_the_listing_workloads_once() {
         }
     })
     .await;
+    // `explain` reads the classes the same way: in sync at the new version.
+    let out = std::process::Command::new(BIN)
+        .args(["explain", "deployment/web", "-n", n, "--enable-csi-integration"])
+        .env("KUBECONFIG", pod_reloader_testsupport::kubeconfig_path())
+        .output()
+        .expect("run explain");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "explain failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains(&format!("SecretProviderClass {n}/vault-db")), "{text}");
+    assert!(text.contains(&format!("Current hash:  {}", &want[..12])), "{text}");
+    assert!(text.contains("in sync") && text.contains(VAR), "{text}");
     drop(c);
 }
 
