@@ -89,6 +89,11 @@ pub struct RunFlags {
     /// it from a Secret); without it the record holds bare SHA-1s.
     #[arg(long, global = true)]
     pub record_key_file: Option<String>,
+    /// After reloading a StatefulSet with updateStrategy OnDelete, delete its
+    /// pods one at a time (highest ordinal first, each after the previous
+    /// replacement is Ready) so they restart; false: only patch the template.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = go_bool)]
+    pub statefulset_on_delete_restart: Option<bool>,
     /// Reloader's; accepted, nothing to do: every start reconciles (see the start log).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = go_bool)]
     pub sync_after_restart: Option<bool>,
@@ -147,6 +152,7 @@ impl RunFlags {
         set(&mut s.log_format, &self.log_format);
         set(&mut s.log_level, &self.log_level);
         set(&mut s.record_key_file, &self.record_key_file);
+        set(&mut s.stateful_set_on_delete_restart, &self.statefulset_on_delete_restart);
         s
     }
 }

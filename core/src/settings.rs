@@ -38,6 +38,9 @@ pub struct Settings {
     /// A file holding the 32-byte key of the rolled-to record (a mounted
     /// Secret); empty: the record is written unkeyed (see `record`).
     pub record_key_file: String,
+    /// After a reload patches a StatefulSet with `updateStrategy: OnDelete`,
+    /// delete its pods one at a time so they restart (see `ondelete`).
+    pub stateful_set_on_delete_restart: bool,
 }
 
 impl Default for Settings {
@@ -60,6 +63,7 @@ impl Default for Settings {
             leader_election: LeaderElectionSettings::default(),
             alerting: AlertingSettings::default(),
             record_key_file: String::new(),
+            stateful_set_on_delete_restart: true,
         }
     }
 }
@@ -154,6 +158,7 @@ pub struct ValidSettings {
     /// The record key read from `recordKeyFile`. Core does no I/O: `validate`
     /// leaves it empty and the controller fills it in when it loads the file.
     pub record_key: Option<crate::record::RecordKey>,
+    pub stateful_set_on_delete_restart: bool,
 }
 
 fn dns_label(setting: &'static str, name: &str) -> Result<(), SettingsError> {
@@ -296,6 +301,7 @@ impl Settings {
             leader_election: self.leader_election.clone(),
             alerting,
             record_key: None,
+            stateful_set_on_delete_restart: self.stateful_set_on_delete_restart,
         })
     }
 }

@@ -39,6 +39,7 @@ pub struct ModuleSettings {
     pub log_format: Option<String>,
     pub log_level: Option<String>,
     pub high_availability: Option<bool>,
+    pub stateful_set_on_delete_restart: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -153,6 +154,11 @@ impl Inputs {
         !self.settings.resources_to_ignore.iter().any(|k| k == kind)
     }
 
+    /// OnDelete StatefulSets get their pods deleted after a reload (default on).
+    pub fn stateful_set_on_delete_restart(&self) -> bool {
+        self.settings.stateful_set_on_delete_restart.unwrap_or(true)
+    }
+
     pub fn alerting_enabled(&self) -> bool {
         self.settings.alerting.enabled
     }
@@ -265,6 +271,7 @@ pub fn convert(inputs: &Inputs) -> Result<Converted, Vec<Violation>> {
             "webhookUrlFile": WEBHOOK_URL_FILE,
             "additionalInfo": s.alerting.webhook.additional_info,
         },
+        "statefulSetOnDeleteRestart": inputs.stateful_set_on_delete_restart(),
     });
     // The controller must accept what the chart will mount.
     let parsed: ControllerSettings = serde_json::from_value(controller_config.clone()).map_err(|e| {
