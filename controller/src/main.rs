@@ -6,6 +6,7 @@ mod cli;
 mod config;
 mod events;
 mod explain;
+mod followup;
 mod health;
 mod http;
 mod leader;
@@ -14,6 +15,7 @@ mod memory;
 mod messages;
 mod metrics;
 mod notices;
+mod ondelete;
 mod reload;
 mod scheduler;
 mod state;
@@ -25,13 +27,16 @@ use std::sync::Arc;
 
 use clap::Parser;
 use kube::Client;
+use pod_reloader_core::WorkloadKind;
 use pod_reloader_core::settings::ValidSettings;
 use tokio::sync::mpsc;
 
 use crate::cli::Cli;
+use crate::followup::Followups;
 use crate::health::Health;
 use crate::messages::{StreamId, Watched};
 use crate::metrics::Metrics;
+use crate::ondelete::OnDeleteRestarts;
 use crate::reload::Reloader;
 use crate::state::{Notice, State};
 
@@ -132,10 +137,6 @@ async fn run(listen_address: String, settings: ValidSettings) -> anyhow::Result<
         Some((sink, alerting)) => Some(alerts::Alerter::start(*sink, alerting, metrics.clone())?),
         None => None,
     };
-    let reloader = Arc::new(
-        Reloader::new(client.clone(), settings.strategy, metrics.clone(), alerter)
-            .with_record_key(settings.record_key.clone()),
-    );
 
     let stream_ids = streams(&settings);
     let label_selector = settings.resource_label_selector.as_ref().map(ToString::to_string);
@@ -161,6 +162,17 @@ async fn run(listen_address: String, settings: ValidSettings) -> anyhow::Result<
     } else {
         leader::Leadership::always()
     };
+    let mut followups = Followups::default();
+    if settings.stateful_set_on_delete_restart && settings.workload_kinds.contains(&WorkloadKind::StatefulSet) {
+        let restarts = OnDeleteRestarts::new(client.clone(), leadership.receiver.clone());
+        tokio::spawn(restarts.clone().run(settings.namespaces.clone()));
+        followups.on_delete = Some(restarts);
+    }
+    let reloader = Arc::new(
+        Reloader::new(client.clone(), settings.strategy, metrics.clone(), alerter)
+            .with_record_key(settings.record_key.clone())
+            .with_followups(followups),
+    );
     let state = State::new(settings.clone(), stream_ids, reload_tx, notice_tx, health.clone(), metrics.clone());
     let state_task = tokio::spawn(state.run(msg_rx, leadership.receiver.clone()));
     tokio::spawn(scheduler::run(settings.coalesce_window, reload_rx, reloader.clone()));

@@ -16,6 +16,7 @@ pub mod hex;
 pub mod index;
 pub mod keys;
 pub mod list_budget;
+pub mod ondelete;
 pub mod patch;
 pub mod pattern_pool;
 pub mod policy;

@@ -10,6 +10,9 @@
 //!   get/list/watch/create/delete/patch (a Job is recreated; patch records
 //!   the rolled-to hashes), argoproj.io rollouts get/list/watch/patch only
 //!   when Argo Rollouts is served; kinds in `ignoredWorkloadTypes` are left out.
+//! - Pods: list/delete, only with `statefulSetOnDeleteRestart` (default on) and
+//!   StatefulSets not ignored: the pods of an OnDelete StatefulSet are deleted
+//!   in order after a reload (never get, watch or patch).
 //! - Events: events.k8s.io create/patch (kube's Recorder writes only
 //!   `events.k8s.io/v1` Events; a repeated Event is patched).
 //! - Namespaces list/watch only with a `namespaceSelector` (cluster-wide).
@@ -49,6 +52,11 @@ pub fn namespaced_rules(inputs: &Inputs) -> Vec<Value> {
     }
     if inputs.workload_enabled("rollouts") {
         rules.push(rule("argoproj.io", &["rollouts"], &["get", "list", "watch", "patch"]));
+    }
+    // OnDelete StatefulSets: their pods are listed (by the StatefulSet's
+    // selector) and deleted one at a time after a reload (controller/src/ondelete.rs).
+    if inputs.stateful_set_on_delete_restart() && inputs.workload_enabled("statefulsets") {
+        rules.push(rule("", &["pods"], &["list", "delete"]));
     }
     rules.push(rule("events.k8s.io", &["events"], &["create", "patch"]));
     rules
@@ -121,10 +129,12 @@ mod tests {
                 "apps/statefulsets",
                 "batch/cronjobs",
                 "batch/jobs",
+                "/pods",
                 "events.k8s.io/events"
             ]
         );
         assert_eq!(r["clusterRules"][0]["verbs"], json!(["list", "watch"]), "no get on ConfigMaps/Secrets");
+        assert_eq!(r["clusterRules"][4]["verbs"], json!(["list", "delete"]), "pods: list and delete only");
         assert_eq!(r["namespaces"], json!([]));
         assert_eq!(r["leaderElectionRules"], json!([]));
     }
@@ -145,6 +155,7 @@ mod tests {
                 "apps/statefulsets",
                 "batch/cronjobs",
                 "argoproj.io/rollouts",
+                "/pods",
                 "events.k8s.io/events"
             ]
         );
@@ -157,6 +168,16 @@ mod tests {
                 {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]}
             ])
         );
+    }
+
+    #[test]
+    fn pods_only_with_on_delete_restart_and_statefulsets() {
+        let has_pods =
+            |settings: Value| resources(&rbac(&inputs(settings, false))["clusterRules"]).contains(&"/pods".into());
+        assert!(has_pods(json!({})), "on by default");
+        assert!(has_pods(json!({"statefulSetOnDeleteRestart": true})));
+        assert!(!has_pods(json!({"statefulSetOnDeleteRestart": false})));
+        assert!(!has_pods(json!({"ignoredWorkloadTypes": ["StatefulSet"]})), "no StatefulSets, no restarts");
     }
 
     #[test]

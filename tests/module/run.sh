@@ -514,10 +514,12 @@ if ((CLUSTER)); then
   # Trimmed to what the controller calls: no get of a single ConfigMap or
   # Secret (reflectors list and watch), no core Events (kube's Recorder
   # writes events.k8s.io), no Namespaces without a namespaceSelector.
+  check "defaults: may list and delete Pods (OnDelete StatefulSets' restarts), nothing else on them" \
+    bash -c "$(declare -f can cannot); SA_USER=$SA_USER; can list pods -A && can delete pods -n shop && cannot get pods -n shop && cannot watch pods -n shop && cannot patch pods -n shop && cannot create pods -n shop"
   check "defaults: may not get a ConfigMap or Secret by name, nor create core Events" \
     bash -c "$(declare -f cannot); SA_USER=$SA_USER; cannot get secrets -n shop && cannot get configmaps -n shop && cannot create events -n shop"
-  check "defaults: may not delete/update/create Deployments, write Secrets, read Pods, Namespaces, Leases or Rollouts" \
-    bash -c "$(declare -f cannot); SA_USER=$SA_USER; cannot delete deployments.apps -n shop && cannot update deployments.apps -n shop && cannot create deployments.apps -n shop && cannot create secrets -n shop && cannot update configmaps -n shop && cannot get pods -n shop && cannot list namespaces && cannot get leases.coordination.k8s.io -n d8-pod-reloader && cannot patch rollouts.argoproj.io -n shop && cannot delete cronjobs.batch -n shop && cannot create cronjobs.batch -n shop && cannot update jobs.batch -n shop"
+  check "defaults: may not delete/update/create Deployments, write Secrets, read Namespaces, Leases or Rollouts" \
+    bash -c "$(declare -f cannot); SA_USER=$SA_USER; cannot delete deployments.apps -n shop && cannot update deployments.apps -n shop && cannot create deployments.apps -n shop && cannot create secrets -n shop && cannot update configmaps -n shop && cannot list namespaces && cannot get leases.coordination.k8s.io -n d8-pod-reloader && cannot patch rollouts.argoproj.io -n shop && cannot delete cronjobs.batch -n shop && cannot create cronjobs.batch -n shop && cannot update jobs.batch -n shop"
   # Real requests under the controller's identity: a patch is allowed, a
   # delete answers 403 Forbidden.
   for ns in pod-reloader-rbac shop; do

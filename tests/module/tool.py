@@ -662,6 +662,9 @@ class Checker:
             want[("batch", "jobs")] = {"get", "list", "watch", "create", "delete", "patch"}
         if argo and "rollouts" not in ignored:
             want[("argoproj.io", "rollouts")] = {"get", "list", "watch", "patch"}
+        # OnDelete StatefulSets: their pods are listed and deleted in order after a reload.
+        if v.get("statefulSetOnDeleteRestart", True) and "statefulsets" not in ignored:
+            want[("", "pods")] = {"list", "delete"}
         want[("events.k8s.io", "events")] = {"create", "patch"}
         lease_roles = self.find("Role", "pod-reloader:leader-election", "d8-pod-reloader")
         if lease_roles:
