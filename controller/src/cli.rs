@@ -200,6 +200,46 @@ mod tests {
         assert_eq!(s.record_key_file, "/k");
     }
 
+    /// Settings whose flag is named differently (Reloader's names), and
+    /// those only the config file sets (the module's chart wires them).
+    const FLAG_OF: &[(&str, &str)] = &[
+        ("argoRollouts", "is_argo_rollouts"),
+        ("leaderElection.enabled", "enable_ha"),
+        ("alerting.enabled", "alert_on_reload"),
+        ("alerting.sink", "alert_sink"),
+        ("alerting.additionalInfo", "alert_additional_info"),
+    ];
+    const FILE_ONLY: &[&str] = &["leaderElection.leaseName", "alerting.webhookUrlFile"];
+
+    fn leaves(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        match v.as_object() {
+            Some(m) => m.iter().for_each(|(k, v)| {
+                leaves(v, &if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, out)
+            }),
+            None => out.push(prefix.to_string()),
+        }
+    }
+
+    #[test]
+    fn every_setting_has_a_flag_or_is_file_only() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        let flags: Vec<&str> = cmd.get_arguments().map(|a| a.get_id().as_str()).collect();
+        let mut settings = Vec::new();
+        leaves(&serde_json::to_value(Settings::default()).unwrap(), "", &mut settings);
+        for setting in &settings {
+            if FILE_ONLY.contains(&setting.as_str()) {
+                continue;
+            }
+            let snake: String = setting
+                .chars()
+                .flat_map(|c| if c.is_ascii_uppercase() { vec!['_', c.to_ascii_lowercase()] } else { vec![c] })
+                .collect();
+            let flag = FLAG_OF.iter().find(|(s, _)| s == setting).map_or(snake.as_str(), |(_, f)| f);
+            assert!(flags.contains(&flag), "setting {setting} has no flag {flag} (add it, or list it as file-only)");
+        }
+    }
+
     fn parse(args: &[&str]) -> Cli {
         Cli::try_parse_from(std::iter::once("pod-reloader").chain(args.iter().copied()))
             .unwrap_or_else(|e| panic!("{args:?} refused: {e}"))

@@ -13,9 +13,9 @@ use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::{Api, Client};
 use pod_reloader_core::annotations::{self, IGNORE, MATCH};
 use pod_reloader_core::explain;
+use pod_reloader_core::facts::ResourceFacts;
 use pod_reloader_core::hash::{configmap_hash, secret_hash};
 use pod_reloader_core::index::WorkloadEntry;
-use pod_reloader_core::reconcile::Current;
 use pod_reloader_core::record::RecordKey;
 use pod_reloader_core::settings::ValidSettings;
 use pod_reloader_core::{ResourceKind, WorkloadKey, WorkloadKind};
@@ -78,7 +78,7 @@ pub async fn run(target: &str, namespace: &str, settings: &ValidSettings) -> any
     let mut resources = Vec::new();
     for cm in Api::<ConfigMap>::namespaced(client.clone(), namespace).list(&ListParams::default()).await?.items {
         let ann = cm.metadata.annotations.as_ref();
-        let current = Current {
+        let current = ResourceFacts {
             hash: configmap_hash(cm.data.as_ref(), cm.binary_data.as_ref()),
             ignored: flag(ann, IGNORE),
             matched: flag(ann, MATCH),
@@ -88,7 +88,7 @@ pub async fn run(target: &str, namespace: &str, settings: &ValidSettings) -> any
     for s in Api::<Secret>::namespaced(client, namespace).list(&ListParams::default()).await?.items {
         let ann = s.metadata.annotations.as_ref();
         let current =
-            Current { hash: secret_hash(s.data.as_ref()), ignored: flag(ann, IGNORE), matched: flag(ann, MATCH) };
+            ResourceFacts { hash: secret_hash(s.data.as_ref()), ignored: flag(ann, IGNORE), matched: flag(ann, MATCH) };
         resources.push((ResourceKind::Secret, s.metadata.name.clone().unwrap_or_default(), current));
     }
     resources.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));

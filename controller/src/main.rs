@@ -38,7 +38,7 @@ use crate::messages::{StreamId, Watched};
 use crate::metrics::Metrics;
 use crate::ondelete::OnDeleteRestarts;
 use crate::reload::Reloader;
-use crate::state::{Notice, State};
+use crate::state::{Notice, Outputs, State};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -173,8 +173,9 @@ async fn run(listen_address: String, settings: ValidSettings) -> anyhow::Result<
             .with_record_key(settings.record_key.clone())
             .with_followups(followups),
     );
-    let state = State::new(settings.clone(), stream_ids, reload_tx, notice_tx, health.clone(), metrics.clone());
-    let state_task = tokio::spawn(state.run(msg_rx, leadership.receiver.clone()));
+    let state = State::new(settings.clone(), stream_ids, metrics.clone());
+    let outputs = Outputs { reloads: reload_tx, notices: notice_tx, health: health.clone() };
+    let state_task = tokio::spawn(state::run(state, msg_rx, leadership.receiver.clone(), outputs));
     tokio::spawn(scheduler::run(settings.coalesce_window, reload_rx, reloader.clone()));
 
     // Notices: warnings and scheduled resumes, off the state task's path.

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pod_reloader_core::facts::ResourceFacts;
 use pod_reloader_core::index::WorkloadEntry;
 use pod_reloader_core::patch::ReloadItem;
 use pod_reloader_core::policy::RolloutStrategy;
@@ -41,14 +42,6 @@ impl std::fmt::Display for StreamId {
     }
 }
 
-/// The part of a ConfigMap/Secret the controller keeps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ResourceState {
-    pub hash: ContentHash,
-    pub ignored: bool,
-    pub matched: bool,
-}
-
 /// Deployment pause state, read from each watched Deployment so that the
 /// resume after `pause-period` survives a controller restart.
 #[derive(Clone, Debug, Default)]
@@ -68,7 +61,7 @@ pub enum Msg {
     StreamFailed(StreamId, String),
     ResourceApplied {
         key: ResourceKey,
-        state: ResourceState,
+        facts: ResourceFacts,
         seen: Instant,
     },
     ResourceDeleted {

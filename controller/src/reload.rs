@@ -95,12 +95,12 @@ pub struct Reloader {
 
 fn alert_facts(workload: &WorkloadKey, resource: &ResourceKey) -> AlertFacts {
     AlertFacts {
-        resource: alert::ResourceFacts {
+        resource: alert::AlertResource {
             kind: resource.kind.reloader_type().into(),
             name: resource.name.to_string(),
             namespace: resource.namespace.to_string(),
         },
-        workload: alert::WorkloadFacts {
+        workload: alert::AlertWorkload {
             kind: workload.kind.as_str().into(),
             name: workload.name.to_string(),
             namespace: workload.namespace.to_string(),

@@ -17,6 +17,7 @@ use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource, ResourceExt};
 use pod_reloader_core::annotations::{self, IGNORE, MATCH};
+use pod_reloader_core::facts::ResourceFacts;
 use pod_reloader_core::hash::{configmap_hash, secret_hash};
 use pod_reloader_core::index::{WorkloadEntry, template_annotations};
 use pod_reloader_core::policy_cache::PolicyCache;
@@ -25,7 +26,7 @@ use serde::de::DeserializeOwned;
 use std::time::Duration;
 use tokio::sync::mpsc::Sender;
 
-use crate::messages::{Msg, PauseState, ResourceState, StreamId, Watched};
+use crate::messages::{Msg, PauseState, StreamId, Watched};
 
 /// The Argo Rollouts API, used through the dynamic client (no CRD types compiled in).
 pub fn rollout_resource() -> ApiResource {
@@ -209,7 +210,7 @@ fn applied(kind: ResourceKind, meta: &kube::api::ObjectMeta, hash: pod_reloader_
     let ann = meta.annotations.as_ref().unwrap_or(&empty);
     Msg::ResourceApplied {
         key: resource_key(kind, meta),
-        state: ResourceState { hash, ignored: flag(ann, IGNORE), matched: flag(ann, MATCH) },
+        facts: ResourceFacts { hash, ignored: flag(ann, IGNORE), matched: flag(ann, MATCH) },
         seen: Instant::now(),
     }
 }

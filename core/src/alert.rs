@@ -16,12 +16,12 @@ in namespace *{{workload.namespace}}*";
 /// What a template may use. Names only: no data, no hashes of Secrets.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct AlertFacts {
-    pub resource: ResourceFacts,
-    pub workload: WorkloadFacts,
+    pub resource: AlertResource,
+    pub workload: AlertWorkload,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct ResourceFacts {
+pub struct AlertResource {
     /// `CONFIGMAP` or `SECRET`, as in Reloader's message.
     #[serde(rename = "type")]
     pub kind: String,
@@ -30,7 +30,7 @@ pub struct ResourceFacts {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct WorkloadFacts {
+pub struct AlertWorkload {
     pub kind: String,
     pub name: String,
     pub namespace: String,

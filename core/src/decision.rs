@@ -10,21 +10,10 @@
 
 use std::fmt;
 
+use crate::facts::ResourceFacts;
 use crate::index::WorkloadEntry;
 use crate::keys::ResourceKind;
 use crate::policy::Flag;
-
-/// What the controller knows of a changed resource: its name and the two
-/// annotations that matter on it.
-#[derive(Clone, Copy, Debug)]
-pub struct ResourceFacts<'a> {
-    pub kind: ResourceKind,
-    pub name: &'a str,
-    /// `reloader.stakater.com/ignore: "true"` on the resource.
-    pub ignored: bool,
-    /// `reloader.stakater.com/match: "true"` on the resource.
-    pub matched: bool,
-}
 
 /// Why a workload follows a resource.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,18 +78,27 @@ pub enum Decision {
     Skip(Skip),
 }
 
-/// Decides for one workload and one changed resource.
-pub fn decide(entry: &WorkloadEntry, res: &ResourceFacts<'_>, auto_reload_all: bool) -> Decision {
-    let policy = entry.policy.for_kind(res.kind);
-    if res.ignored {
+/// Decides for one workload and one resource of its namespace, `kind`
+/// `name`. `facts` is `None` for a resource that does not exist (`explain`
+/// shows what a creation would do): it carries no annotations then.
+pub fn decide(
+    entry: &WorkloadEntry,
+    kind: ResourceKind,
+    name: &str,
+    facts: Option<&ResourceFacts>,
+    auto_reload_all: bool,
+) -> Decision {
+    let policy = entry.policy.for_kind(kind);
+    let (ignored, matched) = facts.map_or((false, false), |f| (f.ignored, f.matched));
+    if ignored {
         return Decision::Skip(Skip::ResourceIgnored);
     }
-    if policy.excludes(res.name) {
+    if policy.excludes(name) {
         return Decision::Skip(Skip::Excluded);
     }
-    let referenced = entry.references.get(&(res.kind, res.name.to_string())).map(|r| r.container.clone());
+    let referenced = entry.references.get(&(kind, name.to_string())).map(|r| r.container.clone());
 
-    if let Some(listed) = policy.listed(res.name) {
+    if let Some(listed) = policy.listed(name) {
         let why = Why::Listed { pattern: listed.pattern.clone() };
         return match referenced.or_else(|| entry.first_container.clone()) {
             Some(container) => Decision::Reload { container, why },
@@ -108,7 +106,7 @@ pub fn decide(entry: &WorkloadEntry, res: &ResourceFacts<'_>, auto_reload_all: b
         };
     }
 
-    let why = if policy.search && res.matched {
+    let why = if policy.search && matched {
         Some(Why::SearchMatch)
     } else if policy.auto.is_true() {
         Some(Why::Auto)
@@ -148,8 +146,13 @@ mod tests {
         json!({"containers": [{"name": "app", "envFrom": [{"configMapRef": {"name": "cfg"}}]}]})
     }
 
-    fn cm(name: &str) -> ResourceFacts<'_> {
-        ResourceFacts { kind: ResourceKind::ConfigMap, name, ignored: false, matched: false }
+    fn plain() -> ResourceFacts {
+        ResourceFacts { hash: crate::ContentHash::of(b"v1"), ignored: false, matched: false }
+    }
+
+    /// The decision for ConfigMap `name`, plain (no annotations).
+    fn cm(e: &WorkloadEntry, name: &str, auto_reload_all: bool) -> Decision {
+        decide(e, ResourceKind::ConfigMap, name, Some(&plain()), auto_reload_all)
     }
 
     fn reload(container: &str, why: Why) -> Decision {
@@ -159,23 +162,23 @@ mod tests {
     #[test]
     fn auto_needs_a_reference() {
         let e = entry(&[("reloader.stakater.com/auto", "true")], uses_cm());
-        assert_eq!(decide(&e, &cm("cfg"), false), reload("app", Why::Auto));
-        assert_eq!(decide(&e, &cm("other"), false), Decision::Skip(Skip::NotReferenced));
+        assert_eq!(cm(&e, "cfg", false), reload("app", Why::Auto));
+        assert_eq!(cm(&e, "other", false), Decision::Skip(Skip::NotReferenced));
     }
 
     #[test]
     fn typed_auto_covers_only_its_kind() {
         let e = entry(&[("secret.reloader.stakater.com/auto", "true")], uses_cm());
-        assert_eq!(decide(&e, &cm("cfg"), false), Decision::Skip(Skip::NotAnnotated));
+        assert_eq!(cm(&e, "cfg", false), Decision::Skip(Skip::NotAnnotated));
         let e = entry(&[("configmap.reloader.stakater.com/auto", "true")], uses_cm());
-        assert_eq!(decide(&e, &cm("cfg"), false), reload("app", Why::TypedAuto));
+        assert_eq!(cm(&e, "cfg", false), reload("app", Why::TypedAuto));
     }
 
     #[test]
     fn list_reloads_without_reference_on_first_container() {
         let e = entry(&[("configmap.reloader.stakater.com/reload", "other,cfg")], uses_cm());
-        assert_eq!(decide(&e, &cm("other"), false), reload("app", Why::Listed { pattern: "other".into() }));
-        assert_eq!(decide(&e, &cm("nope"), false), Decision::Skip(Skip::NotAnnotated));
+        assert_eq!(cm(&e, "other", false), reload("app", Why::Listed { pattern: "other".into() }));
+        assert_eq!(cm(&e, "nope", false), Decision::Skip(Skip::NotAnnotated));
     }
 
     #[test]
@@ -184,32 +187,40 @@ mod tests {
             &[("reloader.stakater.com/auto", "true"), ("configmaps.exclude.reloader.stakater.com/reload", "cfg")],
             uses_cm(),
         );
-        assert_eq!(decide(&e, &cm("cfg"), false), Decision::Skip(Skip::Excluded));
+        assert_eq!(cm(&e, "cfg", false), Decision::Skip(Skip::Excluded));
         let e = entry(&[("reloader.stakater.com/auto", "true")], uses_cm());
-        let ignored = ResourceFacts { ignored: true, ..cm("cfg") };
-        assert_eq!(decide(&e, &ignored, false), Decision::Skip(Skip::ResourceIgnored));
+        let ignored = ResourceFacts { ignored: true, ..plain() };
+        assert_eq!(
+            decide(&e, ResourceKind::ConfigMap, "cfg", Some(&ignored), false),
+            Decision::Skip(Skip::ResourceIgnored)
+        );
     }
 
     #[test]
     fn search_needs_match() {
         let e = entry(&[("reloader.stakater.com/search", "true")], uses_cm());
-        assert_eq!(decide(&e, &cm("cfg"), false), Decision::Skip(Skip::SearchWithoutMatch));
-        let matched = ResourceFacts { matched: true, ..cm("cfg") };
-        assert_eq!(decide(&e, &matched, false), reload("app", Why::SearchMatch));
+        assert_eq!(cm(&e, "cfg", false), Decision::Skip(Skip::SearchWithoutMatch));
+        let matched = ResourceFacts { matched: true, ..plain() };
+        assert_eq!(decide(&e, ResourceKind::ConfigMap, "cfg", Some(&matched), false), reload("app", Why::SearchMatch));
+        assert_eq!(
+            decide(&e, ResourceKind::ConfigMap, "cfg", None, false),
+            Decision::Skip(Skip::SearchWithoutMatch),
+            "a resource that does not exist carries no match annotation"
+        );
     }
 
     #[test]
     fn auto_reload_all_respects_opt_out() {
         let e = entry(&[], uses_cm());
-        assert_eq!(decide(&e, &cm("cfg"), true), reload("app", Why::AutoReloadAll));
-        assert_eq!(decide(&e, &cm("cfg"), false), Decision::Skip(Skip::NotAnnotated));
+        assert_eq!(cm(&e, "cfg", true), reload("app", Why::AutoReloadAll));
+        assert_eq!(cm(&e, "cfg", false), Decision::Skip(Skip::NotAnnotated));
         let e = entry(&[("reloader.stakater.com/auto", "false")], uses_cm());
-        assert_eq!(decide(&e, &cm("cfg"), true), Decision::Skip(Skip::NotAnnotated));
+        assert_eq!(cm(&e, "cfg", true), Decision::Skip(Skip::NotAnnotated));
     }
 
     #[test]
     fn invalid_auto_acts_as_false_and_blocks_auto_reload_all() {
         let e = entry(&[("reloader.stakater.com/auto", "maybe")], uses_cm());
-        assert_eq!(decide(&e, &cm("cfg"), true), Decision::Skip(Skip::NotAnnotated));
+        assert_eq!(cm(&e, "cfg", true), Decision::Skip(Skip::NotAnnotated));
     }
 }

@@ -4,12 +4,12 @@
 
 use std::fmt::Write as _;
 
-use crate::decision::{Decision, ResourceFacts, decide};
+use crate::decision::{Decision, decide};
 use crate::envvar::env_var_name;
+use crate::facts::ResourceFacts;
 use crate::index::WorkloadEntry;
 use crate::keys::ResourceKind;
 use crate::patch::Strategy;
-use crate::reconcile::Current;
 use crate::record::{RecordKey, RolledTo};
 use crate::references::Via;
 
@@ -45,7 +45,7 @@ fn runs_and_sync(
     entry: &WorkloadEntry,
     kind: ResourceKind,
     name: &str,
-    current: Option<Current>,
+    current: Option<ResourceFacts>,
     key: Option<&RecordKey>,
 ) -> (Option<String>, Sync) {
     let Some((rolled, ours)) = entry.rolled_to(kind, name, key) else {
@@ -100,7 +100,7 @@ fn via_text(r: &crate::references::Reference) -> String {
 /// namespace that a reload list names without a reference.
 pub fn rows(
     entry: &WorkloadEntry,
-    namespace_resources: &[(ResourceKind, String, Current)],
+    namespace_resources: &[(ResourceKind, String, ResourceFacts)],
     auto_reload_all: bool,
     key: Option<&RecordKey>,
 ) -> Vec<Row> {
@@ -110,18 +110,12 @@ pub fn rows(
     let mut out = Vec::new();
     let mut push = |kind: ResourceKind, name: &str, used: String| {
         let cur = current_of(kind, name);
-        let facts = ResourceFacts {
-            kind,
-            name,
-            ignored: cur.is_some_and(|c| c.ignored),
-            matched: cur.is_some_and(|c| c.matched),
-        };
         let (runs, sync) = runs_and_sync(entry, kind, name, cur, key);
         out.push(Row {
             kind,
             name: name.to_string(),
             used,
-            decision: decide(entry, &facts, auto_reload_all),
+            decision: decide(entry, kind, name, cur.as_ref(), auto_reload_all),
             current: cur.map(|c| c.hash.to_hex()),
             runs,
             sync,

@@ -18,7 +18,7 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 
 use regex_automata::meta::Regex;
 
-use crate::policy::{PatternError, compile};
+use crate::pattern::{PatternError, compile};
 
 /// One list entry as written and its compiled, anchored regex.
 #[derive(Debug)]

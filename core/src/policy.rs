@@ -17,58 +17,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use regex_automata::meta::{self, Regex};
-use regex_automata::util::syntax;
-use regex_automata::{Input, MatchKind};
+use regex_automata::Input;
 use sha1::{Digest, Sha1};
 
 use crate::annotations::{self, Key, WORKLOAD_KEYS};
 use crate::duration::{WANT_DURATION, parse_go_duration};
 use crate::keys::ResourceKind;
+use crate::pattern::PatternError;
 use crate::pattern_pool::{CompiledPattern, PatternPool};
 use crate::quote::UserValue;
 
-/// What one workload's annotations may make the controller compile and keep.
-///
-/// Sizes of compiled patterns below are `memory_usage()` of the compiled
-/// regex, measured by `measured_sizes_of_usual_patterns` in the tests.
-pub mod limits {
-    /// Entries read from one list annotation; the rest are dropped (reported).
-    /// Reload and exclude lists name ConfigMaps/Secrets one by one or by a
-    /// few patterns; 64 is far above any list seen in practice.
-    pub const MAX_ENTRIES: usize = 64;
-    /// Characters of one entry. A resource name has at most 253; a pattern
-    /// matching one needs no more than that plus a little syntax.
-    pub const MAX_PATTERN_CHARS: usize = 256;
-    /// Limit on each automaton of one regex (Thompson NFA, one-pass DFA):
-    /// what `RegexBuilder::size_limit` sets. In ASCII mode (see `compile`)
-    /// the usual patterns need under 2 KiB of NFA (`app-.*` 440 bytes, a
-    /// full DNS-subdomain pattern 1.2 KiB); `(?i)app-[a-z]{1,63}` needs
-    /// 8 KiB and `[a-z0-9.-]{1,253}` 32 KiB, the largest a name pattern
-    /// sensibly gets. Unbounded, one Unicode `\w{200}` is 10 MiB of NFA.
-    pub const REGEX_SIZE_LIMIT: usize = 32 * 1024;
-    /// Cache of the lazy DFA (`RegexBuilder::dfa_size_limit`; the regex
-    /// crate's default is 2 MiB per regex). The cache lives only during one
-    /// match (see `KindPolicy::listed`); names are short, and when it is too
-    /// small the regex uses its other engines.
-    pub const REGEX_DFA_SIZE_LIMIT: usize = 64 * 1024;
-    /// Memory of the regexes of one list annotation together. A compiled
-    /// regex holds 1.6 KiB for a plain name, 1.7 KiB for `app-.*`, 2.4 KiB
-    /// for a DNS-subdomain pattern, 9.5 KiB for `(?i)app-[a-z]{1,63}`,
-    /// 37 KiB for `[a-z0-9.-]{1,253}`. 128 KiB holds a full list of 64
-    /// plain names or usual patterns. A workload has four list annotations
-    /// (two kinds, two spellings), so its regexes hold at most 512 KiB,
-    /// instead of 4 × 64 entries × 37 KiB ≈ 9.5 MiB under the per-regex
-    /// limit alone (and 540 MiB for 40 Unicode `\w{200}` with no limit).
-    /// Each list has its own budget so that a broken list leaves the
-    /// other kind's list working.
-    pub const LIST_REGEX_BUDGET: usize = 128 * 1024;
-    /// Nesting depth of a pattern (groups, repetitions); the default is 250.
-    pub const REGEX_NEST_LIMIT: u32 = 64;
-    /// A `paused-at` time as the controller writes it (RFC 3339) is about
-    /// 25 bytes; longer values are not kept (they are not ours).
-    pub const MAX_PAUSED_AT_BYTES: usize = 64;
-}
+pub use crate::limits;
 
 /// A boolean annotation as Reloader reads it (`strconv.ParseBool`).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -367,17 +326,6 @@ fn parse_kind(
     KindPolicy { auto, typed_auto, search, reload_list, exclude, source: Some(source) }
 }
 
-/// Why a list entry was not compiled (or not kept).
-#[derive(Debug, thiserror::Error)]
-pub enum PatternError {
-    #[error("invalid regular expression: {0}")]
-    Syntax(String),
-    #[error("regular expression too large (compiled size over the {} KiB limit)", limits::REGEX_SIZE_LIMIT / 1024)]
-    TooLarge,
-    #[error("the entries of this list together compile to over {} KiB", limits::LIST_REGEX_BUDGET / 1024)]
-    OverBudget,
-}
-
 /// Keeps `entry` if its memory fits in what is left of the list's budget.
 /// (A pattern shared with other workloads counts in full here: the list
 /// budget bounds what one workload may make the controller hold.)
@@ -445,58 +393,10 @@ impl<'a> Skipped<'a> {
     }
 }
 
-/// Compiles a list entry as Reloader does (`^entry$`), bounded.
-///
-/// ASCII mode first: the names matched are Kubernetes names (ASCII), on
-/// which ASCII and Unicode classes agree, and Go's `regexp` (Reloader's)
-/// has ASCII `\w`, `\d`, `\s` and `\b` too. Unicode classes make automata
-/// hundreds of times larger (`\w{200}`: 19 KiB of NFA in ASCII mode, 10 MiB
-/// in Unicode mode). Only a pattern that ASCII mode refuses (`\pL`) is
-/// tried again in Unicode mode, under the same limits.
-///
-/// Built with regex-automata's `meta::Regex`, the engine behind
-/// `regex::Regex`, configured as `RegexBuilder` would be, because it also
-/// limits the one-pass DFA, which `RegexBuilder::size_limit` leaves at 1 MiB
-/// per regex, and reports the memory a compiled regex holds
-/// (for [`limits::LIST_REGEX_BUDGET`]).
-pub fn compile(pattern: &str) -> Result<Regex, PatternError> {
-    let anchored = format!("^{pattern}$");
-    let config = meta::Config::new()
-        .match_kind(MatchKind::LeftmostFirst)
-        .utf8_empty(false)
-        .nfa_size_limit(Some(limits::REGEX_SIZE_LIMIT))
-        .onepass_size_limit(Some(limits::REGEX_SIZE_LIMIT))
-        .hybrid_cache_capacity(limits::REGEX_DFA_SIZE_LIMIT)
-        // No fully compiled DFA: its size grows with the automaton, not the pattern.
-        .dfa(false);
-    let build = |unicode: bool| {
-        meta::Builder::new()
-            .configure(config.clone())
-            .syntax(syntax::Config::new().unicode(unicode).utf8(false).nest_limit(limits::REGEX_NEST_LIMIT))
-            .build(&anchored)
-            .map_err(|e| pattern_error(&e))
-    };
-    build(false).or_else(|_| build(true))
-}
-
-fn pattern_error(e: &meta::BuildError) -> PatternError {
-    if e.size_limit().is_some() {
-        PatternError::TooLarge
-    } else if let Some(syntax) = e.syntax_error() {
-        PatternError::Syntax(first_line(&syntax.to_string()))
-    } else {
-        PatternError::Syntax(first_line(&e.to_string()))
-    }
-}
-
-/// regex errors span several lines with a caret diagram; an event wants one.
-fn first_line(s: &str) -> String {
-    s.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or(s).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pattern::compile;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()

@@ -12,21 +12,14 @@
 //! current hash is sealed to compare, and a record under another key counts
 //! as none (a baseline, never a rollout).
 
-use crate::decision::{Decision, ResourceFacts, decide};
+use crate::decision::{Decision, decide};
+use crate::facts::ResourceFacts;
 use crate::hash::ContentHash;
 use crate::index::WorkloadEntry;
 use crate::keys::{ResourceKey, ResourceKind};
 use crate::patch::ReloadItem;
 use crate::record::RecordKey;
 use std::collections::BTreeSet;
-
-/// What the controller knows now of a resource.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Current {
-    pub hash: ContentHash,
-    pub ignored: bool,
-    pub matched: bool,
-}
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Reconciled {
@@ -67,7 +60,7 @@ fn candidates<N: AsRef<str>>(
 
 pub fn reconcile<N: AsRef<str>>(
     entry: &WorkloadEntry,
-    current: impl Fn(ResourceKind, &str) -> Option<Current>,
+    current: impl Fn(ResourceKind, &str) -> Option<ResourceFacts>,
     names_in_namespace: impl Fn(ResourceKind) -> Vec<N>,
     auto_reload_all: bool,
     record_key: Option<&RecordKey>,
@@ -77,8 +70,7 @@ pub fn reconcile<N: AsRef<str>>(
         let Some(cur) = current(kind, &name) else {
             continue;
         };
-        let facts = ResourceFacts { kind, name: &name, ignored: cur.ignored, matched: cur.matched };
-        let Decision::Reload { container, .. } = decide(entry, &facts, auto_reload_all) else {
+        let Decision::Reload { container, .. } = decide(entry, kind, &name, Some(&cur), auto_reload_all) else {
             continue;
         };
         let key = ResourceKey::new(kind, entry.key.namespace.clone(), name.as_str());
@@ -121,13 +113,13 @@ mod tests {
         WorkloadEntry::from_object(WorkloadKey::new(WorkloadKind::Deployment, "ns", "web"), &meta, Some(&t))
     }
 
-    fn current(cfg: &'static [u8]) -> impl Fn(ResourceKind, &str) -> Option<Current> {
+    fn current(cfg: &'static [u8]) -> impl Fn(ResourceKind, &str) -> Option<ResourceFacts> {
         move |kind, _| {
             let hash = match kind {
                 ResourceKind::ConfigMap => ContentHash::of(cfg),
                 ResourceKind::Secret => ContentHash::of(b"tls"),
             };
-            Some(Current { hash, ignored: false, matched: false })
+            Some(ResourceFacts { hash, ignored: false, matched: false })
         }
     }
 

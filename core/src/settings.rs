@@ -37,6 +37,9 @@ pub struct Settings {
     pub alerting: AlertingSettings,
     /// A file holding the 32-byte key of the rolled-to record (a mounted
     /// Secret); empty: the record is written unkeyed (see `record`).
+    /// (Left out of a written config when empty, as are the other
+    /// settings whose empty value means "not set".)
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub record_key_file: String,
     /// After a reload patches a StatefulSet with `updateStrategy: OnDelete`,
     /// delete its pods one at a time so they restart (see `ondelete`).
@@ -74,6 +77,7 @@ pub struct LeaderElectionSettings {
     pub enabled: bool,
     pub lease_name: String,
     /// Defaults to the controller's own namespace (`POD_NAMESPACE`).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub lease_namespace: String,
 }
 
@@ -93,6 +97,7 @@ pub struct AlertingSettings {
     pub webhook_url_file: String,
     pub additional_info: String,
     /// A handlebars template for the message; empty means the Reloader-like default.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub template: String,
 }
 

@@ -16,6 +16,7 @@
 
 use serde_json::{Value, json};
 
+use crate::controller_config;
 use crate::error::HookError;
 use crate::netpol::{self, ENDPOINTSLICE_JQ, Endpoint};
 use crate::protocol::{self, BindingContext, Item, Metric, Output};
@@ -160,7 +161,7 @@ fn checked_inputs(schema: &SettingsSchema, values: &Value) -> Result<Inputs, Hoo
 
 fn run_settings(schema: &SettingsSchema, values: &Value) -> Result<Output, HookError> {
     let inputs = checked_inputs(schema, values)?;
-    let c = settings::convert(&inputs).map_err(HookError::InvalidSettings)?;
+    let c = controller_config::convert(&inputs).map_err(HookError::InvalidSettings)?;
     let scope = c.watch_scope["mode"].as_str().unwrap_or_default().to_string();
     let values_patch = protocol::set_internal(
         values,
@@ -176,7 +177,7 @@ fn run_settings(schema: &SettingsSchema, values: &Value) -> Result<Output, HookE
         "pod_reloader_settings",
         "d8_pod_reloader_settings_info",
         1.0,
-        &[("reload_strategy", c.reload_strategy), ("watch_scope", &scope)],
+        &[("reload_strategy", &c.reload_strategy), ("watch_scope", &scope)],
     )];
     Ok(Output { values_patch, metrics, warnings: url_warnings(&inputs) })
 }
@@ -305,7 +306,7 @@ pub fn check(schema: &SettingsSchema, settings: &Value) -> CheckResult {
         let values = json!({VALUES_KEY: schema.with_defaults(&settings)});
         match Inputs::from_values(&values) {
             Ok(inputs) => {
-                if let Err(v) = settings::convert(&inputs) {
+                if let Err(v) = controller_config::convert(&inputs) {
                     violations.extend(v);
                 }
                 let s = &inputs.settings;

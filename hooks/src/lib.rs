@@ -5,11 +5,13 @@
 //! - [`schema`]: the settings schema (`openapi/config-values.yaml`), compiled once.
 //! - [`violation`]: what is wrong with the settings (the schema's and the hooks' findings).
 //! - [`protocol`]: files, binding contexts, values patches, metrics.
-//! - [`settings`], [`rbac`], [`netpol`], [`record_key`]: what the hooks compute.
+//! - [`settings`]: the module settings as read from the values.
+//! - [`controller_config`], [`rbac`], [`netpol`], [`record_key`]: what the hooks compute.
 //! - [`hooks`]: the hooks, their configs, `hook check`.
 //! - [`cli`]: the commands.
 
 pub mod cli;
+pub mod controller_config;
 pub mod error;
 pub mod hooks;
 pub mod netpol;

@@ -1,9 +1,9 @@
-//! The module's settings (ModuleConfig `spec.settings`, defaults applied) and
-//! what the settings hook derives from them: the normalised reload strategy,
-//! the parsed selectors, the watch scope and the controller's config file.
+//! The module's settings (ModuleConfig `spec.settings`, defaults applied) as
+//! the hooks read them from the values, in the controller's spellings. What
+//! the settings hook derives from them (the controller's config file, the
+//! selectors, the watch scope) is in [`crate::controller_config`].
 
-use pod_reloader_core::selector::{Requirement, Selector};
-use pod_reloader_core::settings::Settings as ControllerSettings;
+use pod_reloader_core::settings::Settings;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -14,19 +14,18 @@ use crate::violation::Violation;
 pub const VALUES_KEY: &str = "podReloader";
 /// The name of the Lease, the ServiceAccount, the Deployment.
 pub const CHART_NAME: &str = "pod-reloader";
-/// Where the chart mounts the alert webhook URL (Secret `pod-reloader-alert`,
-/// or the operator's Secret of `alerting.webhook.urlSecretRef`).
-pub const WEBHOOK_URL_FILE: &str = "/etc/pod-reloader/alert/url";
 
 /// The settings as read from the values. [`Inputs::from_values`] turns the
 /// enum settings into the controller's spellings ([`crate::spelling`]), so
 /// everything after it works with `env-vars`, `configmaps`, `jobs`, `slack`…
+/// A setting left out is `None` (or empty): its default is the module's
+/// ([`crate::controller_config::module_defaults`]), not written here.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ModuleSettings {
     pub reload_on_create: Option<bool>,
-    pub reload_on_delete: bool,
-    pub auto_reload_all: bool,
+    pub reload_on_delete: Option<bool>,
+    pub auto_reload_all: Option<bool>,
     pub reload_strategy: Option<String>,
     pub resource_label_selector: String,
     pub namespace_selector: String,
@@ -154,9 +153,10 @@ impl Inputs {
         !self.settings.resources_to_ignore.iter().any(|k| k == kind)
     }
 
-    /// OnDelete StatefulSets get their pods deleted after a reload (default on).
+    /// OnDelete StatefulSets get their pods deleted after a reload (the
+    /// module's default: the controller's).
     pub fn stateful_set_on_delete_restart(&self) -> bool {
-        self.settings.stateful_set_on_delete_restart.unwrap_or(true)
+        self.settings.stateful_set_on_delete_restart.unwrap_or(Settings::default().stateful_set_on_delete_restart)
     }
 
     pub fn alerting_enabled(&self) -> bool {
@@ -174,151 +174,9 @@ pub fn settings_of(module: &Value) -> Value {
     s
 }
 
-/// The reload strategy in the controller's spelling (already translated by
-/// [`Inputs::from_values`]; `env-vars` when unset).
-pub fn controller_strategy(s: Option<&str>) -> &'static str {
-    match s {
-        Some("annotations") => "annotations",
-        _ => "env-vars",
-    }
-}
-
-/// A selector as a Kubernetes LabelSelector plus its canonical string form.
-pub fn selector_value(sel: &Selector) -> Value {
-    let exprs: Vec<Value> = sel
-        .0
-        .iter()
-        .map(|r| match r {
-            Requirement::Equals(k, v) => json!({"key": k, "operator": "In", "values": [v]}),
-            Requirement::NotEquals(k, v) => json!({"key": k, "operator": "NotIn", "values": [v]}),
-            Requirement::In(k, vs) => json!({"key": k, "operator": "In", "values": vs}),
-            Requirement::NotIn(k, vs) => json!({"key": k, "operator": "NotIn", "values": vs}),
-            Requirement::Exists(k) => json!({"key": k, "operator": "Exists"}),
-            Requirement::DoesNotExist(k) => json!({"key": k, "operator": "DoesNotExist"}),
-        })
-        .collect();
-    json!({"selector": sel.to_string(), "matchExpressions": exprs})
-}
-
-fn parse_selector(setting: &str, input: &str) -> Result<Selector, Violation> {
-    let parsed = Selector::parse_reloader_forms(input);
-    parsed.map_err(|e| Violation {
-        path: format!("$.{setting}"),
-        message: format!("{input:?} is not a label selector: {}", e.reason),
-    })
-}
-
-/// What the settings hook writes under `internal`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Converted {
-    pub reload_strategy: &'static str,
-    pub selectors: Value,
-    pub watch_scope: Value,
-    pub controller_config: Value,
-}
-
-/// Converts the settings; every problem the schema cannot see (a selector
-/// the controller's parser refuses, a config the controller would reject) is
-/// a violation.
-pub fn convert(inputs: &Inputs) -> Result<Converted, Vec<Violation>> {
-    let s = &inputs.settings;
-    let mut errors = Vec::new();
-    let strategy = controller_strategy(s.reload_strategy.as_deref());
-    let resource_sel = parse_selector("resourceLabelSelector", &s.resource_label_selector)
-        .map_err(|e| errors.push(e))
-        .unwrap_or_default();
-    let namespace_sel =
-        parse_selector("namespaceSelector", &s.namespace_selector).map_err(|e| errors.push(e)).unwrap_or_default();
-    if let Err(e) = crate::netpol::webhook_target(inputs) {
-        errors.push(e);
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-
-    let cluster_wide = inputs.cluster_wide();
-    let watch_scope = if cluster_wide {
-        json!({
-            "mode": "ClusterWide",
-            "namespaces": [],
-            "namespacesToIgnore": s.namespaces_to_ignore,
-            "namespaceSelector": namespace_sel.to_string(),
-        })
-    } else {
-        json!({"mode": "Namespaces", "namespaces": s.namespaces, "namespacesToIgnore": [], "namespaceSelector": ""})
-    };
-    let (ignore, ns_selector): (&[String], &str) =
-        if cluster_wide { (&s.namespaces_to_ignore, &s.namespace_selector) } else { (&[], "") };
-    let controller_config = json!({
-        "reloadStrategy": strategy,
-        "reloadOnCreate": s.reload_on_create.unwrap_or(true),
-        "reloadOnDelete": s.reload_on_delete,
-        "autoReloadAll": s.auto_reload_all,
-        "namespaces": s.namespaces,
-        "namespacesToIgnore": ignore,
-        "namespaceSelector": ns_selector,
-        "resourceLabelSelector": s.resource_label_selector,
-        "resourcesToIgnore": s.resources_to_ignore,
-        "ignoredWorkloadTypes": s.ignored_workload_types,
-        "argoRollouts": inputs.argo_rollouts,
-        "coalesceWindow": s.coalesce_window.as_deref().unwrap_or("1s"),
-        "logFormat": s.log_format.as_deref().unwrap_or("json"),
-        "logLevel": s.log_level.as_deref().unwrap_or("info"),
-        "leaderElection": {"enabled": inputs.high_availability(), "leaseName": CHART_NAME},
-        "alerting": {
-            "enabled": inputs.alerting_enabled(),
-            "sink": s.alerting.webhook.sink.as_deref().unwrap_or("slack"),
-            "webhookUrlFile": WEBHOOK_URL_FILE,
-            "additionalInfo": s.alerting.webhook.additional_info,
-        },
-        "statefulSetOnDeleteRestart": inputs.stateful_set_on_delete_restart(),
-    });
-    // The controller must accept what the chart will mount.
-    let parsed: ControllerSettings = serde_json::from_value(controller_config.clone()).map_err(|e| {
-        vec![Violation { path: "$".into(), message: format!("the controller's config would be refused: {e}") }]
-    })?;
-    if let Err(e) = parsed.validate() {
-        return Err(vec![Violation {
-            path: format!("$.{}", e.setting),
-            message: format!("{:?} is refused by the controller: {}", e.value, e.message),
-        }]);
-    }
-    Ok(Converted {
-        reload_strategy: strategy,
-        selectors: json!({
-            "resourceLabelSelector": selector_value(&resource_sel),
-            "namespaceSelector": selector_value(&namespace_sel),
-        }),
-        watch_scope,
-        controller_config,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn inputs(settings: Value) -> Inputs {
-        Inputs::from_values(&json!({"podReloader": settings})).expect("inputs")
-    }
-
-    #[test]
-    fn deckhouse_spellings_reach_the_controller_as_reloader_spellings() {
-        let c = convert(&inputs(json!({
-            "reloadStrategy": "Annotations", "resourcesToIgnore": ["Secrets"], "ignoredWorkloadTypes": ["CronJob", "Job"],
-            "logFormat": "Text", "logLevel": "Debug",
-            "alerting": {"enabled": true, "webhook": {"url": "https://h.example/x", "sink": "GChat"}},
-        })))
-        .expect("valid");
-        let cfg = &c.controller_config;
-        assert_eq!(c.reload_strategy, "annotations");
-        assert_eq!(cfg["reloadStrategy"], "annotations");
-        assert_eq!(cfg["resourcesToIgnore"], json!(["secrets"]));
-        assert_eq!(cfg["ignoredWorkloadTypes"], json!(["cronjobs", "jobs"]));
-        assert_eq!((cfg["logFormat"].as_str(), cfg["logLevel"].as_str()), (Some("text"), Some("debug")));
-        assert_eq!(cfg["alerting"]["sink"], "gchat");
-        assert_eq!(convert(&inputs(json!({}))).expect("defaults").reload_strategy, "env-vars");
-    }
 
     #[test]
     fn reloader_spellings_are_refused_naming_the_setting() {
@@ -329,41 +187,10 @@ mod tests {
     }
 
     #[test]
-    fn selectors_become_match_expressions() {
-        let c =
-            convert(&inputs(json!({"resourceLabelSelector": "a=b, c notin (x,y),!d", "namespaceSelector": "team"})))
-                .expect("valid");
-        assert_eq!(
-            c.selectors["resourceLabelSelector"],
-            json!({"selector": "a=b,c notin (x,y),!d", "matchExpressions": [
-                {"key": "a", "operator": "In", "values": ["b"]},
-                {"key": "c", "operator": "NotIn", "values": ["x", "y"]},
-                {"key": "d", "operator": "DoesNotExist"}]})
-        );
-        assert_eq!(c.watch_scope["namespaceSelector"], "team");
-    }
-
-    #[test]
-    fn scoped_mode_drops_cluster_wide_filters() {
-        let c =
-            convert(&inputs(json!({"namespaces": ["shop"], "namespaceSelector": "a=b", "namespacesToIgnore": ["x"]})))
-                .expect("valid");
-        assert_eq!(c.watch_scope["mode"], "Namespaces");
-        assert_eq!(c.controller_config["namespaceSelector"], "");
-        assert_eq!(c.controller_config["namespacesToIgnore"], json!([]));
-    }
-
-    #[test]
     fn ha_from_setting_or_global() {
         let v = json!({"global": {"highAvailability": true}, "podReloader": {}});
         assert!(Inputs::from_values(&v).unwrap().high_availability());
         let v = json!({"global": {"highAvailability": true}, "podReloader": {"highAvailability": false}});
         assert!(!Inputs::from_values(&v).unwrap().high_availability());
-    }
-
-    #[test]
-    fn controller_refusals_are_violations() {
-        let e = convert(&inputs(json!({"coalesceWindow": "2m"}))).unwrap_err();
-        assert_eq!(e[0].path, "$.coalesceWindow");
     }
 }

@@ -1,0 +1,388 @@
+//! The state: owns the hashes and the follow index, turns watch messages
+//! into reload requests. Plain synchronous code: [`State::handle`] takes a
+//! message and returns the [`Effects`] to carry out (reloads, notices,
+//! readiness), which the task in `task` does. Single-threaded by design: no
+//! locks, and the order of events for one object is the order they arrive.
+
+mod effects;
+mod streams;
+mod task;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use pod_reloader_core::decision::{Decision, decide};
+use pod_reloader_core::facts::ResourceFacts;
+use pod_reloader_core::index::{FollowIndex, WorkloadEntry};
+use pod_reloader_core::patch::ReloadItem;
+use pod_reloader_core::policy::Problem;
+use pod_reloader_core::reconcile::reconcile;
+use pod_reloader_core::settings::ValidSettings;
+use pod_reloader_core::{ContentHash, ResourceKey, WorkloadKey};
+
+pub use effects::{Effect, Effects, Notice};
+use streams::{ListEnd, Streams};
+pub use task::{Outputs, run};
+
+use crate::messages::{Msg, PauseState, ReloadRequest, StreamId, Watched, Work};
+use crate::metrics::Metrics;
+
+/// What the InvalidAnnotation Warning says: first the keys at fault, then
+/// each problem. The apiserver keeps a note to 1 KiB (longer ones are cut,
+/// see `events`) and kube's recorder folds later Warnings of the same
+/// reason on the same workload into the first one, so the one note names
+/// every key before any quoted value.
+fn event_messages(problems: &[Problem]) -> Vec<String> {
+    let mut keys: Vec<&str> = Vec::new();
+    for p in problems {
+        if !keys.contains(&p.annotation.as_str()) {
+            keys.push(&p.annotation);
+        }
+    }
+    std::iter::once(format!("keys {}", keys.join(", "))).chain(problems.iter().map(ToString::to_string)).collect()
+}
+
+pub struct State {
+    settings: Arc<ValidSettings>,
+    resources: HashMap<ResourceKey, ResourceFacts>,
+    index: FollowIndex,
+    streams: Streams,
+    /// Namespaces matching the namespace selector; `None` when no selector is set.
+    selected_namespaces: Option<BTreeSet<String>>,
+    /// Counters and gauges are updated in place: they are in-memory only.
+    metrics: Arc<Metrics>,
+    /// Only the leader patches; a standby keeps its state warm.
+    leader: bool,
+}
+
+impl State {
+    pub fn new(settings: Arc<ValidSettings>, streams: Vec<StreamId>, metrics: Arc<Metrics>) -> Self {
+        let selected_namespaces = settings.namespace_selector.as_ref().map(|_| BTreeSet::new());
+        State {
+            settings,
+            resources: HashMap::new(),
+            index: FollowIndex::new(),
+            streams: Streams::new(streams),
+            selected_namespaces,
+            metrics,
+            leader: false,
+        }
+    }
+
+    /// Follows a leadership change: a replica becoming leader reconciles
+    /// every workload (once every stream has listed).
+    pub fn set_leader(&mut self, leader: bool) -> Effects {
+        let mut fx = Effects::default();
+        if leader != self.leader {
+            self.leader = leader;
+            tracing::info!(leader, "leadership changed");
+            if leader && self.streams.all_listed() {
+                self.reconcile_all(&mut fx);
+            }
+        }
+        fx
+    }
+
+    /// Takes one watch message; returns what to carry out.
+    pub fn handle(&mut self, msg: Msg) -> Effects {
+        let mut fx = Effects::default();
+        self.apply(msg, &mut fx);
+        fx
+    }
+
+    fn apply(&mut self, msg: Msg, fx: &mut Effects) {
+        match msg {
+            Msg::ListStarted(id) => self.streams.list_started(id),
+            Msg::ListDone(id) => self.list_done(id, fx),
+            Msg::StreamFailed(id, error) => {
+                // One warning when a stream turns unhealthy; the retries after it are debug.
+                if self.streams.failed(&id) {
+                    tracing::warn!(stream = %id, error = %error, "watch failed; retrying with backoff");
+                } else {
+                    tracing::debug!(stream = %id, error = %error, "watch still failing");
+                }
+                fx.push(Effect::Ready(self.streams.ready()));
+            }
+            Msg::ResourceApplied { key, facts, seen } => self.resource_applied(key, facts, seen, fx),
+            Msg::ResourceDeleted { key, seen } => self.resource_deleted(&key, seen, fx),
+            Msg::WorkloadApplied { entry, pause } => {
+                let stream = self.stream_of(Watched::Workload(entry.key.kind), &entry.key.namespace);
+                self.streams.mark_seen(&stream, format!("{}/{}", entry.key.namespace, entry.key.name));
+                self.event_seen(&stream, fx);
+                self.workload_applied(*entry, pause, fx);
+            }
+            Msg::WorkloadDeleted { key } => self.remove_workload(&key, fx),
+            Msg::NamespaceApplied { name } => {
+                self.streams.mark_seen(&StreamId { watched: Watched::Namespaces, namespace: None }, name.clone());
+                if let Some(set) = self.selected_namespaces.as_mut() {
+                    set.insert(name);
+                }
+            }
+            Msg::NamespaceDeleted { name } => {
+                if let Some(set) = self.selected_namespaces.as_mut() {
+                    set.remove(&name);
+                }
+            }
+        }
+    }
+
+    /// Compares every workload with the current hashes (after start-up, a
+    /// re-list, or a leadership change).
+    fn reconcile_all(&self, fx: &mut Effects) {
+        let mut keys: Vec<&WorkloadKey> = self.index.keys().collect();
+        // In a stable order, so the requests (and tests) do not depend on hashing.
+        keys.sort();
+        tracing::info!(workloads = keys.len(), "reconciling every workload with the current hashes");
+        for key in keys {
+            self.reconcile_one(key, fx);
+        }
+    }
+
+    /// Level-triggered check of one workload: rolls what changed while
+    /// nobody watched, records a baseline for what it has never rolled to.
+    fn reconcile_one(&self, key: &WorkloadKey, fx: &mut Effects) {
+        if !self.leader || self.namespace_filtered_out(&key.namespace) {
+            return;
+        }
+        let Some(entry) = self.index.get(key) else {
+            return;
+        };
+        let ns = &key.namespace;
+        let resources = &self.resources;
+        let plan = reconcile(
+            entry,
+            |kind, name| resources.get(&ResourceKey::new(kind, ns.clone(), name)).copied(),
+            // Only for workloads with a reload list. A scan of the hash table
+            // (no per-namespace name index is kept: it would cost memory for
+            // every object to serve the rare list holder at start-up).
+            |kind| {
+                resources
+                    .keys()
+                    .filter(|k| k.kind == kind && k.namespace == *ns)
+                    .map(|k| k.name.clone())
+                    .collect::<Vec<_>>()
+            },
+            self.settings.auto_reload_all,
+            self.settings.record_key.as_ref(),
+        );
+        if plan.is_empty() {
+            return;
+        }
+        let (pause_period, rollout_strategy) = (entry.policy.pause_period, entry.policy.rollout_strategy);
+        let seen = Instant::now();
+        let works = plan
+            .reloads
+            .into_iter()
+            .map(|item| {
+                tracing::info!(workload = %key, resource = %item.resource, "content differs from what the workload last rolled to");
+                Work::Reload(item)
+            })
+            .chain(plan.baseline.into_iter().map(|(k, h)| Work::Baseline(k, h)));
+        for work in works {
+            fx.reload(ReloadRequest { workload: key.clone(), work, pause_period, rollout_strategy, seen });
+        }
+    }
+
+    fn namespace_filtered_out(&self, ns: &str) -> bool {
+        self.namespace_ignored(ns) || self.selected_namespaces.as_ref().is_some_and(|s| !s.contains(ns))
+    }
+
+    fn namespace_ignored(&self, ns: &str) -> bool {
+        self.settings.namespaces_to_ignore.contains(ns)
+    }
+
+    /// The stream an object of `watched` in `namespace` arrives on.
+    fn stream_of(&self, watched: Watched, namespace: &Arc<str>) -> StreamId {
+        let namespace = if self.settings.namespaces.is_empty() { None } else { Some(namespace.clone()) };
+        StreamId { watched, namespace }
+    }
+
+    /// An event arrived on `stream`: a stream that failed is healthy again.
+    fn event_seen(&mut self, stream: &StreamId, fx: &mut Effects) {
+        if self.streams.event_seen(stream) {
+            fx.push(Effect::Ready(self.streams.ready()));
+        }
+    }
+
+    fn resource_applied(&mut self, key: ResourceKey, facts: ResourceFacts, seen: Instant, fx: &mut Effects) {
+        let stream = self.stream_of(Watched::Resource(key.kind), &key.namespace);
+        self.streams.mark_seen(&stream, format!("{}/{}", key.namespace, key.name));
+        self.event_seen(&stream, fx);
+        if self.namespace_ignored(&key.namespace) {
+            return;
+        }
+        let old = self.resources.insert(key.clone(), facts);
+        if old.is_none() {
+            self.metrics.watched.with_label_values(&[key.kind.as_str()]).inc();
+        }
+        if !self.streams.listed(&stream) || !self.streams.all_listed() {
+            return; // initial state, not a change
+        }
+        match old {
+            Some(old) if old.hash == facts.hash => {
+                self.metrics.skipped.with_label_values(&["no_data_change"]).inc();
+            }
+            Some(_) => self.changed(&key, Some(facts.hash), &facts, seen, fx),
+            None if self.settings.reload_on_create => self.changed(&key, Some(facts.hash), &facts, seen, fx),
+            None => {}
+        }
+    }
+
+    fn resource_deleted(&mut self, key: &ResourceKey, seen: Instant, fx: &mut Effects) {
+        if let Some(old) = self.resources.remove(key) {
+            self.metrics.watched.with_label_values(&[key.kind.as_str()]).dec();
+            if self.settings.reload_on_delete && self.streams.all_listed() {
+                self.changed(key, None, &old, seen, fx);
+            }
+        }
+    }
+
+    fn count(&self, kind: pod_reloader_core::ResourceKind) -> usize {
+        self.resources.keys().filter(|k| k.kind == kind).count()
+    }
+
+    fn list_done(&mut self, id: StreamId, fx: &mut Effects) {
+        let end = self.streams.list_done(&id);
+        if matches!(end, ListEnd::Unknown) {
+            return;
+        }
+        fx.push(Effect::Ready(self.streams.ready()));
+        fx.push(Effect::ReleaseFreeHeap);
+        let seen = match end {
+            ListEnd::Relist(seen) => seen,
+            ListEnd::First | ListEnd::Unknown => {
+                if self.streams.all_listed() {
+                    self.reconcile_all(fx);
+                    tracing::info!(
+                        configmaps = self.count(pod_reloader_core::ResourceKind::ConfigMap),
+                        secrets = self.count(pod_reloader_core::ResourceKind::Secret),
+                        workloads = self.index.len(),
+                        "initial sync complete; ready"
+                    );
+                }
+                return;
+            }
+        };
+        // A re-list after a watch gap: whatever was not listed again is gone.
+        let in_scope = |ns: &str| id.namespace.as_deref().is_none_or(|s| s == ns);
+        let missing =
+            |namespace: &str, name: &str| in_scope(namespace) && !seen.contains(&format!("{namespace}/{name}"));
+        match id.watched {
+            Watched::Resource(kind) => {
+                let mut gone: Vec<ResourceKey> = self
+                    .resources
+                    .keys()
+                    .filter(|k| k.kind == kind && missing(&k.namespace, &k.name))
+                    .cloned()
+                    .collect();
+                gone.sort();
+                for key in gone {
+                    tracing::info!(resource = %key, "deleted while the watch was down");
+                    self.resource_deleted(&key, Instant::now(), fx);
+                }
+            }
+            Watched::Workload(kind) => {
+                let gone: Vec<WorkloadKey> =
+                    self.index.keys().filter(|k| k.kind == kind && missing(&k.namespace, &k.name)).cloned().collect();
+                for key in gone {
+                    self.remove_workload(&key, fx);
+                }
+            }
+            Watched::Namespaces => {
+                if let Some(set) = self.selected_namespaces.as_mut() {
+                    set.retain(|n| seen.contains(n));
+                }
+            }
+        }
+        // Once every stream that re-listed is done, compare every workload once.
+        if self.streams.all_listed() && !self.streams.relisting() {
+            self.reconcile_all(fx);
+        }
+    }
+
+    fn workload_applied(&mut self, entry: WorkloadEntry, pause: PauseState, fx: &mut Effects) {
+        let old = self.index.get(&entry.key);
+        // The policy is shared while its annotations stay the same: nothing to report again.
+        let same_policy = old.is_some_and(|o| Arc::ptr_eq(&o.policy, &entry.policy));
+        let old_problems = old.map(|o| o.policy.problems.as_slice()).unwrap_or_default();
+        let was_paused_by_us = old.is_some_and(|o| o.policy.paused_at.is_some());
+        if !same_policy && !entry.policy.problems.is_empty() && entry.policy.problems != old_problems {
+            for p in &entry.policy.problems {
+                tracing::warn!(workload = %entry.key, problem = %p, "malformed annotation");
+            }
+            self.metrics.reload_errors.with_label_values(&["invalid_annotation"]).inc();
+            let messages = event_messages(&entry.policy.problems);
+            fx.notice(Notice::InvalidAnnotations { workload: entry.key.clone(), messages });
+        }
+        if let (true, Some(key), Some(period), Some(at)) =
+            (pause.paused, pause.paused_at_key, entry.policy.pause_period, entry.policy.paused_at.clone())
+        {
+            fx.notice(Notice::ScheduleResume {
+                workload: entry.key.clone(),
+                paused_at_key: key,
+                period,
+                paused_at: at,
+            });
+        } else if was_paused_by_us {
+            fx.notice(Notice::CancelResume { workload: entry.key.clone() });
+        }
+        let key = entry.key.clone();
+        if self.index.upsert(entry).is_none() {
+            self.metrics.watched.with_label_values(&[key.kind.as_str()]).inc();
+        }
+        if self.streams.all_listed() {
+            self.reconcile_one(&key, fx);
+        }
+    }
+
+    fn remove_workload(&mut self, key: &WorkloadKey, fx: &mut Effects) {
+        if let Some(old) = self.index.remove(key) {
+            self.metrics.watched.with_label_values(&[key.kind.as_str()]).dec();
+            if old.policy.paused_at.is_some() {
+                fx.notice(Notice::CancelResume { workload: key.clone() });
+            }
+        }
+    }
+
+    /// A followed resource's content changed (or it was created/deleted):
+    /// every workload that follows it gets a reload request. `facts` are its
+    /// new facts, or its last ones when it was deleted (`hash` is `None`).
+    fn changed(
+        &self,
+        key: &ResourceKey,
+        hash: Option<ContentHash>,
+        facts: &ResourceFacts,
+        seen: Instant,
+        fx: &mut Effects,
+    ) {
+        if !self.leader {
+            return; // the leader, or the next one at its reconciliation, rolls it
+        }
+        if let Some(selected) = &self.selected_namespaces
+            && !selected.contains(&*key.namespace)
+        {
+            self.metrics.skipped.with_label_values(&["namespace_not_selected"]).inc();
+            return;
+        }
+        for entry in self.index.candidates(key) {
+            match decide(entry, key.kind, &key.name, Some(facts), self.settings.auto_reload_all) {
+                Decision::Reload { container, why } => {
+                    tracing::debug!(workload = %entry.key, resource = %key, reason = %why, "reload requested");
+                    fx.reload(ReloadRequest {
+                        workload: entry.key.clone(),
+                        work: Work::Reload(ReloadItem { resource: key.clone(), hash, container }),
+                        pause_period: entry.policy.pause_period,
+                        rollout_strategy: entry.policy.rollout_strategy,
+                        seen,
+                    });
+                }
+                Decision::Skip(skip) => {
+                    tracing::debug!(workload = %entry.key, resource = %key, reason = %skip, "not reloaded");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! The state on plain values: messages in, effects out, no cluster.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use pod_reloader_core::record::{RECORD_ANNOTATION, Record};
+use pod_reloader_core::settings::Settings;
+use pod_reloader_core::{ResourceKind, WorkloadKind};
+use serde_json::json;
+
+use super::*;
+
+const CM: Watched = Watched::Resource(ResourceKind::ConfigMap);
+const DEPLOY: Watched = Watched::Workload(WorkloadKind::Deployment);
+
+fn stream(watched: Watched) -> StreamId {
+    StreamId { watched, namespace: None }
+}
+
+/// A state watching ConfigMaps and Deployments cluster-wide (and
+/// Namespaces when a selector is set), leader, under `settings`.
+fn state_with(edit: impl FnOnce(&mut Settings)) -> State {
+    let mut s = Settings::default();
+    edit(&mut s);
+    let settings = Arc::new(s.validate().expect("valid settings"));
+    let mut streams = vec![stream(CM), stream(DEPLOY)];
+    if settings.namespace_selector.is_some() {
+        streams.push(stream(Watched::Namespaces));
+    }
+    let mut state = State::new(settings, streams, Arc::new(Metrics::new()));
+    assert!(state.set_leader(true).is_empty(), "nothing listed yet: nothing to reconcile");
+    state
+}
+
+fn state() -> State {
+    state_with(|_| {})
+}
+
+fn cm_key(ns: &str, name: &str) -> ResourceKey {
+    ResourceKey::new(ResourceKind::ConfigMap, ns, name)
+}
+
+fn facts(content: &str) -> ResourceFacts {
+    ResourceFacts { hash: ContentHash::of(content.as_bytes()), ignored: false, matched: false }
+}
+
+fn cm_applied(ns: &str, name: &str, content: &str) -> Msg {
+    Msg::ResourceApplied { key: cm_key(ns, name), facts: facts(content), seen: Instant::now() }
+}
+
+fn cm_deleted(ns: &str, name: &str) -> Msg {
+    Msg::ResourceDeleted { key: cm_key(ns, name), seen: Instant::now() }
+}
+
+/// A Deployment `ns/name` with `auto` (and `extra` annotations) using
+/// ConfigMap `cfg` through envFrom, with the rolled-to `record`.
+fn deployment(ns: &str, name: &str, extra: &[(&str, &str)], record: &Record) -> WorkloadEntry {
+    let mut meta = BTreeMap::from([("reloader.stakater.com/auto".to_string(), "true".to_string())]);
+    meta.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    if !record.is_empty() {
+        meta.insert(RECORD_ANNOTATION.into(), record.render(None));
+    }
+    let t: PodTemplateSpec = serde_json::from_value(json!({"spec": {"containers": [
+        {"name": "app", "envFrom": [{"configMapRef": {"name": "cfg"}}]}
+    ]}}))
+    .unwrap();
+    WorkloadEntry::from_object(WorkloadKey::new(WorkloadKind::Deployment, ns, name), &meta, Some(&t))
+}
+
+fn applied(entry: WorkloadEntry) -> Msg {
+    Msg::WorkloadApplied { entry: Box::new(entry), pause: PauseState::default() }
+}
+
+/// A record saying the workload rolled to ConfigMap `cfg` with `content`.
+fn rolled_to(content: &str) -> Record {
+    let mut r = Record::new();
+    r.set(ResourceKind::ConfigMap, "cfg", ContentHash::of(content.as_bytes()), None);
+    r
+}
+
+/// The reloads as `(workload name, resource name, hash)`; baselines as hash `"baseline"`.
+fn reloads(fx: &Effects) -> Vec<(String, String, String)> {
+    fx.reloads()
+        .map(|r| match &r.work {
+            Work::Reload(i) => (
+                r.workload.name.to_string(),
+                i.resource.name.to_string(),
+                i.hash.map_or_else(|| "deleted".to_string(), |h| h.to_hex()),
+            ),
+            Work::Baseline(k, _) => (r.workload.name.to_string(), k.name.to_string(), "baseline".into()),
+        })
+        .collect()
+}
+
+fn hex(content: &str) -> String {
+    ContentHash::of(content.as_bytes()).to_hex()
+}
+
+fn one(workload: &str, content: &str) -> Vec<(String, String, String)> {
+    vec![(workload.into(), "cfg".into(), hex(content))]
+}
+
+/// Lists `cfg` in `ns` with `v1` and Deployment `web` (rolled to `v1`).
+fn listed(state: &mut State, ns: &str) -> Effects {
+    let _ = state.handle(Msg::ListStarted(stream(CM)));
+    let _ = state.handle(cm_applied(ns, "cfg", "v1"));
+    let _ = state.handle(Msg::ListDone(stream(CM)));
+    let _ = state.handle(Msg::ListStarted(stream(DEPLOY)));
+    let _ = state.handle(applied(deployment(ns, "web", &[], &rolled_to("v1"))));
+    state.handle(Msg::ListDone(stream(DEPLOY)))
+}
+
+#[test]
+fn start_up_rolls_nothing_before_every_stream_listed() {
+    let mut s = state();
+    let _ = s.handle(Msg::ListStarted(stream(CM)));
+    let _ = s.handle(cm_applied("ns", "cfg", "v1"));
+    let fx = s.handle(Msg::ListDone(stream(CM)));
+    assert_eq!(fx.ready(), Some(false), "Deployments not listed yet");
+    // A change while the Deployments are still listing: initial state, not a change.
+    let fx = s.handle(cm_applied("ns", "cfg", "v2"));
+    assert!(reloads(&fx).is_empty());
+    let _ = s.handle(Msg::ListStarted(stream(DEPLOY)));
+    let fx = s.handle(applied(deployment("ns", "web", &[], &rolled_to("v1"))));
+    assert!(reloads(&fx).is_empty(), "no reconciliation before the initial sync");
+    let fx = s.handle(Msg::ListDone(stream(DEPLOY)));
+    assert_eq!(fx.ready(), Some(true));
+    assert_eq!(reloads(&fx), one("web", "v2"), "the initial reconciliation rolls what changed meanwhile, once");
+}
+
+#[test]
+fn a_change_reloads_and_a_no_change_update_does_not() {
+    let mut s = state();
+    assert!(reloads(&listed(&mut s, "ns")).is_empty(), "in sync at start-up");
+    assert!(reloads(&s.handle(cm_applied("ns", "cfg", "v1"))).is_empty(), "same content");
+    assert_eq!(s.metrics.skipped.with_label_values(&["no_data_change"]).get(), 1);
+    assert_eq!(reloads(&s.handle(cm_applied("ns", "cfg", "v2"))), one("web", "v2"));
+    let fx = s.handle(cm_applied("ns", "other", "x"));
+    assert!(reloads(&fx).is_empty(), "not followed: {fx:?}");
+}
+
+#[test]
+fn reload_on_create_and_delete_follow_the_settings() {
+    for (on_create, on_delete) in [(false, false), (true, true)] {
+        let mut s = state_with(|s| {
+            s.reload_on_create = on_create;
+            s.reload_on_delete = on_delete;
+        });
+        let _ = listed(&mut s, "ns");
+        let deleted = reloads(&s.handle(cm_deleted("ns", "cfg")));
+        let created = reloads(&s.handle(cm_applied("ns", "cfg", "v3")));
+        if on_delete {
+            assert_eq!(deleted, vec![("web".into(), "cfg".into(), "deleted".into())]);
+        } else {
+            assert!(deleted.is_empty(), "{deleted:?}");
+        }
+        if on_create {
+            assert_eq!(created, one("web", "v3"));
+        } else {
+            assert!(created.is_empty(), "{created:?}");
+        }
+        // Deleting what is not held does nothing either way.
+        assert!(s.handle(cm_deleted("ns", "never")).is_empty());
+    }
+}
+
+#[test]
+fn an_object_missing_from_a_relist_was_deleted() {
+    let mut s = state_with(|s| s.reload_on_delete = true);
+    let _ = listed(&mut s, "ns");
+    let _ = s.handle(cm_applied("ns", "gone", "g"));
+    let _ = s.handle(Msg::StreamFailed(stream(CM), "connection refused".into()));
+    let _ = s.handle(Msg::ListStarted(stream(CM)));
+    let _ = s.handle(cm_applied("ns", "gone", "g"));
+    let fx = s.handle(Msg::ListDone(stream(CM)));
+    assert_eq!(fx.ready(), Some(true));
+    assert_eq!(
+        reloads(&fx),
+        vec![("web".into(), "cfg".into(), "deleted".into())],
+        "cfg was not listed again: deleted while away (and nothing else rolls)"
+    );
+    assert!(!s.resources.contains_key(&cm_key("ns", "cfg")));
+    assert!(s.resources.contains_key(&cm_key("ns", "gone")));
+}
+
+#[test]
+fn a_workload_missing_from_a_relist_is_removed() {
+    let mut s = state();
+    let _ = listed(&mut s, "ns");
+    let _ = s.handle(Msg::ListStarted(stream(DEPLOY)));
+    let fx = s.handle(Msg::ListDone(stream(DEPLOY)));
+    assert!(reloads(&fx).is_empty());
+    assert_eq!(s.index.len(), 0);
+    assert!(reloads(&s.handle(cm_applied("ns", "cfg", "v2"))).is_empty(), "nobody follows cfg any more");
+}
+
+#[test]
+fn a_relist_reconciles_what_changed_during_the_gap() {
+    let mut s = state();
+    let _ = listed(&mut s, "ns");
+    let _ = s.handle(Msg::ListStarted(stream(CM)));
+    let fx = s.handle(cm_applied("ns", "cfg", "v2"));
+    assert_eq!(reloads(&fx), one("web", "v2"), "a changed object during a re-list is a change");
+    let fx = s.handle(Msg::ListDone(stream(CM)));
+    // The index still holds the record of v1: the reconciliation asks again;
+    // the reloader finds the workload current by its record and rolls once.
+    assert_eq!(reloads(&fx), one("web", "v2"));
+}
+
+#[test]
+fn a_standby_rolls_nothing_and_a_new_leader_reconciles_everything() {
+    let mut s = state();
+    let _ = s.set_leader(false);
+    assert!(reloads(&listed(&mut s, "ns")).is_empty());
+    let _ = s.handle(applied(deployment("ns", "fresh", &[], &Record::new())));
+    assert!(reloads(&s.handle(cm_applied("ns", "cfg", "v2"))).is_empty(), "a standby keeps its state warm only");
+    let fx = s.set_leader(true);
+    assert_eq!(
+        reloads(&fx),
+        vec![("fresh".into(), "cfg".into(), "baseline".into()), ("web".into(), "cfg".into(), hex("v2"))],
+        "every workload compared: a baseline for the one never rolled, a reload for the stale one"
+    );
+    assert!(s.set_leader(true).is_empty(), "no change, nothing to do");
+    assert!(s.set_leader(false).is_empty());
+}
+
+#[test]
+fn namespace_selection_skips_unselected_namespaces() {
+    let mut s = state_with(|s| s.namespace_selector = "team=a".into());
+    let _ = s.handle(Msg::ListStarted(stream(Watched::Namespaces)));
+    let _ = s.handle(Msg::NamespaceApplied { name: "selected".into() });
+    let _ = s.handle(Msg::ListDone(stream(Watched::Namespaces)));
+    let _ = listed(&mut s, "selected");
+    let _ = s.handle(cm_applied("other", "cfg", "v1"));
+    let _ = s.handle(applied(deployment("other", "web", &[], &rolled_to("v1"))));
+
+    assert_eq!(reloads(&s.handle(cm_applied("selected", "cfg", "v2"))), one("web", "v2"));
+    assert!(reloads(&s.handle(cm_applied("other", "cfg", "v2"))).is_empty());
+    assert_eq!(s.metrics.skipped.with_label_values(&["namespace_not_selected"]).get(), 1);
+
+    // The namespace gets the label: its workloads are followed from now on.
+    let _ = s.handle(Msg::NamespaceApplied { name: "other".into() });
+    assert_eq!(reloads(&s.handle(cm_applied("other", "cfg", "v3"))), one("web", "v3"));
+    // And loses it again.
+    let _ = s.handle(Msg::NamespaceDeleted { name: "other".into() });
+    assert!(reloads(&s.handle(cm_applied("other", "cfg", "v4"))).is_empty());
+    // A workload seen in an unselected namespace is not reconciled either.
+    let fx = s.handle(applied(deployment("other", "late", &[], &Record::new())));
+    assert!(reloads(&fx).is_empty(), "{fx:?}");
+}
+
+#[test]
+fn invalid_annotations_are_noticed_once_per_policy_change() {
+    let mut s = state();
+    let _ = listed(&mut s, "ns");
+    let bad = [("configmap.reloader.stakater.com/reload", "[bad")];
+    let invalid = |fx: &Effects| fx.notices().filter(|n| matches!(n, Notice::InvalidAnnotations { .. })).count();
+
+    let first = deployment("ns", "web", &bad, &rolled_to("v1"));
+    let fx = s.handle(applied(first.clone()));
+    assert_eq!(invalid(&fx), 1);
+    let Some(Notice::InvalidAnnotations { messages, .. }) = fx.notices().next() else { panic!("{fx:?}") };
+    assert_eq!(messages[0], "keys configmap.reloader.stakater.com/reload");
+    assert_eq!(invalid(&s.handle(applied(first))), 0, "the same policy (a status update): no new notice");
+    // Parsed anew from the same annotations: the same problems, no new notice.
+    assert_eq!(invalid(&s.handle(applied(deployment("ns", "web", &bad, &rolled_to("v1"))))), 0);
+    let other = [("configmap.reloader.stakater.com/reload", "(other")];
+    assert_eq!(invalid(&s.handle(applied(deployment("ns", "web", &other, &rolled_to("v1"))))), 1, "new problems");
+    assert_eq!(invalid(&s.handle(applied(deployment("ns", "web", &[], &rolled_to("v1"))))), 0, "fixed");
+    assert_eq!(s.metrics.reload_errors.with_label_values(&["invalid_annotation"]).get(), 2);
+}
+
+#[test]
+fn a_paused_deployment_gets_its_resume_and_loses_it_when_deleted() {
+    let mut s = state();
+    let _ = listed(&mut s, "ns");
+    let paused = [
+        ("deployment.reloader.stakater.com/pause-period", "5m"),
+        ("deployment.reloader.stakater.com/paused-at", "2026-11-29T00:00:00Z"),
+    ];
+    let pause = PauseState { paused: true, paused_at_key: Some("deployment.reloader.stakater.com/paused-at") };
+    let entry = deployment("ns", "web", &paused, &rolled_to("v1"));
+    let fx = s.handle(Msg::WorkloadApplied { entry: Box::new(entry), pause });
+    assert!(matches!(fx.notices().next(), Some(Notice::ScheduleResume { period, .. }) if period.as_secs() == 300));
+    let fx = s.handle(Msg::WorkloadDeleted { key: WorkloadKey::new(WorkloadKind::Deployment, "ns", "web") });
+    assert!(matches!(fx.notices().next(), Some(Notice::CancelResume { .. })), "{fx:?}");
+}
+
+#[test]
+fn a_failing_stream_makes_the_replica_unready_until_it_hears_again() {
+    let mut s = state();
+    let _ = listed(&mut s, "ns");
+    let fx = s.handle(Msg::StreamFailed(stream(CM), "gone".into()));
+    assert_eq!(fx.ready(), Some(false));
+    let fx = s.handle(Msg::StreamFailed(stream(CM), "gone".into()));
+    assert_eq!(fx.ready(), Some(false));
+    let fx = s.handle(cm_applied("ns", "cfg", "v1"));
+    assert_eq!(fx.ready(), Some(true), "an event on the stream: healthy again");
+}
+
+#[test]
+fn the_note_names_every_key_first() {
+    let meta: BTreeMap<String, String> = [
+        ("reloader.stakater.com/auto", "x".repeat(10_000)),
+        ("configmap.reloader.stakater.com/reload", "[bad".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let policy = pod_reloader_core::policy::WorkloadPolicy::parse(&meta, &Default::default());
+    let messages = event_messages(&policy.problems);
+    assert_eq!(messages[0], "keys reloader.stakater.com/auto, configmap.reloader.stakater.com/reload");
+    assert_eq!(messages.len(), 1 + policy.problems.len());
+    assert!(messages.iter().all(|m| m.len() < 400), "values are cut: {messages:?}");
+}
