@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::{Api, Client};
@@ -356,6 +356,7 @@ impl OnDeleteRestarts {
                 if !*self.leader.borrow() {
                     return Ok(Look::CatchingUp); // this task is about to be stopped
                 }
+                let pod_uid_for_event = pod_uid.clone();
                 let params = DeleteParams {
                     preconditions: Some(Preconditions { uid: pod_uid, resource_version: None }),
                     ..Default::default()
@@ -380,7 +381,17 @@ impl OnDeleteRestarts {
                     state.update_revision,
                     state.replicas
                 );
-                self.events.publish(&reference(key, set.metadata.uid.clone()), false, "OnDeleteRestart", note).await;
+                // The pod as the related object: one Event per pod, not one series for the StatefulSet.
+                let pod_ref = ObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    name: Some(name.clone()),
+                    namespace: Some(key.namespace.to_string()),
+                    uid: pod_uid_for_event,
+                    ..Default::default()
+                };
+                let regarding = reference(key, set.metadata.uid.clone());
+                self.events.publish_related(&regarding, Some(pod_ref), false, "OnDeleteRestart", note).await;
                 Ok(Look::Deleted)
             }
             wait => Ok(Look::Wait(wait)),
