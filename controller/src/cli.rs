@@ -208,6 +208,7 @@ mod tests {
         ("alerting.enabled", "alert_on_reload"),
         ("alerting.sink", "alert_sink"),
         ("alerting.additionalInfo", "alert_additional_info"),
+        ("statefulSetOnDeleteRestart", "statefulset_on_delete_restart"),
     ];
     const FILE_ONLY: &[&str] = &["leaderElection.leaseName", "alerting.webhookUrlFile"];
 
