@@ -94,6 +94,11 @@ pub struct RunFlags {
     /// replacement is Ready) so they restart; false: only patch the template.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = go_bool)]
     pub statefulset_on_delete_restart: Option<bool>,
+    /// A reloaded CronJob also starts a Job from its new template at once, as
+    /// Stakater Reloader does (false: the job template is patched only); the
+    /// CronJob annotation pod-reloader.deckhouse.io/cronjob-trigger overrides it.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = go_bool)]
+    pub cronjob_trigger: Option<bool>,
     /// Reloader's; accepted, nothing to do: every start reconciles (see the start log).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = go_bool)]
     pub sync_after_restart: Option<bool>,
@@ -153,6 +158,7 @@ impl RunFlags {
         set(&mut s.log_level, &self.log_level);
         set(&mut s.record_key_file, &self.record_key_file);
         set(&mut s.stateful_set_on_delete_restart, &self.statefulset_on_delete_restart);
+        set(&mut s.cron_job_trigger, &self.cronjob_trigger);
         s
     }
 }
@@ -209,6 +215,7 @@ mod tests {
         ("alerting.sink", "alert_sink"),
         ("alerting.additionalInfo", "alert_additional_info"),
         ("statefulSetOnDeleteRestart", "statefulset_on_delete_restart"),
+        ("cronJobTrigger", "cronjob_trigger"),
     ];
     const FILE_ONLY: &[&str] = &["leaderElection.leaseName", "alerting.webhookUrlFile"];
 

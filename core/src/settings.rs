@@ -44,6 +44,9 @@ pub struct Settings {
     /// After a reload patches a StatefulSet with `updateStrategy: OnDelete`,
     /// delete its pods one at a time so they restart (see `ondelete`).
     pub stateful_set_on_delete_restart: bool,
+    /// A reloaded CronJob also starts a Job at once (Reloader's behaviour);
+    /// the annotation `pod-reloader.deckhouse.io/cronjob-trigger` overrides it.
+    pub cron_job_trigger: bool,
 }
 
 impl Default for Settings {
@@ -67,6 +70,7 @@ impl Default for Settings {
             alerting: AlertingSettings::default(),
             record_key_file: String::new(),
             stateful_set_on_delete_restart: true,
+            cron_job_trigger: false,
         }
     }
 }
@@ -164,6 +168,7 @@ pub struct ValidSettings {
     /// leaves it empty and the controller fills it in when it loads the file.
     pub record_key: Option<crate::record::RecordKey>,
     pub stateful_set_on_delete_restart: bool,
+    pub cron_job_trigger: bool,
 }
 
 fn dns_label(setting: &'static str, name: &str) -> Result<(), SettingsError> {
@@ -307,6 +312,7 @@ impl Settings {
             alerting,
             record_key: None,
             stateful_set_on_delete_restart: self.stateful_set_on_delete_restart,
+            cron_job_trigger: self.cron_job_trigger,
         })
     }
 }

@@ -39,6 +39,7 @@ pub struct ModuleSettings {
     pub log_level: Option<String>,
     pub high_availability: Option<bool>,
     pub stateful_set_on_delete_restart: Option<bool>,
+    pub cron_job_trigger: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -157,6 +158,11 @@ impl Inputs {
     /// module's default: the controller's).
     pub fn stateful_set_on_delete_restart(&self) -> bool {
         self.settings.stateful_set_on_delete_restart.unwrap_or(Settings::default().stateful_set_on_delete_restart)
+    }
+
+    /// Reloaded CronJobs start a Job at once (off by default, the controller's default).
+    pub fn cron_job_trigger(&self) -> bool {
+        self.settings.cron_job_trigger.unwrap_or(Settings::default().cron_job_trigger)
     }
 
     pub fn alerting_enabled(&self) -> bool {
