@@ -4,6 +4,7 @@
 mod alerts;
 mod cli;
 mod config;
+mod cronjob_trigger;
 mod events;
 mod explain;
 mod followup;
@@ -167,6 +168,9 @@ async fn run(listen_address: String, settings: ValidSettings) -> anyhow::Result<
         let restarts = OnDeleteRestarts::new(client.clone(), leadership.receiver.clone());
         tokio::spawn(restarts.clone().run(settings.namespaces.clone()));
         followups.on_delete = Some(restarts);
+    }
+    if settings.workload_kinds.contains(&WorkloadKind::CronJob) {
+        followups.cron_jobs = Some(cronjob_trigger::CronJobTrigger::new(client.clone(), settings.cron_job_trigger));
     }
     let reloader = Arc::new(
         Reloader::new(client.clone(), settings.strategy, metrics.clone(), alerter)

@@ -13,6 +13,8 @@
 //! - Pods: list/delete, only with `statefulSetOnDeleteRestart` (default on) and
 //!   StatefulSets not ignored: the pods of an OnDelete StatefulSet are deleted
 //!   in order after a reload (never get, watch or patch).
+//! - Jobs create alone when Jobs are ignored but `cronJobTrigger` makes a
+//!   reloaded CronJob start one (controller/src/cronjob_trigger.rs).
 //! - Events: events.k8s.io create/patch (kube's Recorder writes only
 //!   `events.k8s.io/v1` Events; a repeated Event is patched).
 //! - Namespaces list/watch only with a `namespaceSelector` (cluster-wide).
@@ -49,6 +51,9 @@ pub fn namespaced_rules(inputs: &Inputs) -> Vec<Value> {
     }
     if inputs.workload_enabled("jobs") {
         rules.push(rule("batch", &["jobs"], &["get", "list", "watch", "create", "delete", "patch"]));
+    } else if inputs.workload_enabled("cronjobs") && inputs.cron_job_trigger() {
+        // Jobs are not reloaded, but reloaded CronJobs start one (cronJobTrigger).
+        rules.push(rule("batch", &["jobs"], &["create"]));
     }
     if inputs.workload_enabled("rollouts") {
         rules.push(rule("argoproj.io", &["rollouts"], &["get", "list", "watch", "patch"]));
@@ -178,6 +183,22 @@ mod tests {
         assert!(has_pods(json!({"statefulSetOnDeleteRestart": true})));
         assert!(!has_pods(json!({"statefulSetOnDeleteRestart": false})));
         assert!(!has_pods(json!({"ignoredWorkloadTypes": ["StatefulSet"]})), "no StatefulSets, no restarts");
+    }
+
+    #[test]
+    fn jobs_create_alone_for_cronjob_runs_when_jobs_are_ignored() {
+        let jobs = |settings: Value| {
+            let r = rbac(&inputs(settings, false));
+            r["clusterRules"].as_array().unwrap().iter().find(|r| r["resources"] == json!(["jobs"])).cloned()
+        };
+        assert_eq!(jobs(json!({"ignoredWorkloadTypes": ["Job"]})), None);
+        assert_eq!(
+            jobs(json!({"ignoredWorkloadTypes": ["Job"], "cronJobTrigger": true})).unwrap()["verbs"],
+            json!(["create"])
+        );
+        assert_eq!(jobs(json!({"ignoredWorkloadTypes": ["Job", "CronJob"], "cronJobTrigger": true})), None);
+        let all = jobs(json!({"cronJobTrigger": true})).unwrap();
+        assert_eq!(all["verbs"], json!(["get", "list", "watch", "create", "delete", "patch"]), "Jobs reloaded too");
     }
 
     #[test]

@@ -542,7 +542,8 @@ class Checker:
         expected_keys = {"reloadStrategy", "reloadOnCreate", "reloadOnDelete", "autoReloadAll", "namespaces",
                          "namespacesToIgnore", "namespaceSelector", "resourceLabelSelector", "resourcesToIgnore",
                          "ignoredWorkloadTypes", "argoRollouts", "coalesceWindow", "logFormat", "logLevel",
-                         "leaderElection", "alerting", "statefulSetOnDeleteRestart"}
+                         "leaderElection", "alerting", "statefulSetOnDeleteRestart",
+                         "cronJobTrigger"}
         self.expect(set(cfg) == expected_keys, f"config keys differ: {sorted(set(cfg) ^ expected_keys)}")
         # Deckhouse's spellings in the settings, Reloader's in the controller's config.
         for k in ("reloadStrategy", "logFormat", "logLevel"):
@@ -552,7 +553,7 @@ class Checker:
             want = [CONTROLLER_SPELLING[k][x] for x in self.v[k]]
             self.expect(cfg.get(k) == want, f"config {k}={cfg.get(k)!r}, want {want!r} for {self.v[k]!r}")
         for k in ("reloadOnCreate", "reloadOnDelete", "autoReloadAll", "resourceLabelSelector", "coalesceWindow",
-                  "namespaces", "statefulSetOnDeleteRestart"):
+                  "namespaces", "statefulSetOnDeleteRestart", "cronJobTrigger"):
             self.expect(cfg.get(k) == self.v[k], f"config {k}={cfg.get(k)!r}, settings {self.v[k]!r}")
         scoped = bool(self.v["namespaces"])
         self.expect(cfg.get("namespaceSelector") == ("" if scoped else self.v["namespaceSelector"]), "namespaceSelector in config")
@@ -660,6 +661,8 @@ class Checker:
             want[("batch", "cronjobs")] = {"get", "list", "watch", "patch"}
         if "jobs" not in ignored:
             want[("batch", "jobs")] = {"get", "list", "watch", "create", "delete", "patch"}
+        elif "cronjobs" not in ignored and v.get("cronJobTrigger", False):
+            want[("batch", "jobs")] = {"create"}  # reloaded CronJobs start a Job (cronJobTrigger)
         if argo and "rollouts" not in ignored:
             want[("argoproj.io", "rollouts")] = {"get", "list", "watch", "patch"}
         # OnDelete StatefulSets: their pods are listed and deleted in order after a reload.
