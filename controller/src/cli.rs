@@ -101,6 +101,16 @@ pub struct RunFlags {
     /// it from a Secret); without it the record holds bare SHA-1s.
     #[arg(long, global = true)]
     pub record_key_file: Option<String>,
+    /// After reloading a StatefulSet with updateStrategy OnDelete, delete its
+    /// pods one at a time (highest ordinal first, each after the previous
+    /// replacement is Ready) so they restart; false: only patch the template.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = go_bool)]
+    pub statefulset_on_delete_restart: Option<bool>,
+    /// A reloaded CronJob also starts a Job from its new template at once, as
+    /// Stakater Reloader does (false: the job template is patched only); the
+    /// CronJob annotation pod-reloader.deckhouse.io/cronjob-trigger overrides it.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = go_bool)]
+    pub cronjob_trigger: Option<bool>,
     /// Reloader's; accepted, nothing to do: every start reconciles (see the start log).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = go_bool)]
     pub sync_after_restart: Option<bool>,
@@ -258,6 +268,8 @@ impl RunFlags {
                 dst.clone_from(flag);
             }
         }
+        set(&mut s.stateful_set_on_delete_restart, &self.statefulset_on_delete_restart);
+        set(&mut s.cron_job_trigger, &self.cronjob_trigger);
         s
     }
 }
@@ -314,6 +326,8 @@ mod tests {
         ("alerting.sink", "alert_sink"),
         ("alerting.additionalInfo", "alert_additional_info"),
         ("csiIntegration", "enable_csi_integration"),
+        ("statefulSetOnDeleteRestart", "statefulset_on_delete_restart"),
+        ("cronJobTrigger", "cronjob_trigger"),
     ];
     const FILE_ONLY: &[&str] = &["leaderElection.leaseName", "alerting.webhookUrlFile"];
 

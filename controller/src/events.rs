@@ -33,12 +33,26 @@ impl Events {
     }
 
     pub async fn publish(&self, regarding: &ObjectReference, warning: bool, reason: &str, note: String) {
+        self.publish_related(regarding, None, warning, reason, note).await
+    }
+
+    /// An Event about `regarding` that names a second object (`related`):
+    /// kube's recorder folds repeated Events into one series by reason and
+    /// objects, so Events about different related objects stay apart.
+    pub async fn publish_related(
+        &self,
+        regarding: &ObjectReference,
+        related: Option<ObjectReference>,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) {
         let event = Event {
             type_: if warning { EventType::Warning } else { EventType::Normal },
             reason: reason.into(),
             note: Some(bounded_note(note)),
             action: "Reload".into(),
-            secondary: None,
+            secondary: related,
         };
         if let Err(e) = self.recorder.publish(&event, regarding).await {
             tracing::warn!(

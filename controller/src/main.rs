@@ -5,8 +5,10 @@ mod alerts;
 mod chosen_keys;
 mod cli;
 mod config;
+mod cronjob_trigger;
 mod events;
 mod explain;
+mod followup;
 mod health;
 mod http;
 mod leader;
@@ -15,6 +17,7 @@ mod memory;
 mod messages;
 mod metrics;
 mod notices;
+mod ondelete;
 mod reload;
 mod scheduler;
 mod state;
@@ -29,13 +32,16 @@ use std::sync::Arc;
 
 use clap::Parser;
 use kube::Client;
+use pod_reloader_core::WorkloadKind;
 use pod_reloader_core::settings::ValidSettings;
 use tokio::sync::mpsc;
 
 use crate::cli::Cli;
+use crate::followup::Followups;
 use crate::health::Health;
 use crate::messages::{StreamId, Watched};
 use crate::metrics::Metrics;
+use crate::ondelete::OnDeleteRestarts;
 use crate::reload::Reloader;
 use crate::state::{Notice, Outputs, State};
 
@@ -149,10 +155,6 @@ async fn run(
         Some((sink, alerting)) => Some(alerts::Alerter::start(*sink, alerting, metrics.clone())?),
         None => None,
     };
-    let reloader = Arc::new(
-        Reloader::new(client.clone(), settings.strategy, metrics.clone(), alerter)
-            .with_record_key(settings.record_key.clone()),
-    );
 
     let stream_ids = streams(&settings);
     let label_selector = settings.resource_label_selector.as_ref().map(ToString::to_string);
@@ -180,6 +182,20 @@ async fn run(
     } else {
         leader::Leadership::always()
     };
+    let mut followups = Followups::default();
+    if settings.stateful_set_on_delete_restart && settings.workload_kinds.contains(&WorkloadKind::StatefulSet) {
+        let restarts = OnDeleteRestarts::new(client.clone(), leadership.receiver.clone());
+        tokio::spawn(restarts.clone().run(settings.namespaces.clone()));
+        followups.on_delete = Some(restarts);
+    }
+    if settings.workload_kinds.contains(&WorkloadKind::CronJob) {
+        followups.cron_jobs = Some(cronjob_trigger::CronJobTrigger::new(client.clone(), settings.cron_job_trigger));
+    }
+    let reloader = Arc::new(
+        Reloader::new(client.clone(), settings.strategy, metrics.clone(), alerter)
+            .with_record_key(settings.record_key.clone())
+            .with_followups(followups),
+    );
     let state = State::new(settings.clone(), stream_ids, metrics.clone(), wanted);
     let outputs = Outputs { reloads: reload_tx, notices: notice_tx, health: health.clone(), fetches: fetch_tx };
     let state_task = tokio::spawn(state::run(state, msg_rx, leadership.receiver.clone(), outputs));

@@ -24,6 +24,7 @@ use thiserror::Error;
 
 use crate::alerts::Alerter;
 use crate::events::{Events, reference};
+use crate::followup::Followups;
 use crate::messages::Batch;
 use crate::metrics::Metrics;
 use crate::scheduler::Execute;
@@ -88,6 +89,8 @@ pub struct Reloader {
     alerter: Option<Alerter>,
     /// Seals the rolled-to record; `None` writes it unkeyed.
     record_key: Option<RecordKey>,
+    /// What follows a template patch (OnDelete StatefulSets' pods, …).
+    followups: Followups,
 }
 
 fn alert_facts(workload: &WorkloadKey, resource: &ResourceKey) -> AlertFacts {
@@ -221,7 +224,20 @@ fn patch_metadata(resource_version: Option<String>, record: Option<&String>) -> 
 
 impl Reloader {
     pub fn new(client: Client, strategy: Strategy, metrics: Arc<Metrics>, alerter: Option<Alerter>) -> Self {
-        Reloader { events: Events::new(client.clone()), client, strategy, metrics, alerter, record_key: None }
+        Reloader {
+            events: Events::new(client.clone()),
+            client,
+            strategy,
+            metrics,
+            alerter,
+            record_key: None,
+            followups: Followups::default(),
+        }
+    }
+
+    pub fn with_followups(mut self, followups: Followups) -> Self {
+        self.followups = followups;
+        self
     }
 
     /// Seals the record under `key` (see `pod_reloader_core::record`).
@@ -260,6 +276,7 @@ impl Reloader {
                             alerter.notify(alert_facts(key, r));
                         }
                     }
+                    self.followups.patched(key).await;
                     return;
                 }
                 Ok(Outcome::Recorded) => {

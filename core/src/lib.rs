@@ -20,6 +20,7 @@ pub mod keys;
 pub mod kinds;
 pub mod limits;
 pub mod list_budget;
+pub mod ondelete;
 pub mod patch;
 pub mod pattern;
 pub mod pattern_pool;

@@ -62,6 +62,12 @@ pub struct Settings {
     /// `--*-annotation` flags do; left out of a written config when none is.
     #[serde(skip_serializing_if = "AnnotationSettings::is_empty")]
     pub annotations: AnnotationSettings,
+    /// After a reload patches a StatefulSet with `updateStrategy: OnDelete`,
+    /// delete its pods one at a time so they restart (see `ondelete`).
+    pub stateful_set_on_delete_restart: bool,
+    /// A reloaded CronJob also starts a Job at once (Reloader's behaviour);
+    /// the annotation `pod-reloader.deckhouse.io/cronjob-trigger` overrides it.
+    pub cron_job_trigger: bool,
 }
 
 /// At most this many `customWorkloads`: each is one more watch stream.
@@ -120,6 +126,8 @@ impl Default for Settings {
             webhook_url_file: String::new(),
             csi_integration: false,
             annotations: AnnotationSettings::default(),
+            stateful_set_on_delete_restart: true,
+            cron_job_trigger: false,
         }
     }
 }
@@ -286,6 +294,8 @@ pub struct ValidSettings {
     pub webhook_url_file: String,
     /// The annotation names read and written (`annotations`).
     pub annotation_names: AnnotationNames,
+    pub stateful_set_on_delete_restart: bool,
+    pub cron_job_trigger: bool,
 }
 
 /// The highest `maxRolloutsPerSecond` accepted: above it the limit would not
@@ -522,6 +532,8 @@ impl Settings {
             max_rollouts_per_second: self.max_rollouts_per_second,
             webhook_url_file: self.webhook_url_file.clone(),
             annotation_names,
+            stateful_set_on_delete_restart: self.stateful_set_on_delete_restart,
+            cron_job_trigger: self.cron_job_trigger,
         })
     }
 }

@@ -94,6 +94,8 @@ pub fn controller_settings(inputs: &Inputs) -> Settings {
     set(&mut c.coalesce_window, &s.coalesce_window);
     set(&mut c.log_format, &s.log_format);
     set(&mut c.log_level, &s.log_level);
+    set(&mut c.stateful_set_on_delete_restart, &s.stateful_set_on_delete_restart);
+    set(&mut c.cron_job_trigger, &s.cron_job_trigger);
     c.namespaces = s.namespaces.clone();
     // The namespace filters apply to the cluster-wide mode only.
     if inputs.cluster_wide() {

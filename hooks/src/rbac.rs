@@ -17,6 +17,11 @@
 //!   secretproviderclasspodstatuses list/watch (watch_spc.rs's watcher) and
 //!   secretproviderclasses get (their `ignore`/`match` annotations, read
 //!   when a class changes).
+//! - Pods: list/delete, only with `statefulSetOnDeleteRestart` (default on) and
+//!   StatefulSets not ignored: the pods of an OnDelete StatefulSet are deleted
+//!   in order after a reload (never get, watch or patch).
+//! - Jobs create alone when Jobs are ignored but `cronJobTrigger` makes a
+//!   reloaded CronJob start one (controller/src/cronjob_trigger.rs).
 //! - Events: events.k8s.io create/patch (kube's Recorder writes only
 //!   `events.k8s.io/v1` Events; a repeated Event is patched).
 //! - Namespaces list/watch only with a `namespaceSelector` (cluster-wide).
@@ -67,6 +72,15 @@ pub fn namespaced_rules(inputs: &Inputs) -> Vec<Value> {
     if inputs.settings.csi_integration {
         rules.push(rule(CSI_GROUP, &["secretproviderclasspodstatuses"], &["list", "watch"]));
         rules.push(rule(CSI_GROUP, &["secretproviderclasses"], &["get"]));
+    }
+    if !inputs.workload_enabled(&kinds::JOB) && inputs.workload_enabled(&kinds::CRONJOB) && inputs.cron_job_trigger() {
+        // Jobs are not reloaded, but reloaded CronJobs start one (cronJobTrigger).
+        rules.push(rule(kinds::JOB.group, &[kinds::JOB.plural], &["create"]));
+    }
+    // OnDelete StatefulSets: their pods are listed (by the StatefulSet's
+    // selector) and deleted one at a time after a reload (controller/src/ondelete.rs).
+    if inputs.stateful_set_on_delete_restart() && inputs.workload_enabled(&kinds::STATEFULSET) {
+        rules.push(rule("", &["pods"], &["list", "delete"]));
     }
     rules.push(rule("events.k8s.io", &["events"], &["create", "patch"]));
     rules
@@ -142,10 +156,12 @@ mod tests {
                 "apps/statefulsets",
                 "batch/cronjobs",
                 "batch/jobs",
+                "/pods",
                 "events.k8s.io/events"
             ]
         );
         assert_eq!(r["clusterRules"][0]["verbs"], json!(["list", "watch"]), "no get on ConfigMaps/Secrets");
+        assert_eq!(r["clusterRules"][4]["verbs"], json!(["list", "delete"]), "pods: list and delete only");
         assert_eq!(r["namespaces"], json!([]));
         assert_eq!(r["leaderElectionRules"], json!([]));
     }
@@ -166,6 +182,7 @@ mod tests {
                 "apps/statefulsets",
                 "batch/cronjobs",
                 "argoproj.io/rollouts",
+                "/pods",
                 "events.k8s.io/events"
             ]
         );
@@ -235,6 +252,32 @@ mod tests {
         let scoped = rbac(&inputs(json!({"csiIntegration": true, "namespaces": ["shop"]}), false));
         assert_eq!(csi(&scoped, "namespacedRules"), want);
         assert_eq!(scoped["clusterRules"], json!([]));
+    }
+
+    #[test]
+    fn pods_only_with_on_delete_restart_and_statefulsets() {
+        let has_pods =
+            |settings: Value| resources(&rbac(&inputs(settings, false))["clusterRules"]).contains(&"/pods".into());
+        assert!(has_pods(json!({})), "on by default");
+        assert!(has_pods(json!({"statefulSetOnDeleteRestart": true})));
+        assert!(!has_pods(json!({"statefulSetOnDeleteRestart": false})));
+        assert!(!has_pods(json!({"ignoredWorkloadTypes": ["StatefulSet"]})), "no StatefulSets, no restarts");
+    }
+
+    #[test]
+    fn jobs_create_alone_for_cronjob_runs_when_jobs_are_ignored() {
+        let jobs = |settings: Value| {
+            let r = rbac(&inputs(settings, false));
+            r["clusterRules"].as_array().unwrap().iter().find(|r| r["resources"] == json!(["jobs"])).cloned()
+        };
+        assert_eq!(jobs(json!({"ignoredWorkloadTypes": ["Job"]})), None);
+        assert_eq!(
+            jobs(json!({"ignoredWorkloadTypes": ["Job"], "cronJobTrigger": true})).unwrap()["verbs"],
+            json!(["create"])
+        );
+        assert_eq!(jobs(json!({"ignoredWorkloadTypes": ["Job", "CronJob"], "cronJobTrigger": true})), None);
+        let all = jobs(json!({"cronJobTrigger": true})).unwrap();
+        assert_eq!(all["verbs"], json!(["get", "list", "watch", "create", "delete", "patch"]), "Jobs reloaded too");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use pod_reloader_core::kinds::{self, KindSpec};
 use pod_reloader_core::settings::AnnotationSettings;
+use pod_reloader_core::settings::Settings;
 use pod_reloader_core::settings::{CustomWorkload, MAX_CUSTOM_WORKLOADS};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -45,6 +46,8 @@ pub struct ModuleSettings {
     pub csi_integration: bool,
     /// The controller's own type: the module's setting has its shape.
     pub annotations: AnnotationSettings,
+    pub stateful_set_on_delete_restart: Option<bool>,
+    pub cron_job_trigger: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -169,6 +172,17 @@ impl Inputs {
 
     pub fn resource_enabled(&self, kind: &str) -> bool {
         !self.settings.resources_to_ignore.iter().any(|k| k == kind)
+    }
+
+    /// OnDelete StatefulSets get their pods deleted after a reload (the
+    /// module's default: the controller's).
+    pub fn stateful_set_on_delete_restart(&self) -> bool {
+        self.settings.stateful_set_on_delete_restart.unwrap_or(Settings::default().stateful_set_on_delete_restart)
+    }
+
+    /// Reloaded CronJobs start a Job at once (off by default, the controller's default).
+    pub fn cron_job_trigger(&self) -> bool {
+        self.settings.cron_job_trigger.unwrap_or(Settings::default().cron_job_trigger)
     }
 
     pub fn alerting_enabled(&self) -> bool {

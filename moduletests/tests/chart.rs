@@ -190,6 +190,8 @@ impl<'a> Checker<'a> {
             "customWorkloads",
             "webhookUrlFile",
             "csiIntegration",
+            "statefulSetOnDeleteRestart",
+            "cronJobTrigger",
         ]
         .into();
         let got_keys: BTreeSet<&str> = cfg.as_object().into_iter().flatten().map(|(k, _)| k.as_str()).collect();
