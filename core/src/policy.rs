@@ -183,14 +183,6 @@ impl WorkloadPolicy {
         }
     }
 
-    /// True when no annotation could make this workload reload on its own
-    /// (it may still follow everything under `autoReloadAll`).
-    pub fn is_silent(&self) -> bool {
-        [&self.configmap, &self.secret]
-            .iter()
-            .all(|k| k.auto == Flag::Unset && k.typed_auto == Flag::Unset && !k.search && k.reload_list.is_empty())
-    }
-
     /// Every compiled pattern of the reload lists (both kinds).
     pub fn patterns(&self) -> Vec<ListEntry> {
         self.configmap.reload_list.iter().chain(&self.secret.reload_list).cloned().collect()

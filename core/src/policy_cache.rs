@@ -48,7 +48,7 @@ impl PolicyCache {
         Self::with_budget(ListBudget::global())
     }
 
-    pub fn with_budget(budget: Arc<ListBudget>) -> Self {
+    fn with_budget(budget: Arc<ListBudget>) -> Self {
         PolicyCache { current: HashMap::new(), before_relist: None, budget }
     }
 
