@@ -19,7 +19,7 @@ started_here=0
 testbed/testbed.sh status >/dev/null 2>&1 || started_here=1
 controller_pid=
 cleanup() {
-  [ -n "$controller_pid" ] && kill "$controller_pid" 2>/dev/null && wait "$controller_pid" 2>/dev/null
+  stop_child "$controller_pid"
   if [ "$started_here" = 1 ] && [ -z "${KEEP:-}" ]; then
     testbed/testbed.sh down >/dev/null
     echo "(test bed stopped; run with KEEP=1 to keep it and explore with: . .testbed/env)"
@@ -67,13 +67,12 @@ until [ "$(kubectl -n pod-reloader-demo get rs -l app=web -o name | wc -l)" -ge 
 fi
 
 step "Starting pod-reloader (log: .testbed/logs/demo-controller.log)"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 "${CARGO_TARGET_DIR:-target}/debug/pod-reloader" --listen-address "127.0.0.1:$port" >.testbed/logs/demo-controller.log 2>&1 &
 controller_pid=$!
-until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do
-  kill -0 "$controller_pid" 2>/dev/null || { cat .testbed/logs/demo-controller.log; exit 1; }
-  sleep 0.2
-done
+# Until it is ready; if it exits first, its log says why.
+wait_while_alive "$controller_pid" 1000000 0.2 curl -sf -o /dev/null "http://127.0.0.1:$port/readyz" ||
+  { cat .testbed/logs/demo-controller.log; exit 1; }
 echo "  ready: it holds $(curl -s "http://127.0.0.1:$port/metrics" | awk '/^reloader_watched_resources_total\{kind="ConfigMap"\}/{print $2}') ConfigMap hashes and $(curl -s "http://127.0.0.1:$port/metrics" | awk '/^reloader_watched_resources_total\{kind="Deployment"\}/{print $2}') Deployment(s), no data"
 
 step "Before: ReplicaSets of deployment/web"

@@ -209,16 +209,6 @@ write_sboms() {
 }
 
 # --- 3. images ----------------------------------------------------------------
-# make_layer ROOTFS FILE: deterministic gzip'd tar of ROOTFS (no "./" prefix).
-make_layer() {
-  local rootfs=$1 file=$2
-  (cd "$rootfs" && find . -mindepth 1 -printf '%P\n' | LC_ALL=C sort) |
-    tar --create --file=- --directory="$rootfs" --no-recursion --verbatim-files-from --files-from=- \
-      --format=gnu --numeric-owner --owner=0 --group=0 --mtime="@$SOURCE_DATE_EPOCH" \
-      --no-acls --no-xattrs --no-selinux |
-    gzip -9n >"$file"
-}
-
 # finish_image REF CREATED CREATED_BY: set the config's created time (and its
 # one history entry's) to CREATED; the manifest is re-pushed to REF.
 finish_image() {

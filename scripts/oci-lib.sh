@@ -12,6 +12,8 @@
 #   release_tool ARGS...  scripts/release-tool.py under a Python that has PyYAML
 #   git_meta              set GIT_COMMIT, GIT_DIRTY (0/1), SOURCE_DATE_EPOCH and
 #                         CREATED (commit time, RFC 3339 UTC)
+#   make_layer ROOTFS FILE  deterministic gzip'd tar of ROOTFS (no "./" prefix;
+#                         owner 0, mtime SOURCE_DATE_EPOCH)
 #
 # Every registry here listens on 127.0.0.1 only and keeps its data in a
 # temporary directory; traces are off (OTEL_TRACES_EXPORTER=none).
@@ -37,10 +39,6 @@ crane() {
   fi
   rm -f "$err"
   return "$rc"
-}
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
 registry_start() {
@@ -69,16 +67,10 @@ EOF
       "$REGISTRY_BIN" serve "$dir/config.yml" >"$dir/registry.log" 2>&1 &
     REGISTRY_PID=$!
     REGISTRY_ADDR=127.0.0.1:$port
-    local _
-    for _ in $(seq 1 100); do
-      if curl -fsS -o /dev/null "http://$REGISTRY_ADDR/v2/" 2>/dev/null; then
-        return 0
-      fi
-      kill -0 "$REGISTRY_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill "$REGISTRY_PID" 2>/dev/null || true
-    wait "$REGISTRY_PID" 2>/dev/null || true
+    if wait_while_alive "$REGISTRY_PID" 100 0.1 curl -fsS -o /dev/null "http://$REGISTRY_ADDR/v2/" 2>/dev/null; then
+      return 0
+    fi
+    stop_child "$REGISTRY_PID"
     log "registry on port $port did not start (try $try):"
     tail -n 5 "$dir/registry.log" >&2
   done
@@ -86,11 +78,18 @@ EOF
 }
 
 registry_stop() {
-  if [ -n "${REGISTRY_PID:-}" ]; then
-    kill "$REGISTRY_PID" 2>/dev/null || true
-    wait "$REGISTRY_PID" 2>/dev/null || true
-    REGISTRY_PID=
-  fi
+  stop_child "${REGISTRY_PID:-}"
+  REGISTRY_PID=
+}
+
+# make_layer ROOTFS FILE: deterministic gzip'd tar of ROOTFS (no "./" prefix).
+make_layer() {
+  local rootfs=$1 file=$2
+  (cd "$rootfs" && find . -mindepth 1 -printf '%P\n' | LC_ALL=C sort) |
+    tar --create --file=- --directory="$rootfs" --no-recursion --verbatim-files-from --files-from=- \
+      --format=gnu --numeric-owner --owner=0 --group=0 --mtime="@$SOURCE_DATE_EPOCH" \
+      --no-acls --no-xattrs --no-selinux |
+    gzip -9n >"$file"
 }
 
 git_meta() {

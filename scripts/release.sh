@@ -94,16 +94,6 @@ channel() {
   die "CHANNEL must be one of ${CHANNELS[*]} (got '${1}')"
 }
 
-# make_layer ROOTFS FILE, as in scripts/images.sh.
-make_layer() {
-  local rootfs=$1 file=$2
-  (cd "$rootfs" && find . -mindepth 1 -printf '%P\n' | LC_ALL=C sort) |
-    tar --create --file=- --directory="$rootfs" --no-recursion --verbatim-files-from --files-from=- \
-      --format=gnu --numeric-owner --owner=0 --group=0 --mtime="@$SOURCE_DATE_EPOCH" \
-      --no-acls --no-xattrs --no-selinux |
-    gzip -9n >"$file"
-}
-
 # push_files ROOTFS REF TITLE DESCRIPTION: a one-layer image of ROOTFS (no
 # entrypoint: Deckhouse only reads its files) at REF.
 push_files() {

@@ -34,11 +34,10 @@ step() {
 step "cargo fmt" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 # Integration tests share one control plane; a few threads keep the 2-core
-# machine responsive while each test runs its own controller process.
-step "cargo test" cargo test --workspace -- --test-threads="${TEST_THREADS:-4}"
-if [ -x tests/module/run.sh ]; then
-  step "module checks (helm, kubeconform, dmt, promtool)" tests/module/run.sh
-fi
+# machine responsive while each test runs its own controller process. The
+# module package's checks (moduletests/: helm, kubeconform, dry-run,
+# promtool, dmt; controller/tests/module_*.rs: RBAC, configs) are among them.
+step "cargo test (module checks included)" cargo test --workspace -- --test-threads="${TEST_THREADS:-4}"
 
 step "addon-operator runs the module's hooks (tests/hooks/addon-operator.sh)" tests/hooks/addon-operator.sh
 step "release: images without Docker, module source, channels (tests/release/run.sh)" tests/release/run.sh

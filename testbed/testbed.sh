@@ -51,68 +51,39 @@ node_sh() { NODE_TESTBED_DIR=$TESTBED_DIR "$TESTBED_LIB_DIR/node/node.sh" "$@"; 
 
 pid_of() { # prints the pid of a running component, or fails
   local name=$1 pid
-  [ -f "$PIDS/$name.pid" ] || return 1
-  pid=$(cat "$PIDS/$name.pid" 2>/dev/null) || return 1
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  pid=$(pid_in "$PIDS/$name.pid") || return 1
   [ -r "/proc/$pid/cmdline" ] || return 1
   # Guard against pid reuse: the process must be our binary with our state dir.
   local cmdline
   cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
   [[ $cmdline == *"/$name "* && $cmdline == *"$TESTBED_DIR"* ]] || return 1
-  alive "$pid" || return 1   # a zombie is not running
   echo "$pid"
 }
 
 is_running() { pid_of "$1" >/dev/null; }
 
-start_component() {
-  local name=$1
-  [ -f "$CMDS/$name" ] || die "no saved command line for $name ($CMDS/$name); run 'testbed/testbed.sh up'"
-  local -a cmd
-  # shellcheck disable=SC1090
-  . "$CMDS/$name" # defines cmd=(...)
-  [ -x "${cmd[0]}" ] || die "${cmd[0]} is missing; run testbed/build-tools.sh"
-  printf '\n==== %s starting %s\n' "$(date -u +%FT%TZ)" "$name" >>"$LOGS/$name.log"
-  # setsid: own session, so the caller's job control or terminal never signals it.
-  setsid "${cmd[@]}" </dev/null >>"$LOGS/$name.log" 2>&1 &
-  echo $! >"$PIDS/$name.pid"
-}
-
+# start_component, stop_pids: testbed/lib.sh.
 
 stop_components() { # stop_components <name...>: TERM, then KILL after a grace period
-  local name pid i t
-  local -a pids=() names=() graces=()
+  local name pid i api="" api_stop=""
+  local -a pids=() others=()
   for name in "$@"; do
-    if pid=$(pid_of "$name"); then
-      pids+=("$pid"); names+=("$name")
-      # Grace in tenths of a second. kube-apiserver stops listening within
-      # milliseconds of TERM but then waits (up to a minute) for open watch
-      # connections to end; nothing here needs that, so it gets 1 s.
-      if [ "$name" = kube-apiserver ]; then graces+=(10); else graces+=(50); fi
-      kill -TERM "$pid" 2>/dev/null || true
-    fi
+    pid=$(pid_of "$name") || continue
+    pids+=("$pid")
+    if [ "$name" = kube-apiserver ]; then api=$pid; else others+=("$pid"); fi
   done
-  any_alive() { local p; for p in "${pids[@]}"; do alive "$p" && return 0; done; return 1; }
-  for (( t = 0; t < 50; t++ )); do
-    any_alive || break
-    for i in "${!pids[@]}"; do
-      if [ "$t" -ge "${graces[$i]}" ] && alive "${pids[$i]}"; then
-        [ "${names[$i]}" = kube-apiserver ] || log "${names[$i]} (pid ${pids[$i]}) did not stop on TERM; killing it"
-        kill -KILL "${pids[$i]}" 2>/dev/null || true
-      fi
-    done
-    sleep 0.1
-  done
-  for i in "${!pids[@]}"; do
-    if alive "${pids[$i]}"; then
-      [ "${names[$i]}" = kube-apiserver ] || log "${names[$i]} (pid ${pids[$i]}) did not stop on TERM; killing it"
-      kill -KILL "${pids[$i]}" 2>/dev/null || true
-    fi
-  done
-  for (( t = 0; t < 50; t++ )); do any_alive || break; sleep 0.1; done
-  for i in "${!pids[@]}"; do
-    alive "${pids[$i]}" && die "${names[$i]} (pid ${pids[$i]}) is still running after KILL"
-  done
+  # kube-apiserver stops listening within milliseconds of TERM but then
+  # waits (up to a minute) for open watch connections to end; nothing here
+  # needs that, so it gets 1 s and its KILL is not worth a log line. The
+  # others get 5 s, at the same time.
+  if [ -n "$api" ]; then
+    STOP_QUIET=1 stop_pids 10 "$api" &
+    api_stop=$!
+  fi
+  stop_pids 50 "${others[@]}" || die "a test bed component is still running after KILL"
+  if [ -n "$api_stop" ]; then
+    wait "$api_stop" || die "kube-apiserver (pid $api) is still running after KILL"
+  fi
   # They were started with setsid, so init reaps them; on `down` give that a
   # moment so that `ps` right after it shows nothing.
   [ "${REAP_WAIT:-0}" = 1 ] && for pid in "${pids[@]}"; do

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# The PASS/FAIL/SKIP reporting of the shell test suites (tests/module,
-# tests/release, tests/node, tests/hooks). The caller sets WORK (a scratch
+# The PASS/FAIL/SKIP reporting of the shell test suites (tests/release,
+# tests/node, tests/hooks, tests/supply). The caller sets WORK (a scratch
 # directory for command logs) before calling check or expect_fail.
 
 PASSED=0

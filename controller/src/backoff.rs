@@ -49,6 +49,16 @@ pub fn alert() -> impl Iterator<Item = Duration> {
     jittered(Duration::from_millis(500), Duration::from_secs(2), Some(ALERT_ATTEMPTS - 1)).build()
 }
 
+/// Attempts per post in `--webhook-url` mode: Reloader requeues a failed
+/// event up to five times.
+pub const WEBHOOK_MODE_ATTEMPTS: usize = 5;
+
+/// A `--webhook-url` post that failed: 0.2 s doubling, between the
+/// `WEBHOOK_MODE_ATTEMPTS` attempts.
+pub fn webhook_mode() -> impl Iterator<Item = Duration> {
+    jittered(Duration::from_millis(200), Duration::from_millis(1600), Some(WEBHOOK_MODE_ATTEMPTS - 1)).build()
+}
+
 /// A failed read of an object for its per-key digests: 0.5 s doubling to
 /// 4 s, 4 retries; after that the object's next event asks anew.
 pub fn key_digests() -> impl Iterator<Item = Duration> {
@@ -82,6 +92,7 @@ mod tests {
             assert_within(reload().collect(), &[100, 200, 400, 800, 1600]);
             assert_within(alert().collect(), &[500, 1000, 2000]);
             assert_within(key_digests().collect(), &[500, 1000, 2000, 4000]);
+            assert_within(webhook_mode().collect(), &[200, 400, 800, 1600]);
         }
         let job: Vec<Duration> = job_recreate().collect();
         assert_eq!(job, vec![Duration::from_millis(100); 49]);

@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use pod_reloader_core::settings::Settings;
+use pod_reloader_core::settings::{CustomWorkload, Settings};
+
+use crate::webhook_mode::WebhookUrl;
 
 #[derive(Debug, Parser)]
 #[command(name = "pod-reloader", version, about = "Rolls workloads when the ConfigMaps and Secrets they use change.")]
@@ -62,6 +64,11 @@ pub struct RunFlags {
     /// jobs, cronjobs, deployments, statefulsets, daemonsets, rollouts.
     #[arg(long, value_delimiter = ',')]
     pub ignored_workload_types: Option<Vec<String>>,
+    /// A custom resource rolled like a Deployment, repeatable:
+    /// `<group>/<version>/<Kind>/<plural>[=<template path>]`, e.g.
+    /// `example.com/v1/Widget/widgets=spec.template`.
+    #[arg(long = "custom-workload", value_parser = custom_workload)]
+    pub custom_workloads: Option<Vec<CustomWorkload>>,
     /// Watch and reload Argo Rollouts (Reloader spells it --is-Argo-Rollouts).
     #[arg(long, alias = "is-Argo-Rollouts", num_args = 0..=1, default_missing_value = "true")]
     pub is_argo_rollouts: Option<bool>,
@@ -104,6 +111,16 @@ pub struct RunFlags {
     /// Export reloader_reload_executed_total_by_namespace (Reloader's METRICS_COUNT_BY_NAMESPACE=enabled).
     #[arg(long, env = "METRICS_COUNT_BY_NAMESPACE", num_args = 0..=1, default_missing_value = "enabled", value_parser = enabled_or_not)]
     pub metrics_count_by_namespace: Option<bool>,
+    /// At most this many workload rollouts start per second across the cluster (0: no limit).
+    #[arg(long)]
+    pub max_rollouts_per_second: Option<u32>,
+    /// Reloader's webhook mode: POST {"webhook":"update successful"} to this URL instead of rolling workloads.
+    /// Prefer --webhook-url-file (a mounted Secret): a flag shows in the process list.
+    #[arg(long, env = "WEBHOOK_URL", hide_env_values = true, value_parser = WebhookUrl::unchecked)]
+    pub webhook_url: Option<WebhookUrl>,
+    /// A file holding the webhook mode's URL.
+    #[arg(long)]
+    pub webhook_url_file: Option<String>,
 }
 
 /// Reloader's `METRICS_COUNT_BY_NAMESPACE`: `enabled` turns it on; `true`
@@ -115,6 +132,26 @@ fn enabled_or_not(s: &str) -> Result<bool, String> {
         "" | "disabled" | "false" => Ok(false),
         other => Err(format!("{other:?} is neither enabled nor disabled")),
     }
+}
+
+/// `<group>/<version>/<Kind>/<plural>[=<template path>]` (the path
+/// `spec.template` when left out); the fields are checked with the rest of
+/// the settings.
+fn custom_workload(s: &str) -> Result<CustomWorkload, String> {
+    let want =
+        "want <group>/<version>/<Kind>/<plural>=<template path>, e.g. example.com/v1/Widget/widgets=spec.template";
+    let (resource, template_path) = s.split_once('=').unwrap_or((s, "spec.template"));
+    let parts: Vec<&str> = resource.split('/').collect();
+    let [group, version, kind, plural] = parts[..] else {
+        return Err(want.into());
+    };
+    Ok(CustomWorkload {
+        group: group.into(),
+        version: version.into(),
+        kind: kind.into(),
+        plural: plural.into(),
+        template_path: template_path.into(),
+    })
 }
 
 /// Parses a boolean as Go's `strconv.ParseBool` does (Reloader's flag parser):
@@ -162,6 +199,9 @@ impl RunFlags {
         set(&mut s.log_level, &self.log_level);
         set(&mut s.record_key_file, &self.record_key_file);
         set(&mut s.metrics_count_by_namespace, &self.metrics_count_by_namespace);
+        set(&mut s.custom_workloads, &self.custom_workloads);
+        set(&mut s.max_rollouts_per_second, &self.max_rollouts_per_second);
+        set(&mut s.webhook_url_file, &self.webhook_url_file);
         s
     }
 }
@@ -304,6 +344,27 @@ mod tests {
     }
 
     #[test]
+    fn custom_workload_flags_repeat() {
+        let s = parse(&[
+            "--custom-workload=example.com/v1/Widget/widgets=spec.template",
+            "--custom-workload",
+            "ci.example.org/v1beta1/Runner/runners=spec.pod.template",
+        ])
+        .run
+        .overlay(Settings::default());
+        assert_eq!(s.custom_workloads.len(), 2);
+        assert_eq!(s.custom_workloads[1].group, "ci.example.org");
+        assert_eq!(s.custom_workloads[1].template_path, "spec.pod.template");
+        assert!(s.validate().is_ok());
+        let s = parse(&["--custom-workload=example.com/v1/Widget/widgets"]).run.overlay(Settings::default());
+        assert_eq!(s.custom_workloads[0].template_path, "spec.template");
+        for bad in ["example.com/v1/Widget=spec.template", "example.com/v1/Widget/widgets/x"] {
+            let e = Cli::try_parse_from(["pod-reloader", &format!("--custom-workload={bad}")]).unwrap_err();
+            assert!(e.to_string().contains("want <group>/<version>/<Kind>/<plural>"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn is_argo_rollouts_keeps_its_effect() {
         let s = parse(&["--is-Argo-Rollouts=true"]).run.overlay(Settings::default());
         assert!(s.argo_rollouts);
@@ -322,6 +383,13 @@ mod tests {
         assert!(!on(&["--metrics-count-by-namespace=disabled"]));
         let e = Cli::try_parse_from(["pod-reloader", "--metrics-count-by-namespace=yes"]).unwrap_err().to_string();
         assert!(e.contains("\"yes\" is neither enabled nor disabled"), "{e}");
+    }
+
+    #[test]
+    fn webhook_url_flag_never_shows_in_debug_output() {
+        let cli = parse(&["--webhook-url=https://hooks.example/T0K3N"]);
+        assert!(cli.run.webhook_url.is_some());
+        assert!(!format!("{cli:?}").contains("T0K3N"));
     }
 
     #[test]

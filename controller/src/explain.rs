@@ -43,8 +43,14 @@ pub async fn run(target: &str, namespace: &str, settings: &ValidSettings) -> any
     let (kind_text, name) = target
         .split_once('/')
         .ok_or_else(|| anyhow::anyhow!("want <kind>/<name>, e.g. deployment/web; got {target:?}"))?;
-    let kind = WorkloadKind::parse(kind_text).ok_or_else(|| {
-        anyhow::anyhow!("unknown kind {kind_text:?}: want {}", WorkloadKind::plurals_text(WorkloadKind::ALL))
+    // The built-in kinds and the custom ones of the settings.
+    let known: Vec<WorkloadKind> =
+        WorkloadKind::ALL.into_iter().chain(settings.workload_kinds.iter().copied()).collect();
+    let kind = WorkloadKind::parse_among(kind_text, &known).ok_or_else(|| {
+        let mut unique = known.clone();
+        unique.sort();
+        unique.dedup();
+        anyhow::anyhow!("unknown kind {kind_text:?}: want {}", WorkloadKind::plurals_text(unique))
     })?;
     let client =
         Client::try_default().await.map_err(|e| anyhow::anyhow!("cannot configure the Kubernetes client: {e}"))?;

@@ -20,6 +20,8 @@ mod reload;
 mod scheduler;
 mod state;
 mod watch;
+mod webhook_mode;
+mod workload_ref;
 
 use std::collections::HashSet;
 use std::process::ExitCode;
@@ -75,7 +77,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.run.listen_address.clone(), settings)) {
+    match runtime.block_on(run(cli.run.listen_address.clone(), cli.run.webhook_url.clone(), settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "pod-reloader stopped");
@@ -107,11 +109,17 @@ fn streams(settings: &ValidSettings) -> Vec<StreamId> {
     out
 }
 
-async fn run(listen_address: String, settings: ValidSettings) -> anyhow::Result<()> {
+async fn run(
+    listen_address: String,
+    webhook_url: Option<webhook_mode::WebhookUrl>,
+    settings: ValidSettings,
+) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
     let client =
         Client::try_default().await.map_err(|e| anyhow::anyhow!("cannot configure the Kubernetes client: {e}"))?;
     let metrics = Arc::new(Metrics::new(settings.metrics_count_by_namespace));
+    // Checked before any watch starts: a bad URL stops start-up (without echoing it).
+    let webhook = webhook_mode::WebhookUrl::configured(webhook_url.as_ref(), &settings.webhook_url_file)?;
     let health = Arc::new(Health::default());
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -170,7 +178,24 @@ async fn run(listen_address: String, settings: ValidSettings) -> anyhow::Result<
     let state = State::new(settings.clone(), stream_ids, metrics.clone(), wanted);
     let outputs = Outputs { reloads: reload_tx, notices: notice_tx, health: health.clone(), fetches: fetch_tx };
     let state_task = tokio::spawn(state::run(state, msg_rx, leadership.receiver.clone(), outputs));
-    tokio::spawn(scheduler::run(settings.coalesce_window, reload_rx, reloader.clone(), metrics.clone()));
+    let pacing = scheduler::Pacing {
+        window: settings.coalesce_window,
+        max_rollouts_per_second: settings.max_rollouts_per_second,
+    };
+    if pacing.max_rollouts_per_second > 0 {
+        tracing::info!(max_rollouts_per_second = pacing.max_rollouts_per_second, "cluster-wide rollout rate limit on");
+    }
+    // Reloader's --webhook-url mode posts instead of rolling: the executor is chosen here, once.
+    match webhook {
+        Some(url) => {
+            tracing::info!("webhook mode: changes are posted to the webhook, workloads are not rolled");
+            let executor = Arc::new(webhook_mode::WebhookMode::new(url, metrics.clone())?);
+            tokio::spawn(scheduler::run(pacing, reload_rx, executor, metrics.clone()));
+        }
+        None => {
+            tokio::spawn(scheduler::run(pacing, reload_rx, reloader.clone(), metrics.clone()));
+        }
+    }
 
     // Notices: warnings and scheduled resumes, off the state task's path.
     tokio::spawn(notices::run(notice_rx, reloader.clone()));

@@ -66,6 +66,10 @@ pub struct Metrics {
     workqueue_depth: IntGauge,
     workqueue_adds: IntCounter,
     workqueue_latency: Histogram,
+    /// The cluster-wide rollout rate limit: rollouts waiting for their
+    /// turn, and rollouts that had to wait.
+    rollout_queue_length: IntGauge,
+    rollouts_delayed: IntCounter,
     /// The namespaces given a label value so far (see [`MAX_NAMESPACE_LABELS`]).
     namespaces: Mutex<HashSet<String>>,
 }
@@ -166,6 +170,16 @@ impl Metrics {
                 .buckets(QUEUE_BUCKETS.to_vec()),
             )
             .expect("metric definition"),
+            rollout_queue_length: IntGauge::new(
+                "reloader_rollout_queue_length",
+                "Rollouts waiting for the cluster-wide rate limit (maxRolloutsPerSecond)",
+            )
+            .expect("metric definition"),
+            rollouts_delayed: IntCounter::new(
+                "reloader_rollouts_delayed_total",
+                "Rollouts the cluster-wide rate limit held back before starting them",
+            )
+            .expect("metric definition"),
             namespaces: Mutex::new(HashSet::new()),
             registry,
         };
@@ -186,6 +200,8 @@ impl Metrics {
         m.registry.register(Box::new(m.workqueue_depth.clone())).expect("register metric");
         m.registry.register(Box::new(m.workqueue_adds.clone())).expect("register metric");
         m.registry.register(Box::new(m.workqueue_latency.clone())).expect("register metric");
+        m.registry.register(Box::new(m.rollout_queue_length.clone())).expect("register metric");
+        m.registry.register(Box::new(m.rollouts_delayed.clone())).expect("register metric");
         m
     }
 
@@ -294,6 +310,16 @@ impl Metrics {
         self.workqueue_depth.set(depth as i64);
     }
 
+    /// A rollout could not start at once: the rate limit queued it.
+    pub fn rollout_delayed(&self) {
+        self.rollouts_delayed.inc();
+    }
+
+    /// `len` rollouts wait for the rate limit now.
+    pub fn rollout_queue_length(&self, len: usize) {
+        self.rollout_queue_length.set(len as i64);
+    }
+
     /// A batch was handed over `waited` seconds after its first request.
     pub fn queue_handed_over(&self, waited: f64) {
         self.workqueue_latency.observe(waited);
@@ -368,6 +394,8 @@ mod tests {
                 "reloader_reload_executed_total",
                 "reloader_reload_latency_seconds",
                 "reloader_retries_total",
+                "reloader_rollout_queue_length",
+                "reloader_rollouts_delayed_total",
                 "reloader_skipped_total",
                 "reloader_watched_resources_total",
                 "reloader_workloads_matched_total",

@@ -419,8 +419,8 @@ impl Reloader {
     /// strategic merge for custom resources), carrying the resourceVersion
     /// that was read, so a concurrent writer makes it a 409 that is retried.
     /// A patch, not an update: the RBAC grants no `update`. On a kind with
-    /// `restartAt` (a Rollout), `rollout-strategy: restart` sets
-    /// `spec.restartAt` instead.
+    /// `restartAt` (a Rollout), `rollout-strategy: restart` and a
+    /// `workloadRef` set `spec.restartAt` instead.
     async fn merge_patch_diff(&self, spec: &KindSpec, batch: &Batch, now: i64) -> Result<Outcome, ReloadError> {
         let key = &batch.workload;
         let api = workload_api(&self.client, key.kind, Some(&key.namespace));
@@ -438,7 +438,10 @@ impl Reloader {
             return Ok(Outcome::Recorded);
         }
         let containers = containers_of(&items);
-        if spec.restart_at && batch.rollout_strategy == RolloutStrategy::Restart {
+        // A Rollout with a workloadRef has no template to patch: restartAt
+        // (docs/BEHAVIOUR.md, Argo Rollouts with workloadRef).
+        let restart = batch.rollout_strategy == RolloutStrategy::Restart || spec.workload_ref(&obj.data).is_some();
+        if spec.restart_at && restart {
             let body = json!({"metadata": metadata, "spec": {"restartAt": now_rfc3339()}});
             api.patch(&key.name, &params(), &Patch::Merge(body)).await?;
             return Ok(Outcome::Patched { uid, containers, rolled: rolled(&items) });

@@ -27,7 +27,7 @@ use crate::messages::{Msg, PauseState, StreamId, Watched};
 
 /// What a watch stream makes of its events: the message for the state
 /// task (`None`: nothing to tell), and the start and end of each full list.
-trait Reduce<K> {
+pub(crate) trait Reduce<K> {
     fn applied(&mut self, obj: K) -> Option<Msg>;
     fn deleted(&mut self, obj: K) -> Option<Msg>;
     fn list_started(&mut self) {}
@@ -198,9 +198,15 @@ pub fn workload_api(client: &Client, kind: WorkloadKind, namespace: Option<&str>
 /// A workload stream: reduces each object to its index entry (see
 /// `WorkloadEntry::from_workload_object`), parsing its policy only when the
 /// annotations the policy reads changed.
-struct Workloads {
+pub(crate) struct Workloads {
     kind: WorkloadKind,
     policies: PolicyCache,
+}
+
+impl Workloads {
+    pub(crate) fn new(kind: WorkloadKind) -> Self {
+        Workloads { kind, policies: PolicyCache::new() }
+    }
 }
 
 impl Reduce<DynamicObject> for Workloads {
@@ -244,9 +250,12 @@ fn pause_state(kind: WorkloadKind, obj: &DynamicObject) -> PauseState {
 
 /// Watches one workload kind in one scope.
 pub async fn workloads(client: Client, kind: WorkloadKind, namespace: Option<Arc<str>>, tx: Sender<Msg>) {
+    if kind.spec().workload_ref {
+        return crate::workload_ref::workloads(client, kind, namespace, tx).await;
+    }
     let id = StreamId { watched: Watched::Workload(kind), namespace: namespace.clone() };
     let api = workload_api(&client, kind, namespace.as_deref());
-    let reduce = Workloads { kind, policies: PolicyCache::new() };
+    let reduce = Workloads::new(kind);
     pump(api, watcher::Config::default().page_size(100), id, tx, reduce).await
 }
 

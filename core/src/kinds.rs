@@ -10,6 +10,7 @@
 //! settings at start-up. Nothing outside this file matches on it.
 
 use std::fmt;
+use std::sync::{Mutex, PoisonError};
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use serde_json::Value;
@@ -50,6 +51,11 @@ pub struct KindSpec {
     /// `rollout-strategy: restart` applies: a reload may set `spec.restartAt`
     /// instead of changing the template (Argo Rollouts).
     pub restart_at: bool,
+    /// The pod template may instead come from the Deployment named at
+    /// `spec.workloadRef` (Argo Rollouts): such an object follows that
+    /// Deployment's references and is reloaded with `spec.restartAt` (it has
+    /// no template of its own to patch).
+    pub workload_ref: bool,
     /// The RBAC verbs the controller needs on the kind.
     pub verbs: &'static [&'static str],
     /// Watched only when asked for (Argo Rollouts need their CRD served).
@@ -69,6 +75,7 @@ pub static DEPLOYMENT: KindSpec = KindSpec {
     apply: ApplyMethod::StrategicMerge,
     pause_period: true,
     restart_at: false,
+    workload_ref: false,
     verbs: PATCH_VERBS,
     opt_in: false,
 };
@@ -83,6 +90,7 @@ pub static DAEMONSET: KindSpec = KindSpec {
     apply: ApplyMethod::StrategicMerge,
     pause_period: false,
     restart_at: false,
+    workload_ref: false,
     verbs: PATCH_VERBS,
     opt_in: false,
 };
@@ -97,6 +105,7 @@ pub static STATEFULSET: KindSpec = KindSpec {
     apply: ApplyMethod::StrategicMerge,
     pause_period: false,
     restart_at: false,
+    workload_ref: false,
     verbs: PATCH_VERBS,
     opt_in: false,
 };
@@ -113,6 +122,7 @@ pub static CRONJOB: KindSpec = KindSpec {
     apply: ApplyMethod::StrategicMerge,
     pause_period: false,
     restart_at: false,
+    workload_ref: false,
     verbs: PATCH_VERBS,
     opt_in: false,
 };
@@ -128,6 +138,7 @@ pub static JOB: KindSpec = KindSpec {
     apply: ApplyMethod::Recreate,
     pause_period: false,
     restart_at: false,
+    workload_ref: false,
     verbs: &["get", "list", "watch", "create", "delete", "patch"],
     opt_in: false,
 };
@@ -143,6 +154,7 @@ pub static ROLLOUT: KindSpec = KindSpec {
     apply: ApplyMethod::MergePatchDiff,
     pause_period: false,
     restart_at: true,
+    workload_ref: true,
     verbs: PATCH_VERBS,
     opt_in: true,
 };
@@ -169,6 +181,36 @@ impl KindSpec {
         serde_json::from_value(at.clone()).ok()
     }
 
+    /// The name of the Deployment whose template this object uses
+    /// (`spec.workloadRef` of a kind that has it), if any.
+    pub fn workload_ref<'a>(&self, body: &'a Value) -> Option<&'a str> {
+        if !self.workload_ref {
+            return None;
+        }
+        let r = body.get("spec")?.get("workloadRef")?;
+        let deployment = r.get("kind")?.as_str()? == "Deployment"
+            && r.get("apiVersion").and_then(Value::as_str).is_none_or(|v| v == "apps/v1");
+        if deployment { r.get("name")?.as_str() } else { None }
+    }
+
+    /// Puts `template` at the template path of `body` (a template read elsewhere: see [`Self::workload_ref`]).
+    pub fn put_template(&self, body: &mut Value, template: Value) {
+        let Some((last, parents)) = self.template_path.split_last() else {
+            return;
+        };
+        if !body.is_object() {
+            return;
+        }
+        let mut at = body;
+        for step in parents {
+            if !at.get(*step).is_some_and(Value::is_object) {
+                at[*step] = Value::Object(serde_json::Map::new());
+            }
+            at = &mut at[*step];
+        }
+        at[*last] = template;
+    }
+
     /// `fragment` placed at the template path, for a patch body.
     pub fn at_template_path(&self, fragment: Value) -> Value {
         self.template_path.iter().rev().fold(fragment, |inner, step| {
@@ -178,10 +220,54 @@ impl KindSpec {
         })
     }
 
+    /// The same REST resource (group and plural) as `other`.
+    pub fn same_resource(&self, other: &KindSpec) -> bool {
+        self.group == other.group && self.plural == other.plural
+    }
+
     /// Names kubectl accepts for the kind: `deployment`, `deployments`, `deploy`.
     fn is_called(&self, lower: &str) -> bool {
         self.kind.eq_ignore_ascii_case(lower) || self.plural == lower || self.short_names.contains(&lower)
     }
+}
+
+/// A custom resource kind (the `customWorkloads` setting, checked there):
+/// rolled by a JSON merge patch of its template, with the verbs of the
+/// built-in kinds that are patched. Its descriptor is leaked once per
+/// distinct description and process (interned here), so validating the same
+/// settings again allocates nothing, and their number is bounded by what the
+/// settings allow.
+pub fn custom(group: &str, version: &str, kind: &str, plural: &str, template_path: &[&str]) -> WorkloadKind {
+    static INTERNED: Mutex<Vec<&'static KindSpec>> = Mutex::new(Vec::new());
+    let mut interned = INTERNED.lock().unwrap_or_else(PoisonError::into_inner);
+    let same = |s: &&KindSpec| {
+        s.group == group
+            && s.version == version
+            && s.kind == kind
+            && s.plural == plural
+            && s.template_path == template_path
+    };
+    if let Some(spec) = interned.iter().copied().find(same) {
+        return WorkloadKind::Custom(spec);
+    }
+    let leak = |s: &str| -> &'static str { Box::leak(s.to_owned().into_boxed_str()) };
+    let path: Vec<&'static str> = template_path.iter().map(|p| leak(p)).collect();
+    let spec: &'static KindSpec = Box::leak(Box::new(KindSpec {
+        kind: leak(kind),
+        group: leak(group),
+        version: leak(version),
+        plural: leak(plural),
+        short_names: &[],
+        template_path: Box::leak(path.into_boxed_slice()),
+        apply: ApplyMethod::MergePatchDiff,
+        pause_period: false,
+        restart_at: false,
+        workload_ref: false,
+        verbs: PATCH_VERBS,
+        opt_in: false,
+    }));
+    interned.push(spec);
+    WorkloadKind::Custom(spec)
 }
 
 /// The built-in kinds, in the order of the generated RBAC rules (consecutive
@@ -316,6 +402,34 @@ mod tests {
             json!({"spec": {"jobTemplate": {"spec": {"template": {"x": 1}}}}})
         );
         assert_eq!(DEPLOYMENT.at_template_path(json!({})), json!({"spec": {"template": {}}}));
+    }
+
+    #[test]
+    fn custom_kinds_are_interned_and_patched_by_merge_patch() {
+        let a = custom("example.com", "v1", "Widget", "widgets", &["spec", "template"]);
+        let b = custom("example.com", "v1", "Widget", "widgets", &["spec", "template"]);
+        assert!(std::ptr::eq(a.spec(), b.spec()), "one descriptor per description");
+        assert_eq!(a.as_str(), "Widget");
+        assert_eq!(a.spec().api_version(), "example.com/v1");
+        assert_eq!(a.spec().apply, ApplyMethod::MergePatchDiff);
+        assert_eq!(a.spec().verbs, ["get", "list", "watch", "patch"]);
+        assert_eq!(WorkloadKind::parse_among("widgets", &[a]), Some(a));
+        assert_eq!(WorkloadKind::parse("widgets"), None, "only among the kinds given");
+        let other = custom("example.com", "v1", "Widget", "widgets", &["spec", "pod"]);
+        assert_ne!(a, other);
+    }
+
+    #[test]
+    fn workload_refs_name_a_deployment_on_rollouts_only() {
+        let body = json!({"spec": {"workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}}});
+        assert_eq!(ROLLOUT.workload_ref(&body), Some("web"));
+        assert_eq!(DEPLOYMENT.workload_ref(&body), None);
+        let other = json!({"spec": {"workloadRef": {"apiVersion": "v1", "kind": "PodTemplate", "name": "t"}}});
+        assert_eq!(ROLLOUT.workload_ref(&other), None);
+        let mut body = body;
+        ROLLOUT.put_template(&mut body, json!({"spec": {"containers": []}}));
+        assert!(ROLLOUT.template(&body).is_some());
+        assert_eq!(body["spec"]["workloadRef"]["name"], "web");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use thiserror::Error;
 
 use crate::duration::parse_go_duration;
 use crate::keys::{ResourceKind, WorkloadKind};
+use crate::kinds;
 use crate::patch::Strategy;
 use crate::selector::Selector;
 
@@ -44,6 +45,45 @@ pub struct Settings {
     /// Export `reloader_reload_executed_total_by_namespace` (Reloader's
     /// `METRICS_COUNT_BY_NAMESPACE=enabled`).
     pub metrics_count_by_namespace: bool,
+    /// Custom resources rolled like the built-in kinds (at most
+    /// [`MAX_CUSTOM_WORKLOADS`]).
+    pub custom_workloads: Vec<CustomWorkload>,
+    /// At most this many workload rollouts start per second across the
+    /// cluster (Reloader #220); 0: no limit.
+    pub max_rollouts_per_second: u32,
+    /// A file holding the URL of Reloader's `--webhook-url` mode (a mounted
+    /// Secret): changes are posted there instead of rolling workloads.
+    pub webhook_url_file: String,
+}
+
+/// At most this many `customWorkloads`: each is one more watch stream.
+pub const MAX_CUSTOM_WORKLOADS: usize = 16;
+
+/// A custom resource kind with a pod template, rolled like a built-in kind
+/// (its template patched with a JSON merge patch).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct CustomWorkload {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    /// The REST resource (`widgets`); Reloader's users may say `resource`.
+    #[serde(alias = "resource")]
+    pub plural: String,
+    /// Dotted path of the pod template from the object's root.
+    pub template_path: String,
+}
+
+impl Default for CustomWorkload {
+    fn default() -> Self {
+        CustomWorkload {
+            group: String::new(),
+            version: String::new(),
+            kind: String::new(),
+            plural: String::new(),
+            template_path: "spec.template".into(),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -67,6 +107,9 @@ impl Default for Settings {
             alerting: AlertingSettings::default(),
             record_key_file: String::new(),
             metrics_count_by_namespace: false,
+            custom_workloads: Vec::new(),
+            max_rollouts_per_second: 0,
+            webhook_url_file: String::new(),
         }
     }
 }
@@ -164,7 +207,15 @@ pub struct ValidSettings {
     /// leaves it empty and the controller fills it in when it loads the file.
     pub record_key: Option<crate::record::RecordKey>,
     pub metrics_count_by_namespace: bool,
+    /// 0: no limit; else at most [`MAX_ROLLOUTS_PER_SECOND`].
+    pub max_rollouts_per_second: u32,
+    /// The controller reads the file (core does no I/O).
+    pub webhook_url_file: String,
 }
+
+/// The highest `maxRolloutsPerSecond` accepted: above it the limit would not
+/// protect the apiserver any more than no limit does.
+pub const MAX_ROLLOUTS_PER_SECOND: u32 = 1000;
 
 fn dns_label(setting: &'static str, name: &str) -> Result<(), SettingsError> {
     let ok = !name.is_empty()
@@ -180,6 +231,58 @@ fn dns_label(setting: &'static str, name: &str) -> Result<(), SettingsError> {
             value: name.into(),
             message: "not a valid namespace name (RFC 1123 label)".into(),
         })
+    }
+}
+
+/// A lower-case RFC 1123 label (`plural`, `version`, a part of a group).
+fn is_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+impl CustomWorkload {
+    /// `widgets.example.com/v1 Widget`, for messages.
+    pub fn name(&self) -> String {
+        format!("{}.{}/{} {}", self.plural, self.group, self.version, self.kind)
+    }
+
+    /// The kind (its descriptor interned, see [`kinds::custom`]), or the
+    /// field that is wrong: (field, value, why).
+    fn kind(&self) -> Result<WorkloadKind, (&'static str, &str, &'static str)> {
+        let group_ok = !self.group.is_empty()
+            && self.group.len() <= 253
+            && self.group.contains('.')
+            && self.group.split('.').all(is_label);
+        if !group_ok {
+            return Err(("group", &self.group, "must be the API group of a custom resource (example.com)"));
+        }
+        if !is_label(&self.version) {
+            return Err(("version", &self.version, "must be an API version such as v1 or v1alpha1"));
+        }
+        let kind_ok = self.kind.len() <= 63
+            && self.kind.starts_with(|c: char| c.is_ascii_uppercase())
+            && self.kind.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !kind_ok {
+            return Err(("kind", &self.kind, "must be a Kubernetes kind (Widget: a capital, then letters and digits)"));
+        }
+        if !is_label(&self.plural) {
+            return Err(("plural", &self.plural, "must be the lower-case resource name (widgets)"));
+        }
+        let path: Vec<&str> = self.template_path.split('.').collect();
+        let path_ok = path.len() <= 8
+            && path.iter().all(|p| !p.is_empty() && p.len() <= 63 && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+            && path.first() != Some(&"metadata");
+        if !path_ok {
+            return Err((
+                "templatePath",
+                &self.template_path,
+                "must be at most 8 dotted field names outside metadata (spec.template)",
+            ));
+        }
+        Ok(kinds::custom(&self.group, &self.version, &self.kind, &self.plural, &path))
     }
 }
 
@@ -238,6 +341,32 @@ impl Settings {
             workload_kinds.remove(&kind);
         }
 
+        if self.custom_workloads.len() > MAX_CUSTOM_WORKLOADS {
+            return Err(err(
+                "customWorkloads",
+                &format!("{} entries", self.custom_workloads.len()),
+                format!("at most {MAX_CUSTOM_WORKLOADS}: each is one more watch"),
+            ));
+        }
+        for (i, custom) in self.custom_workloads.iter().enumerate() {
+            let kind = custom.kind().map_err(|(field, value, why)| {
+                err("customWorkloads", value, format!("customWorkloads[{i}].{field} ({}) {why}", custom.name()))
+            })?;
+            let builtin = WorkloadKind::ALL.iter().any(|b| b.spec().same_resource(kind.spec()));
+            let listed = workload_kinds.iter().any(|w| w.spec().same_resource(kind.spec()));
+            if builtin || listed {
+                return Err(err(
+                    "customWorkloads",
+                    &custom.name(),
+                    format!(
+                        "customWorkloads[{i}]: {}.{} is a built-in kind or listed twice",
+                        custom.plural, custom.group
+                    ),
+                ));
+            }
+            workload_kinds.insert(kind);
+        }
+
         let coalesce_window = parse_go_duration(&self.coalesce_window).map_err(|_| {
             err("coalesceWindow", &self.coalesce_window, "want a duration such as 1s, 500ms or 0".into())
         })?;
@@ -284,6 +413,14 @@ impl Settings {
             None
         };
 
+        if self.max_rollouts_per_second > MAX_ROLLOUTS_PER_SECOND {
+            return Err(err(
+                "maxRolloutsPerSecond",
+                &self.max_rollouts_per_second.to_string(),
+                format!("at most {MAX_ROLLOUTS_PER_SECOND} (0 turns the limit off)"),
+            ));
+        }
+
         Ok(ValidSettings {
             strategy,
             reload_on_create: self.reload_on_create,
@@ -302,6 +439,8 @@ impl Settings {
             alerting,
             record_key: None,
             metrics_count_by_namespace: self.metrics_count_by_namespace,
+            max_rollouts_per_second: self.max_rollouts_per_second,
+            webhook_url_file: self.webhook_url_file.clone(),
         })
     }
 }
@@ -330,6 +469,15 @@ mod tests {
     }
 
     #[test]
+    fn max_rollouts_per_second_is_bounded() {
+        let ok = Settings { max_rollouts_per_second: 1000, ..Default::default() };
+        assert_eq!(ok.validate().unwrap().max_rollouts_per_second, 1000);
+        assert_eq!(Settings::default().validate().unwrap().max_rollouts_per_second, 0, "off by default");
+        let e = Settings { max_rollouts_per_second: 1001, ..Default::default() }.validate().unwrap_err();
+        assert_eq!((e.setting, e.value.as_str()), ("maxRolloutsPerSecond", "1001"));
+    }
+
+    #[test]
     fn errors_name_setting_and_value() {
         let s = Settings { reload_strategy: "restart".into(), ..Default::default() };
         let e = s.validate().unwrap_err();
@@ -344,6 +492,59 @@ mod tests {
         assert_eq!(s.validate().unwrap_err().setting, "resourcesToIgnore");
         let s = Settings { coalesce_window: "soon".into(), ..Default::default() };
         assert_eq!(s.validate().unwrap_err().setting, "coalesceWindow");
+    }
+
+    fn widget(template_path: &str) -> CustomWorkload {
+        CustomWorkload {
+            group: "example.com".into(),
+            version: "v1".into(),
+            kind: "Widget".into(),
+            plural: "widgets".into(),
+            template_path: template_path.into(),
+        }
+    }
+
+    #[test]
+    fn custom_workloads_become_watched_kinds() {
+        let s: Settings = serde_json::from_value(serde_json::json!({"customWorkloads": [
+            {"group": "example.com", "version": "v1", "kind": "Widget", "resource": "widgets",
+             "templatePath": "spec.runner.template"}]}))
+        .unwrap();
+        let v = s.validate().unwrap();
+        let custom: Vec<_> = v.workload_kinds.iter().filter(|k| k.as_str() == "Widget").collect();
+        assert_eq!(custom.len(), 1);
+        assert_eq!(custom[0].spec().template_path, ["spec", "runner", "template"]);
+        assert_eq!(custom[0].spec().api_version(), "example.com/v1");
+    }
+
+    #[test]
+    fn custom_workload_errors_name_the_entry_and_field() {
+        let bad = |c: CustomWorkload| {
+            let s = Settings { custom_workloads: vec![widget("spec.template"), c], ..Default::default() };
+            s.validate().unwrap_err()
+        };
+        let e = bad(CustomWorkload { group: "".into(), ..widget("spec.template") });
+        assert_eq!(e.setting, "customWorkloads");
+        assert!(e.message.starts_with("customWorkloads[1].group"), "{e}");
+        let e = bad(CustomWorkload { kind: "widget".into(), ..widget("spec.template") });
+        assert!(e.message.starts_with("customWorkloads[1].kind"), "{e}");
+        let e = bad(CustomWorkload { plural: "Widgets".into(), ..widget("spec.template") });
+        assert!(e.message.starts_with("customWorkloads[1].plural"), "{e}");
+        let e = bad(CustomWorkload { version: "".into(), ..widget("spec.template") });
+        assert!(e.message.starts_with("customWorkloads[1].version"), "{e}");
+        for path in ["", "spec..template", "metadata.annotations", "a.b.c.d.e.f.g.h.i", "spec.template[0]"] {
+            let e = bad(widget(path));
+            assert!(e.message.starts_with("customWorkloads[1].templatePath"), "{path}: {e}");
+        }
+        let e = bad(widget("spec.template"));
+        assert!(e.message.contains("listed twice"), "{e}");
+        let e = bad(CustomWorkload { group: "apps.".into(), ..widget("spec.template") });
+        assert!(e.message.starts_with("customWorkloads[1].group"), "{e}");
+        let s = Settings {
+            custom_workloads: vec![widget("spec.template"); MAX_CUSTOM_WORKLOADS + 1],
+            ..Default::default()
+        };
+        assert!(s.validate().unwrap_err().message.starts_with("at most 16"));
     }
 
     #[test]

@@ -103,6 +103,8 @@ pub fn controller_settings(inputs: &Inputs) -> Settings {
     c.resource_label_selector = s.resource_label_selector.clone();
     c.resources_to_ignore = s.resources_to_ignore.clone();
     c.ignored_workload_types = s.ignored_workload_types.clone();
+    c.custom_workloads = s.custom_workloads.clone();
+    set(&mut c.max_rollouts_per_second, &s.max_rollouts_per_second);
     c.argo_rollouts = inputs.argo_rollouts;
     c.leader_election.enabled = inputs.high_availability();
     // The Lease the RBAC names (`rbac.rs`).
@@ -237,5 +239,15 @@ mod tests {
     fn controller_refusals_are_violations() {
         let e = convert(&inputs(json!({"coalesceWindow": "2m"}))).unwrap_err();
         assert_eq!(e[0].path, "$.coalesceWindow");
+    }
+
+    #[test]
+    fn max_rollouts_per_second_reaches_the_controller() {
+        let c = convert(&inputs(json!({"maxRolloutsPerSecond": 20}))).unwrap();
+        assert_eq!(c.controller_config["maxRolloutsPerSecond"], 20);
+        let c = convert(&inputs(json!({}))).unwrap();
+        assert_eq!(c.controller_config["maxRolloutsPerSecond"], 0, "off by default");
+        let e = convert(&inputs(json!({"maxRolloutsPerSecond": 5000}))).unwrap_err();
+        assert_eq!(e[0].path, "$.maxRolloutsPerSecond");
     }
 }

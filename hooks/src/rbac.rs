@@ -9,7 +9,10 @@
 //!   batch cronjobs get/list/watch/patch (the job template is patched), jobs
 //!   get/list/watch/create/delete/patch (a Job is recreated; patch records
 //!   the rolled-to hashes), argoproj.io rollouts get/list/watch/patch only
-//!   when Argo Rollouts is served; kinds in `ignoredWorkloadTypes` are left out.
+//!   when Argo Rollouts is served; kinds in `ignoredWorkloadTypes` are left out;
+//!   each kind of `customWorkloads` get/list/watch/patch (core/src/kinds.rs);
+//!   with Rollouts and Deployments ignored, deployments get/list/watch (a
+//!   Rollout's workloadRef names a Deployment whose template it follows).
 //! - Events: events.k8s.io create/patch (kube's Recorder writes only
 //!   `events.k8s.io/v1` Events; a repeated Event is patched).
 //! - Namespaces list/watch only with a `namespaceSelector` (cluster-wide).
@@ -40,7 +43,8 @@ fn namespaced_rules(inputs: &Inputs) -> Vec<Value> {
     // From the kinds' descriptors: consecutive kinds of one group with the
     // same verbs share a rule.
     let mut kinds: Vec<(&str, Vec<&str>, &[&str])> = Vec::new();
-    for spec in kinds::BUILTIN.iter().filter(|s| inputs.workload_enabled(s)) {
+    let builtin = kinds::BUILTIN.iter().copied().filter(|s| inputs.workload_enabled(s));
+    for spec in builtin.chain(inputs.custom_kinds()) {
         match kinds.last_mut() {
             Some((group, resources, verbs)) if *group == spec.group && *verbs == spec.verbs => {
                 resources.push(spec.plural)
@@ -49,6 +53,13 @@ fn namespaced_rules(inputs: &Inputs) -> Vec<Value> {
         }
     }
     rules.extend(kinds.iter().map(|(group, resources, verbs)| rule(group, resources, verbs)));
+    // A Rollout with a workloadRef follows the template of the Deployment it
+    // names (controller/src/workload_ref.rs): read Deployments even when
+    // they are not rolled themselves.
+    let reads_deployments = kinds::BUILTIN.iter().any(|s| s.workload_ref && inputs.workload_enabled(s));
+    if reads_deployments && !inputs.workload_enabled(&kinds::DEPLOYMENT) {
+        rules.push(rule(kinds::DEPLOYMENT.group, &[kinds::DEPLOYMENT.plural], &["get", "list", "watch"]));
+    }
     rules.push(rule("events.k8s.io", &["events"], &["create", "patch"]));
     rules
 }
@@ -156,6 +167,40 @@ mod tests {
                 {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]}
             ])
         );
+    }
+
+    #[test]
+    fn custom_workloads_get_exactly_their_rules() {
+        let widget = json!({"group": "example.com", "version": "v1", "kind": "Widget", "plural": "widgets",
+            "templatePath": "spec.template"});
+        let gadget = json!({"group": "example.com", "version": "v1", "kind": "Gadget", "plural": "gadgets",
+            "templatePath": "spec.pod.template"});
+        let runner = json!({"group": "ci.example.org", "version": "v1beta1", "kind": "Runner", "plural": "runners",
+            "templatePath": "spec.template"});
+        let r =
+            rbac(&inputs(json!({"customWorkloads": [widget, gadget, runner], "ignoredWorkloadTypes": ["Job"]}), false));
+        let all = resources(&r["clusterRules"]);
+        let custom: Vec<&String> =
+            all.iter().filter(|r| r.starts_with("example.com/") || r.starts_with("ci.example.org/")).collect();
+        assert_eq!(custom, ["example.com/widgets", "example.com/gadgets", "ci.example.org/runners"]);
+        let example =
+            r["clusterRules"].as_array().unwrap().iter().find(|r| r["apiGroups"][0] == "example.com").unwrap();
+        assert_eq!(
+            *example,
+            json!({"apiGroups": ["example.com"], "resources": ["widgets", "gadgets"],
+            "verbs": ["get", "list", "watch", "patch"]})
+        );
+        let without = rbac(&inputs(json!({"ignoredWorkloadTypes": ["Job"]}), false));
+        assert_eq!(all.len(), resources(&without["clusterRules"]).len() + 3, "nothing else changes");
+    }
+
+    #[test]
+    fn rollouts_read_deployments_they_may_reference() {
+        let r = rbac(&inputs(json!({"ignoredWorkloadTypes": ["Deployment"]}), true));
+        let reads = r["clusterRules"].as_array().unwrap().iter().find(|r| r["resources"] == json!(["deployments"]));
+        assert_eq!(reads.unwrap()["verbs"], json!(["get", "list", "watch"]), "no patch on ignored Deployments");
+        let r = rbac(&inputs(json!({"ignoredWorkloadTypes": ["Deployment"]}), false));
+        assert!(!resources(&r["clusterRules"]).contains(&"apps/deployments".to_string()));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! the settings hook derives from them (the controller's config file, the
 //! selectors, the watch scope) is in [`crate::controller_config`].
 
-use pod_reloader_core::KindSpec;
+use pod_reloader_core::kinds::{self, KindSpec};
+use pod_reloader_core::settings::{CustomWorkload, MAX_CUSTOM_WORKLOADS};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -38,6 +39,8 @@ pub struct ModuleSettings {
     pub log_format: Option<String>,
     pub log_level: Option<String>,
     pub high_availability: Option<bool>,
+    pub custom_workloads: Vec<CustomWorkload>,
+    pub max_rollouts_per_second: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -146,6 +149,18 @@ impl Inputs {
     /// plural), and an opt-in kind (Argo Rollouts) only when it is served.
     pub fn workload_enabled(&self, kind: &KindSpec) -> bool {
         !self.settings.ignored_workload_types.iter().any(|k| k == kind.plural) && (!kind.opt_in || self.argo_rollouts)
+    }
+
+    /// The descriptors of `customWorkloads` (the schema bounds them; the
+    /// conversion checks them as the controller does).
+    pub fn custom_kinds(&self) -> Vec<&'static KindSpec> {
+        let custom = self.settings.custom_workloads.iter().take(MAX_CUSTOM_WORKLOADS);
+        custom
+            .map(|c| {
+                let path: Vec<&str> = c.template_path.split('.').collect();
+                kinds::custom(&c.group, &c.version, &c.kind, &c.plural, &path).spec()
+            })
+            .collect()
     }
 
     pub fn resource_enabled(&self, kind: &str) -> bool {

@@ -74,59 +74,15 @@ HELPERS_DIR=$CACHE_DIR/node
 
 
 # ---------------------------------------------------------------- processes
-# Pid files hold "<pid> <start time>", so a reused pid is never mistaken for ours.
+# starttime, pid_in, start_component, stop_pids: testbed/lib.sh.
 
-starttime() { awk '{print $22}' "/proc/$1/stat" 2>/dev/null; }
-
-pid_in() { # pid_in <pid file>: the pid if that process still runs
-  local pid st
-  [ -f "$1" ] || return 1
-  read -r pid st 2>/dev/null <"$1" || return 1
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  [ "$(starttime "$pid")" = "$st" ] || return 1
-  alive "$pid" || return 1
-  echo "$pid"
-}
 pid_of() { pid_in "$PIDS/$1.pid"; }
 is_running() { pid_of "$1" >/dev/null; }
-
-start_component() { # start_component <name>: from the saved command line
-  local name=$1
-  local -a cmd
-  # shellcheck disable=SC1090
-  . "$CMDS/$name" # defines cmd=(...)
-  printf '\n==== %s starting %s\n' "$(date -u +%FT%TZ)" "$name" >>"$LOGS/$name.log"
-  # 9>&-: the daemons must not inherit the lock.
-  setsid "${cmd[@]}" </dev/null >>"$LOGS/$name.log" 2>&1 9>&- &
-  local pid=$!
-  echo "$pid $(starttime "$pid")" >"$PIDS/$name.pid"
-}
 
 save_cmd() { # save_cmd <name> <argv...>
   local name=$1; shift
   local -a cmd=("$@")
   declare -p cmd | sed 's/^declare -a //' >"$CMDS/$name"
-}
-
-stop_pids() { # stop_pids <grace tenths> <pid...>: TERM, then KILL after the grace period
-  local grace=$1 t p; shift
-  [ "$#" -gt 0 ] || return 0
-  kill -TERM "$@" 2>/dev/null || true
-  for (( t = 0; t < grace; t++ )); do
-    local any=0
-    for p in "$@"; do alive "$p" && any=1; done
-    [ "$any" = 0 ] && return 0
-    sleep 0.1
-  done
-  for p in "$@"; do alive "$p" && { log "pid $p ($(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | cut -c1-80)) did not stop on TERM; killing it"; kill -KILL "$p" 2>/dev/null || true; }; done
-  for (( t = 0; t < 50; t++ )); do
-    local any=0
-    for p in "$@"; do alive "$p" && any=1; done
-    [ "$any" = 0 ] && return 0
-    sleep 0.1
-  done
-  for p in "$@"; do alive "$p" && { log "pid $p is still running after KILL"; return 1; }; done
-  return 0
 }
 
 stop_component() { # stop_component <name> [grace tenths]

@@ -27,6 +27,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/pod-reloader
+# shellcheck source-path=SCRIPTDIR/../..
+. "$ROOT/testbed/lib.sh" # free_port, alive, stop_child
 # shellcheck source-path=SCRIPTDIR/..
 . "$ROOT/tests/lib.sh"
 WORK=$(mktemp -d)
@@ -36,10 +38,7 @@ TB=""
 cleanup() {
   # KEEP_LOG=FILE keeps addon-operator's log.
   [[ -n ${KEEP_LOG:-} && -f $WORK/addon-operator.log ]] && cp "$WORK/addon-operator.log" "$KEEP_LOG"
-  if [[ -n $AO_PID ]]; then
-    kill "$AO_PID" 2>/dev/null || true
-    wait "$AO_PID" 2>/dev/null || true
-  fi
+  stop_child "$AO_PID"
   if [[ -n $TB ]]; then
     TESTBED_STATE_DIR=$TB "$ROOT/testbed/testbed.sh" down >/dev/null 2>&1 || true
   fi
@@ -155,7 +154,7 @@ kubectl -n addon-operator create configmap addon-operator \
 pass "modules dir $MODULES (module + hooks/pod-reloader-hooks), ConfigMap addon-operator with the settings"
 
 # --- 5. run addon-operator ------------------------------------------------------
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 SOCKET=$WORK/debug.socket
 (
   cd "$WORK"
@@ -173,7 +172,7 @@ wait_for() {
   shift
   until "$@" >/dev/null 2>&1; do
     ((SECONDS < deadline)) || return 1
-    kill -0 "$AO_PID" 2>/dev/null || return 1
+    alive "$AO_PID" || return 1
     sleep 2
   done
 }

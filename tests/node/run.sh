@@ -61,9 +61,7 @@ RENDER_APPLIED=0
 RECEIVER_PID=""
 
 stop_receiver() {
-  [[ -n $RECEIVER_PID ]] || return 0
-  kill "$RECEIVER_PID" 2>/dev/null
-  wait "$RECEIVER_PID" 2>/dev/null
+  stop_child "$RECEIVER_PID"
   RECEIVER_PID=""
 }
 
@@ -245,29 +243,20 @@ else
 fi
 
 render_module() {
-  # Python with PyYAML and jsonschema, as tests/module/run.sh finds it.
+  # Python with PyYAML for netpol_allows_receiver.
   local py=python3 venv=${XDG_CACHE_HOME:-$HOME/.cache}/pod-reloader/venv-module-tests
-  if ! python3 -c 'import yaml, jsonschema' >/dev/null 2>&1; then
-    if ! "$venv/bin/python" -c 'import yaml, jsonschema' >/dev/null 2>&1; then
-      python3 -m venv "$venv" && "$venv/bin/pip" install --quiet 'PyYAML>=6' 'jsonschema>=4.17' || return 1
+  if ! python3 -c 'import yaml' >/dev/null 2>&1; then
+    if ! "$venv/bin/python" -c 'import yaml' >/dev/null 2>&1; then
+      python3 -m venv "$venv" && "$venv/bin/pip" install --quiet 'PyYAML>=6' || return 1
     fi
     py=$venv/bin/python
   fi
-  PY=$py # for netpol_allows_receiver
-  # The hooks binary computes the internal values (RBAC, NetworkPolicy, config).
-  local target=${CARGO_TARGET_DIR:-$ROOT/target} b hooks=""
-  [[ $target == /* ]] || target=$ROOT/$target
-  for b in "$target/debug/pod-reloader-hooks" "$target/release/pod-reloader-hooks"; do
-    [[ -x $b ]] && { hooks=$b; break; }
-  done
-  if [[ -z $hooks ]]; then
-    (cd "$ROOT" && cargo build -q -p pod-reloader-hooks) || return 1
-    hooks=$target/debug/pod-reloader-hooks
-  fi
+  PY=$py
   # Default settings except alerting: on, to the receiver on the node; the
   # image from this machine. The settings are spelled as a ModuleConfig
   # spells them (Deckhouse's CamelCase enum) and go through the hooks like
-  # every other (tool.py values), which translate `Webhook` for the controller.
+  # every other (moduletests' module-values: openapi defaults, then the
+  # beforeHelm hooks), which translate `Webhook` for the controller.
   [[ -n $ALERT_URL ]] || { echo "no alert receiver"; return 1; }
   cat >"$WORK/case.yaml" <<EOF
 settings:
@@ -285,7 +274,7 @@ global:
       podReloader:
         podReloader: "${IMAGE_REF#*@}"
 EOF
-  POD_RELOADER_HOOKS=$hooks "$py" "$ROOT/tests/module/tool.py" values "$WORK/case.yaml" >"$WORK/values.yaml" || return 1
+  (cd "$ROOT" && cargo run -q -p pod-reloader-moduletests --bin module-values -- "$WORK/case.yaml") >"$WORK/values.yaml" || return 1
   helm template pod-reloader "$ROOT" --namespace "$MODULE_NS" -f "$WORK/values.yaml" >"$WORK/render.yaml" || return 1
   grep -q "image: $IMAGE_REF" "$WORK/render.yaml" || { echo "the render does not use $IMAGE_REF"; return 1; }
 }
@@ -334,7 +323,7 @@ EOF
 
 if [[ -n $IMAGE_REF ]]; then
   if render_module >"$WORK/render.log" 2>&1; then
-    pass "render: tool.py values (openapi defaults + hooks, alerting on) and helm template, $(grep -c '^kind:' "$WORK/render.yaml") objects"
+    pass "render: module-values (openapi defaults + hooks, alerting on) and helm template, $(grep -c '^kind:' "$WORK/render.yaml") objects"
     if netpol_allows_receiver >"$WORK/netpol.log" 2>&1; then
       pass "render: the NetworkPolicy lets the controller reach the webhook: egress to $NODE_IP/32 port $RECEIVER_PORT (not enforced on the test bed: no policy-capable CNI plugin)"
     else
@@ -363,7 +352,7 @@ if [[ -n $IMAGE_REF ]]; then
       tail -n 30 "$WORK/apply.log" | indent
     fi
   else
-    fail "render the chart (tool.py values, helm template)"
+    fail "render the chart (module-values, helm template)"
     tail -n 30 "$WORK/render.log" | indent
   fi
 fi
@@ -426,10 +415,10 @@ if ((!CONTROLLER_READY)); then
   bin=$target/debug/pod-reloader
   [[ -x $bin ]] || (cd "$ROOT" && cargo build -q -p pod-reloader)
   if [[ -x $bin ]]; then
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    port=$(free_port)
     POD_NAME=node-e2e POD_NAMESPACE=default "$bin" --listen-address "127.0.0.1:$port" >"$WORK/controller.log" 2>&1 &
     CONTROLLER_PID=$!
-    for _ in $(seq 1 60); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.5; done
+    wait_while_alive "$CONTROLLER_PID" 60 0.5 curl -sf -o /dev/null "http://127.0.0.1:$port/readyz" || true
     echo "(the controller runs as a process: the in-cluster controller is not ready)"
   fi
 fi
@@ -590,10 +579,7 @@ if ((CONTROLLER_READY)); then
     pass "the controller logged no 403/Forbidden ($(wc -l <"$WORK/controller.log") log lines)"
   fi
 fi
-if [[ -n $CONTROLLER_PID ]]; then
-  kill "$CONTROLLER_PID" 2>/dev/null
-  wait "$CONTROLLER_PID" 2>/dev/null
-fi
+stop_child "$CONTROLLER_PID"
 
 # ------------------------------------------------------------------ alerts
 # One alert per rolled workload (the four above), sent by the in-cluster

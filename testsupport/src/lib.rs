@@ -236,7 +236,7 @@ impl Drop for ControllerProcess {
 }
 
 /// A minimal HTTP/1.0 GET over a TCP socket: the tests need no HTTP client crate.
-async fn http_get(url: &str) -> Option<(u16, String)> {
+pub async fn http_get(url: &str) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://")?;
     let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
