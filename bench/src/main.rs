@@ -4,6 +4,11 @@
 //! `make bench` (scripts/bench.sh), which builds both controllers and starts
 //! a test bed with an audit log. Not a test.
 
+// A benchmark, not the shipped controller: a failed lock or a missing row
+// should stop the run loudly, so it may unwrap.
+#![allow(clippy::unwrap_used)]
+#![forbid(unsafe_code)]
+
 mod audit;
 mod controller;
 mod objects;

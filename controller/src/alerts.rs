@@ -13,12 +13,11 @@ use pod_reloader_core::alert::{AlertFacts, DEFAULT_TEMPLATE, payload, with_addit
 use pod_reloader_core::settings::{AlertSink, AlertingSettings};
 use tokio::sync::mpsc;
 
+use crate::backoff;
 use crate::metrics::Metrics;
 
 /// Alerts waiting to be sent; beyond this they are dropped (and counted).
 const QUEUE: usize = 1000;
-/// Attempts per alert: the first and three retries.
-const ATTEMPTS: u32 = 4;
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Alerter {
@@ -116,7 +115,7 @@ impl Sender {
                 tracing::warn!(
                     workload = %format!("{} {}/{}", facts.workload.kind, facts.workload.namespace, facts.workload.name),
                     error = %e,
-                    attempts = ATTEMPTS,
+                    attempts = backoff::ALERT_ATTEMPTS,
                     "alert not delivered; giving up"
                 );
             }
@@ -125,21 +124,19 @@ impl Sender {
 
     /// Posts with retries; errors carry the status or cause, never the URL.
     async fn send(&self, content_type: &'static str, body: Vec<u8>) -> Result<(), String> {
-        let mut delay = Duration::from_millis(500);
-        let mut last = String::new();
-        for attempt in 1..=ATTEMPTS {
+        let mut delays = backoff::alert();
+        let mut attempt = 1;
+        loop {
             let request = self.client.post(&self.url).header("Content-Type", content_type).body(body.clone());
-            match request.send().await {
+            let last = match request.send().await {
                 Ok(resp) if resp.status().is_success() => return Ok(()),
-                Ok(resp) => last = format!("webhook answered {}", resp.status()),
-                Err(e) => last = e.without_url().to_string(),
-            }
-            if attempt < ATTEMPTS {
-                tracing::debug!(attempt, error = %last, "alert failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
+                Ok(resp) => format!("webhook answered {}", resp.status()),
+                Err(e) => e.without_url().to_string(),
+            };
+            let Some(delay) = delays.next() else { return Err(last) };
+            tracing::debug!(attempt, error = %last, "alert failed; retrying");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
         }
-        Err(last)
     }
 }

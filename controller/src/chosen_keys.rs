@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{ListParams, ObjectMeta};
@@ -86,15 +85,14 @@ pub async fn fetch(
         if let Some(sel) = &label_selector {
             params = params.labels(sel);
         }
-        let mut delay = Duration::from_millis(500);
+        let mut delays = crate::backoff::key_digests();
         let digests = loop {
             let read = read(&client, &key, &params, &keys).await;
             match read {
                 Ok(d) => break d,
-                Err(e) if delay <= Duration::from_secs(4) => {
+                Err(e) if let Some(delay) = delays.next() => {
                     tracing::debug!(resource = %key, error = %e, "cannot read for its key digests; retrying");
                     tokio::time::sleep(delay).await;
-                    delay *= 2;
                 }
                 Err(e) => {
                     tracing::warn!(resource = %key, error = %e, "cannot read for its key digests; its next change asks again");

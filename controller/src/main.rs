@@ -2,6 +2,7 @@
 //! change. Wiring only; each concern lives in its own module.
 
 mod alerts;
+mod backoff;
 mod chosen_keys;
 mod cli;
 mod config;

@@ -10,6 +10,8 @@
 /// Returns free heap memory to the kernel (glibc `malloc_trim`).
 pub fn release_free_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // The workspace denies unsafe code; this one FFI call is the exception.
+    #[allow(unsafe_code)]
     // SAFETY: malloc_trim only walks the allocator's own free lists; it
     // takes no pointers from us and is thread-safe.
     unsafe {

@@ -251,7 +251,7 @@ impl Reloader {
     pub async fn reload(&self, batch: Batch) {
         let key = &batch.workload;
         let resources: Vec<String> = batch.items.iter().map(|i| i.resource.to_string()).collect();
-        let mut delay = Duration::from_millis(100);
+        let mut delays = crate::backoff::reload();
         for attempt in 1.. {
             match self.try_reload(&batch).await {
                 Ok(Outcome::Patched { uid, containers, rolled }) => {
@@ -292,11 +292,13 @@ impl Reloader {
                     self.metrics.skipped("workload_gone");
                     return;
                 }
-                Err(e) if e.retryable() && attempt < 6 => {
+                Err(e)
+                    if e.retryable()
+                        && let Some(delay) = delays.next() =>
+                {
                     tracing::debug!(kind = key.kind.as_str(), namespace = %key.namespace, name = %key.name, error = %e, attempt, "reload failed; retrying");
                     self.metrics.retried();
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
                 }
                 Err(e) => {
                     self.metrics.reload_failed(key, key.kind.as_str(), e.reason());
@@ -407,7 +409,8 @@ impl Reloader {
         let mut delete = DeleteParams::background();
         delete.preconditions = Some(kube::api::Preconditions { uid: old.metadata.uid.clone(), resource_version: None });
         api.delete(&key.name, &delete).await?;
-        for _ in 0..50 {
+        let mut waits = crate::backoff::job_recreate();
+        loop {
             match api.create(&post_params(), &new).await {
                 Ok(created) => {
                     return Ok(Outcome::Patched {
@@ -416,11 +419,16 @@ impl Reloader {
                         rolled: rolled(&items),
                     });
                 }
-                Err(kube::Error::Api(s)) if s.code == 409 => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(kube::Error::Api(s))
+                    if s.code == 409
+                        && let Some(wait) = waits.next() =>
+                {
+                    tokio::time::sleep(wait).await
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => return Err(ReloadError::JobStillDeleting),
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ReloadError::JobStillDeleting)
     }
 
     /// Custom resources (Argo Rollouts, `customWorkloads`): the pod template

@@ -10,7 +10,6 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::WatchStreamExt;
-use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource, ResourceExt};
 use pod_reloader_core::annotations::{self, IGNORE, MATCH};
@@ -21,43 +20,10 @@ use pod_reloader_core::index::WorkloadEntry;
 use pod_reloader_core::policy_cache::PolicyCache;
 use pod_reloader_core::{ResourceKey, ResourceKind, WorkloadKey, WorkloadKind};
 use serde::de::DeserializeOwned;
-use std::time::Duration;
 use tokio::sync::mpsc::Sender;
 
 use crate::chosen_keys::{self, WantedKeys};
 use crate::messages::{Msg, PauseState, StreamId, Watched};
-
-/// Retry delays for a failing watch: 0.5 s doubling up to 5 s, reset by
-/// the next successful event. kube's default caps at 30 s; a shorter cap
-/// means reloads resume within seconds of the apiserver coming back, for a
-/// handful of cheap requests per stream during an outage.
-pub(crate) struct WatchBackoff {
-    next: Duration,
-}
-
-const BACKOFF_MIN: Duration = Duration::from_millis(500);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
-
-impl Default for WatchBackoff {
-    fn default() -> Self {
-        WatchBackoff { next: BACKOFF_MIN }
-    }
-}
-
-impl Iterator for WatchBackoff {
-    type Item = Duration;
-    fn next(&mut self) -> Option<Duration> {
-        let delay = self.next;
-        self.next = (self.next * 2).min(BACKOFF_MAX);
-        Some(delay)
-    }
-}
-
-impl Backoff for WatchBackoff {
-    fn reset(&mut self) {
-        self.next = BACKOFF_MIN;
-    }
-}
 
 /// What a watch stream makes of its events: the message for the state
 /// task (`None`: nothing to tell), and the start and end of each full list.
@@ -89,7 +55,7 @@ where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
     R: Reduce<K>,
 {
-    let mut stream = watcher::watcher(api, config).backoff(WatchBackoff::default()).boxed();
+    let mut stream = watcher::watcher(api, config).backoff(crate::backoff::watch()).boxed();
     while let Some(event) = stream.next().await {
         let msg = match event {
             Ok(Event::Init) => {

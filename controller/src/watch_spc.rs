@@ -40,7 +40,6 @@ use tokio::sync::mpsc::Sender;
 use pod_reloader_core::facts::ResourceFacts;
 
 use crate::messages::{Msg, StreamId, Watched};
-use crate::watch::WatchBackoff;
 
 const GROUP: &str = "secrets-store.csi.x-k8s.io";
 const VERSION: &str = "v1";
@@ -256,7 +255,7 @@ pub async fn pod_statuses(client: Client, namespace: Option<Arc<str>>, tx: Sende
     };
     let mut known = Classes::default();
     let config = watcher::Config::default().page_size(100);
-    let mut stream = watcher::watcher(statuses, config).backoff(WatchBackoff::default()).boxed();
+    let mut stream = watcher::watcher(statuses, config).backoff(crate::backoff::watch()).boxed();
     while let Some(event) = stream.next().await {
         let status_id = |o: &DynamicObject| -> StatusId {
             (

@@ -23,8 +23,6 @@ use crate::scheduler::Execute;
 
 /// Reloader's body, byte for byte (`internal/pkg/handler/upgrade.go`).
 pub const PAYLOAD: &str = r#"{"webhook":"update successful"}"#;
-/// Attempts per post: Reloader requeues a failed event up to five times.
-const ATTEMPTS: u32 = 5;
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// Workload/resource pairs remembered; past it the memory is cleared (a
 /// workload seen again may then be posted for once more), so it never grows
@@ -135,7 +133,7 @@ impl WebhookMode {
                 self.metrics.reload_failed(key, "webhook", "webhook");
                 tracing::error!(
                     kind = key.kind.as_str(), namespace = %key.namespace, name = %key.name,
-                    resources = %resources.join(", "), error = %e, attempts = ATTEMPTS,
+                    resources = %resources.join(", "), error = %e, attempts = crate::backoff::WEBHOOK_MODE_ATTEMPTS,
                     "webhook not reached; giving up"
                 );
             }
@@ -144,24 +142,22 @@ impl WebhookMode {
 
     /// POSTs Reloader's body, retrying failures; errors never carry the URL.
     async fn post(&self) -> Result<u16, String> {
-        let mut delay = Duration::from_millis(200);
-        let mut last = String::new();
-        for attempt in 1..=ATTEMPTS {
+        let mut delays = crate::backoff::webhook_mode();
+        let mut attempt = 1;
+        loop {
             let request =
                 self.client.post(&self.url.0).header("Content-Type", "application/json").body(PAYLOAD.as_bytes());
-            match request.send().await {
+            let last = match request.send().await {
                 Ok(resp) if resp.status().is_success() => return Ok(resp.status().as_u16()),
-                Ok(resp) => last = format!("webhook answered {}", resp.status()),
-                Err(e) => last = e.without_url().to_string(),
-            }
-            if attempt < ATTEMPTS {
-                self.metrics.retried();
-                tracing::debug!(attempt, error = %last, "webhook post failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
+                Ok(resp) => format!("webhook answered {}", resp.status()),
+                Err(e) => e.without_url().to_string(),
+            };
+            let Some(delay) = delays.next() else { return Err(last) };
+            self.metrics.retried();
+            tracing::debug!(attempt, error = %last, "webhook post failed; retrying");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
         }
-        Err(last)
     }
 }
 

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::Sender;
 
 use crate::messages::{Msg, StreamId, Watched};
-use crate::watch::{Reduce, WatchBackoff, Workloads, workload_api};
+use crate::watch::{Reduce, Workloads, workload_api};
 
 type Annotations = BTreeMap<String, String>;
 
@@ -108,10 +108,10 @@ pub async fn workloads(client: Client, kind: WorkloadKind, namespace: Option<Arc
     let id = StreamId { watched: Watched::Workload(kind), namespace: namespace.clone() };
     let config = watcher::Config::default().page_size(100);
     let own = watcher::watcher(workload_api(&client, kind, namespace.as_deref()), config.clone())
-        .backoff(WatchBackoff::default())
+        .backoff(crate::backoff::watch())
         .map(Side::Own);
     let deployments = watcher::watcher(workload_api(&client, WorkloadKind::Deployment, namespace.as_deref()), config)
-        .backoff(WatchBackoff::default())
+        .backoff(crate::backoff::watch())
         .map(Side::Deployment);
     let mut events = futures::stream::select(own.boxed(), deployments.boxed());
     let mut reduce = Workloads::new(kind);

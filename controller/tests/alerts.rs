@@ -2,6 +2,10 @@
 //! payload per sink with additionalInfo, a retry after a 500, a clean
 //! give-up, and reloads that go on while the receiver hangs.
 
+// Test code may unwrap (the workspace denies it in shipped code); clippy.toml
+// covers #[test] functions, this covers the helpers beside them.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::{Arc, Mutex};

@@ -3,6 +3,10 @@
 //! for each strategy, with reload and no-reload expectations. All cases of a
 //! strategy share one namespace and one controller, and run at once.
 
+// Test code may unwrap (the workspace denies it in shipped code); clippy.toml
+// covers #[test] functions, this covers the helpers beside them.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

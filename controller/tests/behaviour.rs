@@ -1,6 +1,7 @@
 //! Controller behaviour on the real apiserver beyond the annotation matrix:
 //! the other workload kinds, hash vectors, start-up, coalescing, malformed
 //! annotations, filters, pause period, invalid settings.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

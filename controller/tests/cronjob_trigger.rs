@@ -3,6 +3,7 @@
 //! setting) also gets a Job started from its new job template, as Reloader
 //! makes it; one that does not (no annotation and the setting off, the
 //! annotation `"false"`, or suspended) only gets its template patched.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

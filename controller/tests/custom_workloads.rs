@@ -4,6 +4,10 @@
 //! lists it, with either reload strategy and either annotation family, and
 //! left alone when it does not.
 
+// Test code may unwrap (the workspace denies it in shipped code); clippy.toml
+// covers #[test] functions, this covers the helpers beside them.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

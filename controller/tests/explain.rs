@@ -1,5 +1,6 @@
 //! `pod-reloader explain` on a workload with every kind of reference,
 //! compared with a golden file (`UPDATE_GOLDEN=1` rewrites it).
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

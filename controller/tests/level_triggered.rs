@@ -1,5 +1,6 @@
 //! No reload lost, none spurious: changes made while the controller is
 //! down, migration from Reloader-written values, and leader failover.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -8,6 +8,7 @@
 //! Without a kubelet the pods kube-controller-manager creates stay Pending:
 //! the test plays the kubelet and marks a pod Running and Ready through the
 //! status subresource.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

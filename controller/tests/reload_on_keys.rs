@@ -1,6 +1,7 @@
 //! `reload-on-keys` (a pod-reloader extension, Reloader's issue #129): only
 //! a change of a chosen key rolls the workload, on a live change and after
 //! a restart, in both annotation families.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

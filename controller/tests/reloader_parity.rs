@@ -2,6 +2,10 @@
 //! (`key:value`, `key:*`) filter as the standard selectors do, and its flags
 //! that need nothing here are accepted, with `/live` answering.
 
+// Test code may unwrap (the workspace denies it in shipped code); clippy.toml
+// covers #[test] functions, this covers the helpers beside them.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

@@ -3,6 +3,7 @@
 //! references of the Deployment it names, even when they change, and a
 //! change reloads the Rollout through `spec.restartAt`, leaving the
 //! Deployment's template alone.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -4,6 +4,7 @@
 //! whose `status.objects[].version` they rewrite as the driver does when it
 //! rotates a secret. Expected values are computed here with `sha1` over
 //! Reloader's canonical string, independently of the controller's code.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -89,7 +89,7 @@ impl WorkloadEntry {
 
     /// As [`Self::from_object`], with the policy already parsed (or kept from
     /// before: see `policy_cache`).
-    pub fn from_object_with_policy(
+    fn from_object_with_policy(
         key: WorkloadKey,
         policy: Arc<WorkloadPolicy>,
         meta_annotations: &BTreeMap<String, String>,

@@ -5,6 +5,8 @@
 //! without a cluster. The controller feeds watch events in and executes the
 //! patches this crate plans.
 
+#![forbid(unsafe_code)]
+
 pub mod alert;
 pub mod annotations;
 pub mod chosen_keys;

@@ -128,10 +128,6 @@ impl ListBudget {
         GLOBAL.clone()
     }
 
-    pub fn per_namespace(&self) -> usize {
-        self.per_namespace
-    }
-
     /// Charges `key`'s namespace for `patterns`, after returning what `key`
     /// was charged before. On error nothing is charged for `key`.
     pub fn charge(&self, key: &WorkloadKey, patterns: &[Arc<CompiledPattern>]) -> Result<(), OverBudget> {

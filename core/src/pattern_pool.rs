@@ -107,7 +107,8 @@ impl PatternPool {
     }
 
     /// How many slots the pool holds, freed ones not swept yet included.
-    pub fn slots(&self) -> usize {
+    #[cfg(test)]
+    fn slots(&self) -> usize {
         self.lock().by_text.len()
     }
 

@@ -49,11 +49,6 @@ impl UserValue {
     pub fn is_cut(&self) -> bool {
         self.head.len() < self.total_bytes
     }
-
-    /// The length of the whole value in bytes.
-    pub fn total_bytes(&self) -> usize {
-        self.total_bytes
-    }
 }
 
 impl fmt::Display for UserValue {

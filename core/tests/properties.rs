@@ -1,6 +1,7 @@
 //! Property tests: annotation parsing, selectors, durations and the
 //! canonical hash take arbitrary input without panicking, and the hash
 //! equals SHA-1 of Reloader's canonical string built independently.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 

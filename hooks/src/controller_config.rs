@@ -41,7 +41,7 @@ pub fn module_defaults() -> Settings {
 }
 
 /// A selector as a Kubernetes LabelSelector plus its canonical string form.
-pub fn selector_value(sel: &Selector) -> Value {
+fn selector_value(sel: &Selector) -> Value {
     let exprs: Vec<Value> = sel
         .0
         .iter()

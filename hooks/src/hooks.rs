@@ -183,7 +183,7 @@ fn run_settings(schema: &SettingsSchema, values: &Value) -> Result<Output, HookE
 }
 
 /// Argo Rollouts is served: the CRD exists and serves `v1alpha1`.
-pub fn argo_served(items: &[Item]) -> bool {
+fn argo_served(items: &[Item]) -> bool {
     items.iter().any(|i| {
         let served = match (&i.filter_result, &i.object) {
             (Some(f), _) if f.is_object() => f.get("served").and_then(Value::as_array).cloned().unwrap_or_default(),

@@ -10,6 +10,8 @@
 //! - [`hooks`]: the hooks, their configs, `hook check`.
 //! - [`cli`]: the commands.
 
+#![forbid(unsafe_code)]
+
 pub mod cli;
 pub mod controller_config;
 pub mod error;

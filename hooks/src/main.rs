@@ -1,5 +1,7 @@
 //! `pod-reloader-hooks`: the module's hooks binary (see the library docs).
 
+#![forbid(unsafe_code)]
+
 use std::io::Write;
 use std::process::ExitCode;
 

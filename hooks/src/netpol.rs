@@ -198,7 +198,7 @@ pub fn webhook_target(inputs: &Inputs) -> Result<Option<WebhookTarget>, Violatio
 
 /// `alerting.webhook.egress`, each entry checked and written canonically
 /// (`192.0.2.7/24` → `192.0.2.0/24`).
-pub fn webhook_egress_cidrs(inputs: &Inputs) -> Result<Vec<String>, Violation> {
+fn webhook_egress_cidrs(inputs: &Inputs) -> Result<Vec<String>, Violation> {
     inputs
         .settings
         .alerting

@@ -44,7 +44,7 @@ impl Files {
         }
     }
 
-    pub fn read_json(path: &Path, what: &'static str) -> Result<Value, HookError> {
+    fn read_json(path: &Path, what: &'static str) -> Result<Value, HookError> {
         let data = fs::read(path).map_err(|source| HookError::Read { what, path: path.into(), source })?;
         serde_json::from_slice(&data).map_err(|source| HookError::Parse { what, path: path.into(), source })
     }

@@ -43,7 +43,7 @@ fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> Value {
 }
 
 /// The rules every Role (scoped) or the ClusterRole (cluster-wide) holds.
-pub fn namespaced_rules(inputs: &Inputs) -> Vec<Value> {
+fn namespaced_rules(inputs: &Inputs) -> Vec<Value> {
     let mut rules = Vec::new();
     let resources: Vec<&str> = ["configmaps", "secrets"].into_iter().filter(|r| inputs.resource_enabled(r)).collect();
     if !resources.is_empty() {

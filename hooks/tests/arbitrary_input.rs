@@ -11,6 +11,10 @@
 //! stderr. A few cases run the real binary to check the same from outside
 //! (no signal, no abort). Case counts are bounded to keep `make test` fast.
 
+// Test code may unwrap (the workspace denies it in shipped code); clippy.toml
+// covers #[test] functions, this covers the helpers beside them.
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};

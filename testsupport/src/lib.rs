@@ -4,6 +4,8 @@
 //! polling helpers. When the test bed is not running, tests fail with a
 //! message saying so; they never pass silently.
 
+#![forbid(unsafe_code)]
+
 use std::future::Future;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
 //! The test bed itself is real: the apiserver answers, kube-controller-manager
 //! turns a template change into a new ReplicaSet, and RBAC is enforced.
+#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
