@@ -105,6 +105,7 @@ pub fn controller_settings(inputs: &Inputs) -> Settings {
     c.ignored_workload_types = s.ignored_workload_types.clone();
     c.custom_workloads = s.custom_workloads.clone();
     set(&mut c.max_rollouts_per_second, &s.max_rollouts_per_second);
+    set(&mut c.metrics_count_by_namespace, &s.metrics_count_by_namespace);
     c.argo_rollouts = inputs.argo_rollouts;
     c.leader_election.enabled = inputs.high_availability();
     // The Lease the RBAC names (`rbac.rs`).
@@ -249,5 +250,13 @@ mod tests {
         assert_eq!(c.controller_config["maxRolloutsPerSecond"], 0, "off by default");
         let e = convert(&inputs(json!({"maxRolloutsPerSecond": 5000}))).unwrap_err();
         assert_eq!(e[0].path, "$.maxRolloutsPerSecond");
+    }
+
+    #[test]
+    fn metrics_count_by_namespace_reaches_the_controller() {
+        let c = convert(&inputs(json!({"metricsCountByNamespace": true}))).unwrap();
+        assert_eq!(c.controller_config["metricsCountByNamespace"], true);
+        let c = convert(&inputs(json!({}))).unwrap();
+        assert_eq!(c.controller_config["metricsCountByNamespace"], false, "off by default, as in Reloader");
     }
 }

@@ -41,6 +41,7 @@ pub struct ModuleSettings {
     pub high_availability: Option<bool>,
     pub custom_workloads: Vec<CustomWorkload>,
     pub max_rollouts_per_second: Option<u32>,
+    pub metrics_count_by_namespace: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -213,6 +213,7 @@ impl<'a> Checker<'a> {
             "coalesceWindow",
             "namespaces",
             "maxRolloutsPerSecond",
+            "metricsCountByNamespace",
         ] {
             self.expect(cfg[k] == v[k], format!("config {k}={}, settings {}", cfg[k], v[k]));
         }
