@@ -140,7 +140,7 @@ lay_out_artifact() {
   rm -rf "$out"
   install -D -m 0755 "$BIN/pod-reloader" "$out/pod-reloader"
   install -D -m 0755 "$BIN/pod-reloader-hooks" "$out/pod-reloader-hooks"
-  install -d -m 0755 "$out/etc" "$out/etc/pod-reloader" "$out/etc/pod-reloader/alert" "$out/etc/pod-reloader/record-key"
+  install -d -m 0755 "$out/etc" "$out/etc/pod-reloader" "$out/etc/pod-reloader/alert" "$out/etc/pod-reloader/record-key" "$out/etc/pod-reloader/webhook-mode"
   install -m 0444 /dev/null "$out/etc/pod-reloader/config.yaml"
   printf '%s\n' 'root:x:0:0:root:/root:/sbin/nologin' 'pod-reloader:x:64535:64535:pod-reloader:/nonexistent:/sbin/nologin' >"$out/etc/passwd"
   printf '%s\n' 'root:x:0:' 'pod-reloader:x:64535:' >"$out/etc/group"

@@ -51,32 +51,74 @@ controller's config). Renders nothing. Usage:
 {{- end -}}
 {{- end -}}
 
-{{- /* "true" when alerting is on; fails when it is on without a URL or
-with both a URL and a Secret reference. Never prints the URL. */ -}}
-{{- define "pod_reloader.alerting" -}}
-{{- $a := .Values.podReloader.alerting | default dict -}}
-{{- if $a.enabled -}}
-{{- $url := dig "webhook" "url" "" $a -}}
-{{- $ref := dig "webhook" "urlSecretRef" dict $a -}}
-{{- if and $url $ref }}{{ fail "alerting.webhook.url and alerting.webhook.urlSecretRef are mutually exclusive" }}{{ end -}}
-{{- if not (or $url $ref.name) }}{{ fail "alerting.webhook.url or alerting.webhook.urlSecretRef is required when alerting.enabled is true" }}{{ end -}}
+{{- /* "true" when a webhook setting (the alert webhook, the webhook mode)
+is on; fails when it is on without a URL or with both a URL and a Secret
+reference. Never prints the URL. Usage: include "pod_reloader.webhook_on"
+(list $enabled $webhook "alerting.webhook" "alerting"), where $webhook holds
+url/urlSecretRef and the last two name its settings for messages. */ -}}
+{{- define "pod_reloader.webhook_on" -}}
+{{- $w := index . 1 | default dict -}}
+{{- $setting := index . 2 -}}
+{{- if index . 0 -}}
+{{- $url := dig "url" "" $w -}}
+{{- $ref := dig "urlSecretRef" dict $w -}}
+{{- if and $url $ref }}{{ fail (printf "%s.url and %s.urlSecretRef are mutually exclusive" $setting $setting) }}{{ end -}}
+{{- if not (or $url $ref.name) }}{{ fail (printf "%s.url or %s.urlSecretRef is required when %s.enabled is true" $setting $setting (index . 3)) }}{{ end -}}
 true
 {{- end -}}
 {{- end -}}
 
-{{- /* The Secret and key the alert webhook URL is mounted from: the
-operator's Secret of alerting.webhook.urlSecretRef, else the module's own
-pod-reloader-alert (key url). Usage: include "pod_reloader.alert_secret" . |
+{{- /* The Secret and key a webhook URL is mounted from: the operator's
+Secret of $webhook.urlSecretRef, else the module's own $ownSecret (key url).
+Usage: include "pod_reloader.url_secret" (list $webhook $ownSecret) |
 fromYaml -> {name, key}. */ -}}
-{{- define "pod_reloader.alert_secret" -}}
-{{- $ref := dig "webhook" "urlSecretRef" dict (.Values.podReloader.alerting | default dict) -}}
+{{- define "pod_reloader.url_secret" -}}
+{{- $ref := dig "urlSecretRef" dict (index . 0 | default dict) -}}
 {{- if $ref.name -}}
 name: {{ $ref.name | quote }}
 key: {{ $ref.key | default "url" | quote }}
 {{- else -}}
-name: {{ printf "%s-alert" .Chart.Name | quote }}
+name: {{ index . 1 | quote }}
 key: "url"
 {{- end -}}
+{{- end -}}
+
+{{- /* The module's own Secret holding a webhook URL given as `url`.
+Usage: include "pod_reloader.url_secret_object" (list . $name $url) */ -}}
+{{- define "pod_reloader.url_secret_object" -}}
+{{- $context := index . 0 -}}
+apiVersion: v1
+kind: Secret
+metadata:
+  name: {{ index . 1 }}
+  namespace: d8-{{ $context.Chart.Name }}
+  {{- include "helm_lib_module_labels" (list $context (dict "app" $context.Chart.Name)) | nindent 2 }}
+type: Opaque
+data:
+  url: {{ index . 2 | b64enc }}
+{{- end -}}
+
+{{- /* "true" when alerting is on (see pod_reloader.webhook_on). */ -}}
+{{- define "pod_reloader.alerting" -}}
+{{- $a := .Values.podReloader.alerting | default dict -}}
+{{- include "pod_reloader.webhook_on" (list $a.enabled $a.webhook "alerting.webhook" "alerting") -}}
+{{- end -}}
+
+{{- /* The alert webhook URL's Secret: {name, key}. */ -}}
+{{- define "pod_reloader.alert_secret" -}}
+{{- $a := .Values.podReloader.alerting | default dict -}}
+{{- include "pod_reloader.url_secret" (list $a.webhook (printf "%s-alert" .Chart.Name)) -}}
+{{- end -}}
+
+{{- /* "true" when Reloader's webhook mode (webhookMode) is on. */ -}}
+{{- define "pod_reloader.webhook_mode" -}}
+{{- $w := .Values.podReloader.webhookMode | default dict -}}
+{{- include "pod_reloader.webhook_on" (list $w.enabled $w "webhookMode" "webhookMode") -}}
+{{- end -}}
+
+{{- /* The webhook mode URL's Secret: {name, key}. */ -}}
+{{- define "pod_reloader.webhook_mode_secret" -}}
+{{- include "pod_reloader.url_secret" (list .Values.podReloader.webhookMode (printf "%s-webhook-mode" .Chart.Name)) -}}
 {{- end -}}
 
 {{- /* Image reference of the module image $name (camelCase directory name).

@@ -20,6 +20,11 @@ use crate::violation::Violation;
 /// Where the chart mounts the alert webhook URL (Secret `pod-reloader-alert`,
 /// or the operator's Secret of `alerting.webhook.urlSecretRef`).
 pub const WEBHOOK_URL_FILE: &str = "/etc/pod-reloader/alert/url";
+/// Where the chart mounts the URL of the webhook mode (`webhookMode`:
+/// Secret `pod-reloader-webhook-mode`, or the operator's Secret of
+/// `webhookMode.urlSecretRef`). The controller is in webhook mode exactly
+/// when its config names this file.
+pub const WEBHOOK_MODE_URL_FILE: &str = "/etc/pod-reloader/webhook-mode/url";
 
 /// The controller's defaults are Reloader's (a drop-in controller started
 /// with Reloader's flags behaves as Reloader); the module's differ here only.
@@ -108,6 +113,7 @@ pub fn controller_settings(inputs: &Inputs) -> Settings {
     c.custom_workloads = s.custom_workloads.clone();
     set(&mut c.max_rollouts_per_second, &s.max_rollouts_per_second);
     c.csi_integration = s.csi_integration;
+    set(&mut c.metrics_count_by_namespace, &s.metrics_count_by_namespace);
     c.argo_rollouts = inputs.argo_rollouts;
     c.leader_election.enabled = inputs.high_availability();
     // The Lease the RBAC names (`rbac.rs`).
@@ -117,6 +123,9 @@ pub fn controller_settings(inputs: &Inputs) -> Settings {
     c.alerting.webhook_url_file = WEBHOOK_URL_FILE.into();
     c.alerting.additional_info = s.alerting.webhook.additional_info.clone();
     c.annotations = s.annotations.clone();
+    if s.webhook_mode.enabled {
+        c.webhook_url_file = WEBHOOK_MODE_URL_FILE.into();
+    }
     c
 }
 
@@ -131,8 +140,8 @@ pub fn convert(inputs: &Inputs) -> Result<Converted, Vec<Violation>> {
         .unwrap_or_default();
     let namespace_sel =
         parse_selector("namespaceSelector", &s.namespace_selector).map_err(|e| errors.push(e)).unwrap_or_default();
-    if let Err(e) = crate::netpol::webhook_target(inputs) {
-        errors.push(e);
+    if let Err(e) = crate::netpol::webhook_targets(inputs) {
+        errors.extend(e);
     }
     if !errors.is_empty() {
         return Err(errors);
@@ -269,5 +278,34 @@ mod tests {
         assert_eq!(c.controller_config["maxRolloutsPerSecond"], 0, "off by default");
         let e = convert(&inputs(json!({"maxRolloutsPerSecond": 5000}))).unwrap_err();
         assert_eq!(e[0].path, "$.maxRolloutsPerSecond");
+    }
+
+    #[test]
+    fn metrics_count_by_namespace_reaches_the_controller() {
+        let c = convert(&inputs(json!({"metricsCountByNamespace": true}))).unwrap();
+        assert_eq!(c.controller_config["metricsCountByNamespace"], true);
+        let c = convert(&inputs(json!({}))).unwrap();
+        assert_eq!(c.controller_config["metricsCountByNamespace"], false, "off by default, as in Reloader");
+    }
+
+    #[test]
+    fn webhook_mode_names_the_mounted_file_never_the_url() {
+        let url = "https://hooks.example/T0K3N";
+        let c = convert(&inputs(json!({"webhookMode": {"enabled": true, "url": url}}))).unwrap();
+        assert_eq!(c.controller_config["webhookUrlFile"], WEBHOOK_MODE_URL_FILE);
+        assert!(!c.controller_config.to_string().contains("T0K3N"), "{}", c.controller_config);
+        let c = convert(&inputs(json!({"webhookMode": {"enabled": true, "urlSecretRef": {"name": "s"}}}))).unwrap();
+        assert_eq!(c.controller_config["webhookUrlFile"], WEBHOOK_MODE_URL_FILE);
+        // Off (the default, or a URL left behind): the controller rolls workloads.
+        for off in [json!({}), json!({"webhookMode": {"url": url}})] {
+            assert_eq!(convert(&inputs(off)).unwrap().controller_config["webhookUrlFile"], "");
+        }
+        let e = convert(&inputs(json!({"webhookMode": {"enabled": true}}))).unwrap_err();
+        assert_eq!(e[0].path, "$.webhookMode");
+        let e = convert(&inputs(json!({"webhookMode": {"enabled": true, "url": url, "urlSecretRef": {"name": "s"}},
+            "alerting": {"enabled": true}})))
+        .unwrap_err();
+        let paths: Vec<&str> = e.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(paths, ["$.alerting", "$.webhookMode"], "every webhook's problem is reported");
     }
 }

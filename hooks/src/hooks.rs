@@ -320,6 +320,13 @@ pub fn check(schema: &SettingsSchema, settings: &Value) -> CheckResult {
                     warnings
                         .push("alerting.webhook.url is set but alerting.enabled is false: no messages are sent".into());
                 }
+                if !s.webhook_mode.enabled && s.webhook_mode.url.is_some() {
+                    warnings.push(
+                        "webhookMode.url is set but webhookMode.enabled is false: workloads are rolled, nothing is \
+                         posted"
+                            .into(),
+                    );
+                }
                 warnings.extend(webhook_warnings(&inputs));
             }
             Err(v) => violations.extend(v),
@@ -336,19 +343,21 @@ fn webhook_warnings(inputs: &Inputs) -> Vec<String> {
     out
 }
 
-/// Warnings about the webhook URL itself (the settings hook logs them too).
+/// Warnings about the webhook URLs themselves (the settings hook logs them too).
 fn url_warnings(inputs: &Inputs) -> Vec<String> {
     let mut out = Vec::new();
-    let Ok(Some(target)) = netpol::webhook_target(inputs) else { return out };
-    if target.scheme.as_deref() == Some("http") {
-        out.push(
-            "alerting.webhook.url uses http://: the messages, and any credentials or token in the URL, cross the \
-             network unencrypted; use https://"
-                .into(),
-        );
-    }
-    if target.scheme.is_some() && inputs.settings.alerting.webhook.port.is_some() {
-        out.push("alerting.webhook.port is used only with urlSecretRef; with url the port is the URL's".into());
+    let Ok(targets) = netpol::webhook_targets(inputs) else { return out };
+    for (w, target) in targets {
+        let s = w.setting;
+        if target.scheme.as_deref() == Some("http") {
+            out.push(format!(
+                "{s}.url uses http://: the messages, and any credentials or token in the URL, cross the \
+                 network unencrypted; use https://"
+            ));
+        }
+        if target.scheme.is_some() && w.port.is_some() {
+            out.push(format!("{s}.port is used only with urlSecretRef; with url the port is the URL's"));
+        }
     }
     out
 }

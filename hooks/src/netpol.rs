@@ -4,9 +4,10 @@
 //!   (`d8-monitoring`); kubelet probes come from the node and are not subject
 //!   to it;
 //! - egress: the kube-apiserver endpoints (the `kubernetes` EndpointSlices in
-//!   `default`), DNS in `kube-system`, and the alert webhook's port when
-//!   alerting is on, to the webhook's IP address (a `url` with an IP) and to
-//!   the networks in `alerting.webhook.egress`.
+//!   `default`), DNS in `kube-system`, and for each webhook that is on (the
+//!   alert webhook, the webhook mode's: [`Inputs::webhook_endpoints`]) its
+//!   port, to its IP address (a `url` with an IP) and to the networks in its
+//!   `egress`.
 //!
 //! Fail closed, never open: while the apiserver endpoints are unknown there is
 //! no apiserver rule at all (the controller cannot reach the API server and
@@ -16,7 +17,7 @@
 //! NetworkPolicy until the endpoints are known would be worse still (no
 //! restriction at all). A webhook given by host name (or in the operator's
 //! Secret, which the module does not read) cannot be selected by a
-//! NetworkPolicy: without `alerting.webhook.egress` it gets no rule, and
+//! NetworkPolicy: without `egress` it gets no rule, and
 //! `hook check` and the hook warn.
 
 use std::collections::BTreeSet;
@@ -25,7 +26,7 @@ use std::net::IpAddr;
 use serde_json::{Value, json};
 
 use crate::protocol::Item;
-use crate::settings::Inputs;
+use crate::settings::{Inputs, WebhookEndpoint};
 use crate::violation::Violation;
 
 /// One kube-apiserver endpoint.
@@ -124,40 +125,31 @@ pub struct WebhookTarget {
 /// The port of a webhook in the operator's Secret when `port` is not set.
 pub const SECRET_WEBHOOK_DEFAULT_PORT: u16 = 443;
 
-/// The webhook target. Messages never quote the URL or any part of it
-/// (`(value redacted)`): it may carry credentials or a token.
-pub fn webhook_target(inputs: &Inputs) -> Result<Option<WebhookTarget>, Violation> {
-    if !inputs.alerting_enabled() {
-        return Ok(None);
-    }
-    let webhook = &inputs.settings.alerting.webhook;
-    let bad = |message: &str| Violation {
-        path: "$.alerting.webhook.url".into(),
-        message: format!("{message} (value redacted)"),
-    };
-    let url = webhook.url.as_deref().filter(|u| !u.is_empty());
-    match (url, &webhook.url_secret_ref) {
+/// The target of one webhook. Messages never quote the URL or any part of
+/// it (`(value redacted)`): it may carry credentials or a token.
+pub fn webhook_target(w: &WebhookEndpoint<'_>) -> Result<WebhookTarget, Violation> {
+    let (setting, section) = (w.setting, w.section);
+    let bad =
+        |message: &str| Violation { path: format!("$.{setting}.url"), message: format!("{message} (value redacted)") };
+    let url = w.url.filter(|u| !u.is_empty());
+    match (url, w.url_secret_ref) {
         (Some(_), Some(_)) => {
             return Err(Violation {
-                path: "$.alerting.webhook".into(),
-                message:
-                    "alerting.webhook.url and alerting.webhook.urlSecretRef are mutually exclusive: set one of them"
-                        .into(),
+                path: format!("$.{setting}"),
+                message: format!("{setting}.url and {setting}.urlSecretRef are mutually exclusive: set one of them"),
             });
         }
         (None, Some(_)) => {
-            return Ok(Some(WebhookTarget {
+            return Ok(WebhookTarget {
                 scheme: None,
                 host: WebhookHost::InSecret,
-                port: webhook.port.filter(|p| *p > 0).unwrap_or(SECRET_WEBHOOK_DEFAULT_PORT),
-            }));
+                port: w.port.filter(|p| *p > 0).unwrap_or(SECRET_WEBHOOK_DEFAULT_PORT),
+            });
         }
         (None, None) => {
             return Err(Violation {
-                path: "$.alerting".into(),
-                message:
-                    "alerting.webhook.url or alerting.webhook.urlSecretRef is required when alerting.enabled is true"
-                        .into(),
+                path: format!("$.{section}"),
+                message: format!("{setting}.url or {setting}.urlSecretRef is required when {section}.enabled is true"),
             });
         }
         (Some(_), None) => {}
@@ -193,22 +185,32 @@ pub fn webhook_target(inputs: &Inputs) -> Result<Option<WebhookTarget>, Violatio
         Ok(ip) => WebhookHost::Ip(ip),
         Err(_) => WebhookHost::Name(host.to_string()),
     };
-    Ok(Some(WebhookTarget { scheme: Some(scheme.into()), host, port }))
+    Ok(WebhookTarget { scheme: Some(scheme.into()), host, port })
 }
 
-/// `alerting.webhook.egress`, each entry checked and written canonically
+/// The targets of the webhooks that are on, each with its settings; every
+/// webhook's problem is a violation.
+pub fn webhook_targets(inputs: &Inputs) -> Result<Vec<(WebhookEndpoint<'_>, WebhookTarget)>, Vec<Violation>> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for w in inputs.webhook_endpoints() {
+        match webhook_target(&w) {
+            Ok(t) => out.push((w, t)),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() { Ok(out) } else { Err(errors) }
+}
+
+/// A webhook's `egress`, each entry checked and written canonically
 /// (`192.0.2.7/24` → `192.0.2.0/24`).
-fn webhook_egress_cidrs(inputs: &Inputs) -> Result<Vec<String>, Violation> {
-    inputs
-        .settings
-        .alerting
-        .webhook
-        .egress
+pub fn webhook_egress_cidrs(w: &WebhookEndpoint<'_>) -> Result<Vec<String>, Violation> {
+    w.egress
         .iter()
         .enumerate()
         .map(|(i, c)| {
             canonical_cidr(c).ok_or_else(|| Violation {
-                path: format!("$.alerting.webhook.egress[{i}]"),
+                path: format!("$.{}.egress[{i}]", w.setting),
                 message: "is not a CIDR (an IPv4 address with /0-32 or an IPv6 address with /0-128) (value redacted)"
                     .into(),
             })
@@ -243,21 +245,20 @@ pub fn warnings(inputs: &Inputs, apiserver_known: bool) -> Vec<String> {
                 .into(),
         );
     }
-    let Ok(Some(t)) = webhook_target(inputs) else { return out };
-    let cidrs = inputs.settings.alerting.webhook.egress.len();
-    match &t.host {
-        WebhookHost::Name(_) if cidrs == 0 => out.push(
-            "alerting.webhook.url names a host, which a NetworkPolicy cannot select: the controller may not reach \
-             the webhook until alerting.webhook.egress lists the networks it is in (0.0.0.0/0 for any address)"
-                .into(),
-        ),
-        WebhookHost::InSecret if cidrs == 0 => out.push(
-            "alerting.webhook.urlSecretRef: the module does not read the URL, so the controller may not reach the \
-             webhook until alerting.webhook.egress lists the networks it is in (and alerting.webhook.port its port, \
-             default 443)"
-                .into(),
-        ),
-        _ => {}
+    let Ok(targets) = webhook_targets(inputs) else { return out };
+    for (w, t) in targets {
+        let s = w.setting;
+        match &t.host {
+            WebhookHost::Name(_) if w.egress.is_empty() => out.push(format!(
+                "{s}.url names a host, which a NetworkPolicy cannot select: the controller may not reach \
+                 the webhook until {s}.egress lists the networks it is in (0.0.0.0/0 for any address)"
+            )),
+            WebhookHost::InSecret if w.egress.is_empty() => out.push(format!(
+                "{s}.urlSecretRef: the module does not read the URL, so the controller may not reach the \
+                 webhook until {s}.egress lists the networks it is in (and {s}.port its port, default 443)"
+            )),
+            _ => {}
+        }
     }
     out
 }
@@ -275,7 +276,6 @@ fn cidr(address: &IpAddr) -> String {
 
 /// `internal.networkPolicy`: the ingress and egress rules.
 pub fn network_policy(inputs: &Inputs, apiserver: &[Endpoint]) -> Result<Value, Violation> {
-    let cidrs = webhook_egress_cidrs(inputs)?;
     let ingress = vec![json!({
         "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "d8-monitoring"}}}],
         "ports": [tcp(9090)],
@@ -288,12 +288,13 @@ pub fn network_policy(inputs: &Inputs, apiserver: &[Endpoint]) -> Result<Value, 
         "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
         "ports": [{"protocol": "UDP", "port": 53}, tcp(53)],
     }));
-    if let Some(t) = webhook_target(inputs)? {
+    let targets = webhook_targets(inputs).map_err(|mut e| e.swap_remove(0))?;
+    for (w, t) in targets {
         let mut to: Vec<String> = Vec::new();
         if let WebhookHost::Ip(ip) = &t.host {
             to.push(cidr(ip));
         }
-        for c in cidrs {
+        for c in webhook_egress_cidrs(&w)? {
             if !to.contains(&c) {
                 to.push(c);
             }
@@ -301,7 +302,11 @@ pub fn network_policy(inputs: &Inputs, apiserver: &[Endpoint]) -> Result<Value, 
         // Never a rule without `to`: that would be the port to any address.
         if !to.is_empty() {
             let peers: Vec<Value> = to.iter().map(|c| json!({"ipBlock": {"cidr": c}})).collect();
-            egress.push(json!({"to": peers, "ports": [tcp(t.port)]}));
+            let rule = json!({"to": peers, "ports": [tcp(t.port)]});
+            // Both webhooks at the same place: one rule.
+            if !egress.contains(&rule) {
+                egress.push(rule);
+            }
         }
     }
     Ok(json!({"ingress": ingress, "egress": egress}))
@@ -321,20 +326,78 @@ mod tests {
             .expect("inputs")
     }
 
+    /// The first webhook's target (the alert webhook in these tests).
+    fn target(inputs: &Inputs) -> Result<Option<WebhookTarget>, Violation> {
+        inputs.webhook_endpoints().first().map(webhook_target).transpose()
+    }
+
+    fn webhook_mode(mode: Value) -> Inputs {
+        Inputs::from_values(&json!({"podReloader": {"webhookMode": mode}})).expect("inputs")
+    }
+
+    #[test]
+    fn webhook_mode_gets_its_own_egress_rule_and_messages() {
+        let ep = [Endpoint { address: "192.0.2.1".parse().unwrap(), port: 6443 }];
+        let np = network_policy(&webhook_mode(json!({"url": "http://192.0.2.50:9000/x"})), &ep).unwrap();
+        assert_eq!(np["egress"].as_array().unwrap().len(), 2, "off: apiserver and DNS only: {np}");
+        let inputs = webhook_mode(json!({"enabled": true, "url": "http://192.0.2.50:9000/x"}));
+        let np = network_policy(&inputs, &ep).unwrap();
+        assert_every_rule_has_peers(&np);
+        assert_eq!(
+            np["egress"][2],
+            json!({"to": [{"ipBlock": {"cidr": "192.0.2.50/32"}}], "ports": [{"protocol": "TCP", "port": 9000}]})
+        );
+        // A host name: closed until egress lists its networks (fails closed), with a warning naming the setting.
+        let inputs = webhook_mode(json!({"enabled": true, "url": "https://hooks.example/x"}));
+        let np = network_policy(&inputs, &ep).unwrap();
+        assert_eq!(np["egress"].as_array().unwrap().len(), 2, "{np}");
+        assert!(
+            warnings(&inputs, true)[0].starts_with("webhookMode.url names a host"),
+            "{:?}",
+            warnings(&inputs, true)
+        );
+        let inputs =
+            webhook_mode(json!({"enabled": true, "urlSecretRef": {"name": "s"}, "egress": ["198.51.100.7/24"]}));
+        let np = network_policy(&inputs, &ep).unwrap();
+        assert_eq!(
+            np["egress"][2],
+            json!({"to": [{"ipBlock": {"cidr": "198.51.100.0/24"}}], "ports": [{"protocol": "TCP", "port": 443}]})
+        );
+        // Both webhooks on: one rule each, never merged into a broader one.
+        let both = Inputs::from_values(&json!({"podReloader": {
+            "alerting": {"enabled": true, "webhook": {"url": "https://192.0.2.10/a"}},
+            "webhookMode": {"enabled": true, "url": "http://192.0.2.50:9000/x"}}}))
+        .unwrap();
+        let np = network_policy(&both, &ep).unwrap();
+        assert_eq!(np["egress"].as_array().unwrap().len(), 4, "{np}");
+        // Errors name the webhook mode's settings.
+        let e = network_policy(&webhook_mode(json!({"enabled": true})), &ep).unwrap_err();
+        assert_eq!(e.path, "$.webhookMode");
+        assert!(e.message.contains("webhookMode.url or webhookMode.urlSecretRef is required"), "{e}");
+        let e = webhook_targets(&webhook_mode(
+            json!({"enabled": true, "url": "https://h/", "urlSecretRef": {"name": "s"}}),
+        ))
+        .unwrap_err();
+        assert_eq!(e[0].path, "$.webhookMode");
+        let e = network_policy(&webhook_mode(json!({"enabled": true, "url": "gopher://t0k3n@h/"})), &ep).unwrap_err();
+        assert_eq!(e.path, "$.webhookMode.url");
+        assert!(!e.message.contains("t0k3n"), "{e}");
+    }
+
     #[test]
     fn webhook_ports_and_hosts() {
-        let t = webhook_target(&alerting("https://hooks.slack.com/services/x")).unwrap().unwrap();
+        let t = target(&alerting("https://hooks.slack.com/services/x")).unwrap().unwrap();
         assert_eq!((t.host, t.port), (WebhookHost::Name("hooks.slack.com".into()), 443));
-        let t = webhook_target(&alerting("http://192.0.2.10:8080/x?y=1")).unwrap().unwrap();
+        let t = target(&alerting("http://192.0.2.10:8080/x?y=1")).unwrap().unwrap();
         assert_eq!((t.host, t.port), (WebhookHost::Ip("192.0.2.10".parse().unwrap()), 8080));
-        let t = webhook_target(&alerting("http://receiver.monitoring")).unwrap().unwrap();
+        let t = target(&alerting("http://receiver.monitoring")).unwrap().unwrap();
         assert_eq!(t.port, 80);
-        let e = webhook_target(&alerting("http://user:pa55@h:99999/?token=s3cr3t")).unwrap_err();
+        let e = target(&alerting("http://user:pa55@h:99999/?token=s3cr3t")).unwrap_err();
         assert!(!e.message.contains("99999") && !e.message.contains("s3cr3t") && e.message.contains("redacted"), "{e}");
-        assert!(webhook_target(&alerting("ftp://h/")).is_err());
-        let t = webhook_target(&webhook(json!({"urlSecretRef": {"name": "s"}, "port": 8443}))).unwrap().unwrap();
+        assert!(target(&alerting("ftp://h/")).is_err());
+        let t = target(&webhook(json!({"urlSecretRef": {"name": "s"}, "port": 8443}))).unwrap().unwrap();
         assert_eq!((t.host, t.port), (WebhookHost::InSecret, 8443));
-        let e = webhook_target(&webhook(json!({"url": "https://h/", "urlSecretRef": {"name": "s"}}))).unwrap_err();
+        let e = target(&webhook(json!({"url": "https://h/", "urlSecretRef": {"name": "s"}}))).unwrap_err();
         assert_eq!(e.path, "$.alerting.webhook");
     }
 

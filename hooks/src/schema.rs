@@ -52,7 +52,7 @@ pub fn module_dir(env_module_dir: Option<&str>, exe: Option<&Path>) -> Option<Pa
 /// Settings whose values may carry secrets (a webhook URL with credentials or
 /// a token): no message ever quotes a value at or under them. A setting added
 /// later that may hold a secret belongs here.
-pub const SECRET_BEARING: &[&str] = &["$.alerting.webhook"];
+pub const SECRET_BEARING: &[&str] = &["$.alerting.webhook", "$.webhookMode.url", "$.webhookMode.urlSecretRef"];
 
 /// How a violation at `path` may show the value it is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -395,6 +395,13 @@ mod tests {
             json!({"alerting": {"enabled": "yes", "webhook": {"url": url}}}),
             json!({"alerting": [url]}),
             json!({"alerting": {"webhook": url}}),
+            json!({"webhookMode": {"enabled": true, "url": url}}),
+            json!({"webhookMode": {"enabled": true, "url": url, "urlSecretRef": {"name": "s"}}}),
+            json!({"webhookMode": {"url": url, "bogus": url}}),
+            json!({"webhookMode": {"enabled": "yes", "url": url}}),
+            json!({"webhookMode": {"urlSecretRef": url}}),
+            json!({"webhookMode": [url]}),
+            json!({"webhookMode": url}),
         ];
         for settings in cases {
             let v = schema().violations(&settings);
@@ -404,7 +411,7 @@ mod tests {
                 for part in ["pa55w0rd", "s3cr3t", "admin", "hooks.example.com"] {
                     assert!(!text.contains(part), "{text} quotes {part} of {settings}");
                 }
-                if violation.path.starts_with("$.alerting.webhook") {
+                if violation.path.starts_with("$.alerting.webhook") || violation.path.starts_with("$.webhookMode.url") {
                     assert!(text.contains("redacted"), "{text}");
                 }
             }

@@ -48,6 +48,8 @@ pub struct ModuleSettings {
     pub annotations: AnnotationSettings,
     pub stateful_set_on_delete_restart: Option<bool>,
     pub cron_job_trigger: Option<bool>,
+    pub metrics_count_by_namespace: Option<bool>,
+    pub webhook_mode: WebhookMode,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -68,6 +70,34 @@ pub struct Webhook {
     pub port: Option<u16>,
     pub sink: Option<String>,
     pub additional_info: String,
+}
+
+/// Reloader's `--webhook-url` mode (`webhookMode`): changes are posted to
+/// the webhook instead of rolling workloads. Its URL is mounted like the
+/// alert webhook's.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct WebhookMode {
+    pub enabled: bool,
+    pub url: Option<String>,
+    pub url_secret_ref: Option<SecretRef>,
+    pub egress: Vec<String>,
+    pub port: Option<u16>,
+}
+
+/// A webhook the controller posts to (the alert webhook, the webhook
+/// mode's), as the URL checks and the NetworkPolicy see it: both are given
+/// the same way (`url` or `urlSecretRef`, `egress`, `port`).
+#[derive(Clone, Copy, Debug)]
+pub struct WebhookEndpoint<'a> {
+    /// The settings object holding `url`…, for messages: `alerting.webhook`, `webhookMode`.
+    pub setting: &'static str,
+    /// The settings object holding the `enabled` switch: `alerting`, `webhookMode`.
+    pub section: &'static str,
+    pub url: Option<&'a str>,
+    pub url_secret_ref: Option<&'a SecretRef>,
+    pub egress: &'a [String],
+    pub port: Option<u16>,
 }
 
 /// An operator's Secret in the module namespace holding the webhook URL.
@@ -187,6 +217,33 @@ impl Inputs {
 
     pub fn alerting_enabled(&self) -> bool {
         self.settings.alerting.enabled
+    }
+
+    /// The webhooks that are switched on: the alert webhook, then the webhook mode's.
+    pub fn webhook_endpoints(&self) -> Vec<WebhookEndpoint<'_>> {
+        let (alert, mode) = (&self.settings.alerting.webhook, &self.settings.webhook_mode);
+        let mut out = Vec::new();
+        if self.alerting_enabled() {
+            out.push(WebhookEndpoint {
+                setting: "alerting.webhook",
+                section: "alerting",
+                url: alert.url.as_deref(),
+                url_secret_ref: alert.url_secret_ref.as_ref(),
+                egress: &alert.egress,
+                port: alert.port,
+            });
+        }
+        if mode.enabled {
+            out.push(WebhookEndpoint {
+                setting: "webhookMode",
+                section: "webhookMode",
+                url: mode.url.as_deref(),
+                url_secret_ref: mode.url_secret_ref.as_ref(),
+                egress: &mode.egress,
+                port: mode.port,
+            });
+        }
+        out
     }
 }
 

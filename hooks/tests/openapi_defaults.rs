@@ -20,6 +20,10 @@ const NOT_IN_CONTROLLER_CONFIG: &[&str] = &[
     "resources.limits.memory",
     "alerting.webhook.urlSecretRef.key",
     "alerting.webhook.egress",
+    // The webhook mode reaches the controller as `webhookUrlFile` (set only when it is on).
+    "webhookMode.enabled",
+    "webhookMode.urlSecretRef.key",
+    "webhookMode.egress",
 ];
 
 fn module_dir() -> std::path::PathBuf {

@@ -216,6 +216,7 @@ impl<'a> Checker<'a> {
             "coalesceWindow",
             "namespaces",
             "maxRolloutsPerSecond",
+            "metricsCountByNamespace",
         ] {
             self.expect(cfg[k] == v[k], format!("config {k}={}, settings {}", cfg[k], v[k]));
         }
@@ -275,6 +276,7 @@ impl<'a> Checker<'a> {
                 self.expect(!mounts.contains_key("alert"), "no alert mount when alerting is off");
             }
         }
+        self.check_webhook_mode(&r.text, &cfg, &mount, &vol);
         self.expect(mount("config")["mountPath"] == "/etc/pod-reloader/config.yaml", "config mount");
 
         // Strategy and anti-affinity.
@@ -441,6 +443,66 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Reloader's webhook mode: the config names the mounted file only when
+    /// it is on; the URL is in a Secret (the module's, or the operator's of
+    /// `urlSecretRef`), mounted at /etc/pod-reloader/webhook-mode, 0440.
+    fn check_webhook_mode(
+        &mut self,
+        text: &str,
+        cfg: &Value,
+        mount: &dyn Fn(&str) -> Value,
+        vol: &dyn Fn(&str) -> Value,
+    ) {
+        let w = &self.v["webhookMode"];
+        let on = w["enabled"] == true;
+        let want_file = if on { "/etc/pod-reloader/webhook-mode/url" } else { "" };
+        self.expect(
+            cfg["webhookUrlFile"] == want_file,
+            format!("webhookUrlFile {} with webhookMode on={on}", cfg["webhookUrlFile"]),
+        );
+        let url = w["url"].as_str().filter(|u| !u.is_empty());
+        if let Some(url) = url {
+            self.expect(!text.contains(url), "the webhook mode URL appears in clear text in the render");
+        }
+        let own = self.find("Secret", Some("pod-reloader-webhook-mode"), None);
+        if !on {
+            self.expect(own.is_empty(), "no webhook mode Secret when webhookMode is off");
+            self.expect(mount("webhook-mode").is_null(), "no webhook-mode mount when webhookMode is off");
+            return;
+        }
+        let (secret, key) = match w.get("urlSecretRef").filter(|r| r.is_object()) {
+            Some(r) => {
+                self.expect(own.is_empty(), "no module webhook mode Secret with urlSecretRef");
+                (r["name"].clone(), r.get("key").cloned().unwrap_or(json!("url")))
+            }
+            None => {
+                let got = own
+                    .first()
+                    .and_then(|s| s["data"]["url"].as_str())
+                    .and_then(|u| base64::engine::general_purpose::STANDARD.decode(u).ok())
+                    .map(|b| String::from_utf8_lossy(&b).into_owned());
+                self.expect(own.len() == 1 && got.as_deref() == url, "webhook mode Secret holds the URL");
+                (json!("pod-reloader-webhook-mode"), json!("url"))
+            }
+        };
+        let want = json!({"secretName": secret, "items": [{"key": key, "path": "url"}]});
+        let got = vol("webhook-mode")["secret"].clone();
+        self.expect(
+            json!({"secretName": got["secretName"], "items": got["items"]}) == want,
+            format!("webhook-mode volume {got} != {want}"),
+        );
+        // 0440 as the record key's (this YAML reader does not read 0440 as octal: compared, not spelled out).
+        self.expect(
+            !got["defaultMode"].is_null() && got["defaultMode"] == vol("record-key")["secret"]["defaultMode"],
+            format!("webhook-mode volume mode {}", got["defaultMode"]),
+        );
+        self.expect(
+            mount("webhook-mode")
+                == json!({"name": "webhook-mode", "mountPath": "/etc/pod-reloader/webhook-mode", "readOnly": true}),
+            format!("webhook-mode mount {}", mount("webhook-mode")),
+        );
+    }
+
     fn check_network_policy(&mut self) {
         let v = self.v;
         let np = self.one("NetworkPolicy", Some("pod-reloader"), Some("d8-pod-reloader"));
@@ -489,8 +551,14 @@ impl<'a> Checker<'a> {
             "egress to DNS in kube-system",
         );
         take(&mut rules, &dns);
-        if v["alerting"]["enabled"] == true {
-            let webhook = &v["alerting"]["webhook"];
+        // Each webhook that is on (alerting's, the webhook mode's) gets its own rule.
+        for (setting, on, webhook) in [
+            ("alerting.webhook", &v["alerting"]["enabled"], &v["alerting"]["webhook"]),
+            ("webhookMode", &v["webhookMode"]["enabled"], &v["webhookMode"]),
+        ] {
+            if *on != true {
+                continue;
+            }
             let mut cidrs = strs(&webhook["egress"]);
             let port = match webhook["url"].as_str().filter(|u| !u.is_empty()) {
                 Some(url) => {
@@ -516,21 +584,15 @@ impl<'a> Checker<'a> {
                 }
                 None => webhook["port"].as_u64().unwrap_or(443),
             };
-            let matched: Vec<Value> =
-                rules.iter().filter(|r| r["ports"] == json!([{"protocol": "TCP", "port": port}])).cloned().collect();
+            // A host name without egress CIDRs: no rule (never the port to any
+            // address); "unexpected egress rules" below catches one.
             if cidrs.is_empty() {
-                // A host name without alerting.webhook.egress: no rule (never the port to any address).
-                self.expect(
-                    matched.is_empty(),
-                    format!("no egress to the webhook port {port} without egress CIDRs: {matched:?}"),
-                );
-            } else {
-                let want: Vec<Value> = cidrs.iter().map(|c| json!({"ipBlock": {"cidr": c}})).collect();
-                self.expect(
-                    matched.len() == 1 && matched[0]["to"] == json!(want),
-                    format!("egress to the webhook port {port} in {cidrs:?}: {matched:?}"),
-                );
+                continue;
             }
+            let want: Vec<Value> = cidrs.iter().map(|c| json!({"ipBlock": {"cidr": c}})).collect();
+            let want = json!({"to": want, "ports": [{"protocol": "TCP", "port": port}]});
+            let matched: Vec<Value> = rules.iter().filter(|r| **r == want).cloned().collect();
+            self.expect(matched.len() == 1, format!("{setting}: egress {want} in {rules:?}"));
             take(&mut rules, &matched);
         }
         self.expect(rules.is_empty(), format!("unexpected egress rules: {rules:?}"));

@@ -253,7 +253,7 @@ EOF
 }
 check "controller layer: sorted entries, 0:0, mtime = commit time" layer_check "$WORK/ctrl.tar"
 check "controller image ships the CA bundle and its read-only mount targets" \
-  bash -c "test -s '$WORK/ctrl-fs/etc/ssl/certs/ca-certificates.crt' && test -d '$WORK/ctrl-fs/etc/pod-reloader/alert' && test -f '$WORK/ctrl-fs/etc/pod-reloader/config.yaml'"
+  bash -c "test -s '$WORK/ctrl-fs/etc/ssl/certs/ca-certificates.crt' && test -d '$WORK/ctrl-fs/etc/pod-reloader/alert' && test -d '$WORK/ctrl-fs/etc/pod-reloader/webhook-mode' && test -f '$WORK/ctrl-fs/etc/pod-reloader/config.yaml'"
 ctrl_size=$(jq '.config.size + ([.layers[].size] | add)' "$WORK/ctrl-manifest.json")
 ctrl_mib=$(awk -v s="$ctrl_size" 'BEGIN {printf "%.2f", s / 1048576}')
 if [ "$ctrl_size" -le "$MAX_CONTROLLER_BYTES" ]; then
