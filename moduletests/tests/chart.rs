@@ -393,6 +393,26 @@ impl<'a> Checker<'a> {
         if argo && !ignored.contains("rollouts") {
             want.insert(key("argoproj.io", "rollouts"), set(&["get", "list", "watch", "patch"]));
         }
+        // A Rollout's workloadRef names a Deployment it follows: read even when Deployments are not rolled.
+        if argo && !ignored.contains("rollouts") && ignored.contains("deployments") {
+            want.insert(key("apps", "deployments"), set(&["get", "list", "watch"]));
+        }
+        // OnDelete StatefulSets get their pods replaced one by one (on unless turned off).
+        if v["statefulSetOnDeleteRestart"] != false && !ignored.contains("statefulsets") {
+            want.insert(key("", "pods"), set(&["list", "delete"]));
+        }
+        // A reloaded CronJob starts a Job (cronJobTrigger) even when Jobs themselves are not rolled.
+        if v["cronJobTrigger"] == true && ignored.contains("jobs") && !ignored.contains("cronjobs") {
+            want.insert(key("batch", "jobs"), set(&["create"]));
+        }
+        if v["csiIntegration"] == true {
+            want.insert(key("secrets-store.csi.x-k8s.io", "secretproviderclasspodstatuses"), set(&["list", "watch"]));
+            want.insert(key("secrets-store.csi.x-k8s.io", "secretproviderclasses"), set(&["get"]));
+        }
+        for c in v["customWorkloads"].as_array().into_iter().flatten() {
+            let (group, plural) = (c["group"].as_str().unwrap_or_default(), c["plural"].as_str().unwrap_or_default());
+            want.insert(key(group, plural), set(&["get", "list", "watch", "patch"]));
+        }
         want.insert(key("events.k8s.io", "events"), set(&["create", "patch"]));
         if let Some(lease_role) =
             self.find("Role", Some("pod-reloader:leader-election"), Some("d8-pod-reloader")).first()
