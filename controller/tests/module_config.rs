@@ -9,6 +9,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Api;
+use kube::api::PostParams;
 use pod_reloader_moduletests::render::{Render, render, render_all};
 use pod_reloader_moduletests::tools::root;
 use pod_reloader_moduletests::values::Case;
@@ -49,6 +52,16 @@ fn config_of(r: &Render, dir: &Path) -> Value {
         std::fs::write(&path, url).expect("write url");
         cfg["alerting"]["webhookUrlFile"] = json!(path);
     }
+    // Reloader's webhook mode: the rendered Secret's URL, or a stand-in for
+    // the operator's Secret of webhookMode.urlSecretRef.
+    if cfg["webhookUrlFile"].as_str().is_some_and(|f| !f.is_empty()) {
+        let rendered =
+            r.find("Secret", Some("pod-reloader-webhook-mode"), None).first().map(|s| decode(&s["data"]["url"]));
+        let path = dir.join("webhook-mode-url");
+        let url = rendered.unwrap_or_else(|| b"https://ci.example.invalid/reload".to_vec());
+        std::fs::write(&path, url).expect("write webhook mode url");
+        cfg["webhookUrlFile"] = json!(path);
+    }
     cfg
 }
 
@@ -81,7 +94,16 @@ async fn accepted(r: &Render) -> Result<(), String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_controller_starts_with_every_rendered_config() {
-    admin_client().await;
+    // The Lease of the HA cases lives in the module's namespace; the test
+    // bed may be fresh (module_rbac, which also creates it, runs later).
+    let namespaces: Api<Namespace> = Api::all(admin_client().await);
+    let module_ns: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "d8-pod-reloader"}})).expect("namespace");
+    match namespaces.create(&PostParams::default(), &module_ns).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("cannot create namespace d8-pod-reloader: {e}"),
+    }
     let mut failures = Vec::new();
     for r in render_all() {
         match accepted(&r).await {
