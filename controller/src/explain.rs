@@ -94,6 +94,13 @@ pub async fn run(target: &str, namespace: &str, settings: &ValidSettings) -> any
         let spec = kind.spec();
         anyhow::anyhow!("{}.{} \"{name}\" not found in namespace {namespace}", spec.plural, spec.group)
     })?;
+    // A Rollout with a workloadRef runs its Deployment's template, as the watch sees it.
+    if let Some(deployment) = kind.spec().workload_ref(&obj.data).map(str::to_string)
+        && let Some(d) = workload_api(&client, WorkloadKind::Deployment, Some(namespace)).get_opt(&deployment).await?
+        && let Some(template) = WorkloadKind::Deployment.spec().template(&d.data)
+    {
+        kind.spec().put_template(&mut obj.data, serde_json::to_value(template)?);
+    }
     // Read under the names this controller is configured with (`annotations`).
     let names: &AnnotationNames = &settings.annotation_names;
     let mut policies = PolicyCache::with(ListBudget::global(), Arc::new(names.clone()));

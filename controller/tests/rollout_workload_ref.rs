@@ -90,3 +90,24 @@ async fn rollout_with_workload_ref_follows_its_deployment_and_restarts() {
     let second = restart_at(&client, n, "ro").await.unwrap();
     assert_ne!(first, second, "the Secret's change restarted ro again");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_shows_what_a_workload_ref_rollout_follows() {
+    let client = admin_client().await;
+    let ns = TestNamespace::create(&client, "ro-ref-explain").await;
+    let n = ns.name.as_str();
+    create(&client, n, configmap("cfg", json!({"key": "v1"}), json!({}), json!({}))).await;
+    let mut web = workload("Deployment", "web", &json!({}), &json!({}), pod_spec(Res::ConfigMap, "cfg", Use::EnvFrom));
+    web["spec"]["replicas"] = json!(0);
+    create(&client, n, web).await;
+    create(&client, n, rollout_with_ref("ro", "web", json!({"reloader.stakater.com/auto": "true"}))).await;
+    let out = std::process::Command::new(BIN)
+        .args(["explain", "rollout/ro", "-n", n])
+        .env("KUBECONFIG", pod_reloader_testsupport::kubeconfig_path())
+        .output()
+        .expect("run explain");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("Used by:       envFrom in app"), "the Deployment's ConfigMap is used: {text}");
+    assert!(text.contains("Followed:      yes, auto annotation"), "{text}");
+}
