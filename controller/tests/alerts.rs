@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::*;
 use pod_reloader_testsupport::{ControllerProcess, TestNamespace, admin_client, repo_root, wait_for};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 #[derive(Clone, Copy)]
@@ -52,35 +52,7 @@ async fn receiver(answer: Answer) -> (String, Seen) {
             let s = s.clone();
             tokio::spawn(async move {
                 loop {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    let head_end = loop {
-                        let Ok(n) = sock.read(&mut chunk).await else { return };
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                    };
-                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    while buf.len() < head_end + len {
-                        let Ok(n) = sock.read(&mut chunk).await else { return };
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                    }
-                    let body = buf[head_end..head_end + len].to_vec();
+                    let Some((head, body)) = read_request(&mut sock).await else { return };
                     let nth = {
                         let mut v = s.0.lock().unwrap();
                         v.push((head, body));

@@ -23,7 +23,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use pod_reloader_testsupport::{ControllerProcess, TestNamespace, admin_client, repo_root, wait_for};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 /// Requests as received: head (request line and headers) and body.
@@ -41,35 +41,8 @@ async fn receiver() -> (String, Seen) {
             let s = s.clone();
             tokio::spawn(async move {
                 loop {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    let head_end = loop {
-                        let Ok(n) = sock.read(&mut chunk).await else { return };
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                    };
-                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    while buf.len() < head_end + len {
-                        let Ok(n) = sock.read(&mut chunk).await else { return };
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                    }
-                    s.lock().unwrap().push((head, buf[head_end..head_end + len].to_vec()));
+                    let Some((head, body)) = read_request(&mut sock).await else { return };
+                    s.lock().unwrap().push((head, body));
                     if sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.is_err() {
                         return;
                     }
