@@ -100,7 +100,9 @@ async fn reloader_series_count_real_reloads() {
         assert!(get("reloader_workqueue_adds_total") >= rolled);
         assert!(get("reloader_workqueue_latency_seconds_count") >= rolled);
         assert_eq!(get("reloader_workqueue_depth"), 0.0);
-        assert_eq!(get("reloader_retries_total"), 0.0);
+        // Exported (get panics otherwise). Its value is not fixed: a 409, when kube-controller-manager
+        // wrote the Deployment between our read and patch, is retried, and the rollout still succeeds.
+        get("reloader_retries_total");
         // No failure happened, so no failure series exists.
         for (s, _) in &m {
             assert!(!s.contains("success=\"false\"") && !s.starts_with("reloader_errors_total"), "unexpected {s}");
