@@ -12,7 +12,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{DynamicObject, ListParams};
 use kube::{Api, Client};
-use pod_reloader_core::annotations::{self, AnnotationNames, IGNORE, MATCH};
+use pod_reloader_core::annotations::AnnotationNames;
 use pod_reloader_core::chosen_keys::KeyDigests;
 use pod_reloader_core::explain;
 use pod_reloader_core::facts::ResourceFacts;
@@ -36,10 +36,6 @@ async fn key_from_secret(client: &Client) -> Option<RecordKey> {
     let secret =
         Api::<Secret>::namespaced(client.clone(), KEY_SECRET_NAMESPACE).get_opt(KEY_SECRET_NAME).await.ok()??;
     RecordKey::new(&secret.data?.get("key")?.0).ok()
-}
-
-fn flag(map: Option<&BTreeMap<String, String>>, key: annotations::Key<'_>) -> bool {
-    map.and_then(|m| annotations::get(m, key)) == Some("true")
 }
 
 /// The SecretProviderClasses of the namespace that pods mount, each with the
@@ -68,8 +64,7 @@ async fn secret_provider_classes(
     let mut out = Vec::new();
     for (class, (_, hash)) in newest {
         let ann = classes.get_opt(&class).await.ok().flatten().and_then(|c| c.metadata.annotations);
-        let (ignore, matched) = (names.key(IGNORE), names.key(MATCH));
-        let current = ResourceFacts { hash, ignored: flag(ann.as_ref(), ignore), matched: flag(ann.as_ref(), matched) };
+        let current = ResourceFacts::of(hash, ann.as_ref(), names);
         out.push((ResourceKind::SecretProviderClass, class, current));
     }
     out
@@ -105,7 +100,6 @@ pub async fn run(target: &str, namespace: &str, settings: &ValidSettings) -> any
     let names: &AnnotationNames = &settings.annotation_names;
     let mut policies = PolicyCache::with(ListBudget::global(), Arc::new(names.clone()));
     let (entry, _) = WorkloadEntry::from_workload_object(kind, &obj.metadata, &mut obj.data, &mut policies);
-    let (ignore, matched) = (names.key(IGNORE), names.key(MATCH));
 
     let key = match &settings.record_key {
         Some(k) => Some(k.clone()),
@@ -118,24 +112,15 @@ pub async fn run(target: &str, namespace: &str, settings: &ValidSettings) -> any
     let chosen = entry.policy.chosen_keys.clone().unwrap_or_default();
     let mut digests = BTreeMap::new();
     for cm in Api::<ConfigMap>::namespaced(client.clone(), namespace).list(&ListParams::default()).await?.items {
-        let ann = cm.metadata.annotations.as_ref();
-        let current = ResourceFacts {
-            hash: configmap_hash(cm.data.as_ref(), cm.binary_data.as_ref()),
-            ignored: flag(ann, ignore),
-            matched: flag(ann, matched),
-        };
+        let hash = configmap_hash(cm.data.as_ref(), cm.binary_data.as_ref());
+        let current = ResourceFacts::of(hash, cm.metadata.annotations.as_ref(), names);
         let name = cm.metadata.name.clone().unwrap_or_default();
         let d = KeyDigests::of_configmap(current.hash, cm.data.as_ref(), cm.binary_data.as_ref(), chosen.iter());
         digests.insert((ResourceKind::ConfigMap, name.clone()), d);
         resources.push((ResourceKind::ConfigMap, name, current));
     }
     for s in Api::<Secret>::namespaced(client.clone(), namespace).list(&ListParams::default()).await?.items {
-        let ann = s.metadata.annotations.as_ref();
-        let current = ResourceFacts {
-            hash: secret_hash(s.data.as_ref()),
-            ignored: flag(ann, ignore),
-            matched: flag(ann, matched),
-        };
+        let current = ResourceFacts::of(secret_hash(s.data.as_ref()), s.metadata.annotations.as_ref(), names);
         let name = s.metadata.name.clone().unwrap_or_default();
         let d = KeyDigests::of_secret(current.hash, s.data.as_ref(), chosen.iter());
         digests.insert((ResourceKind::Secret, name.clone()), d);

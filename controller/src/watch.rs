@@ -2,7 +2,6 @@
 //! what the state task keeps (a hash, a policy and references) right here,
 //! so full objects never outlive one event.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,7 +11,7 @@ use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource, ResourceExt};
-use pod_reloader_core::annotations::{self, IGNORE, MATCH};
+use pod_reloader_core::annotations;
 use pod_reloader_core::chosen_keys::KeyDigests;
 use pod_reloader_core::facts::ResourceFacts;
 use pod_reloader_core::hash::{configmap_hash, secret_hash};
@@ -87,10 +86,6 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     }
-}
-
-fn flag(map: &BTreeMap<String, String>, key: annotations::Key<'static>) -> bool {
-    annotations::get(map, annotations::AnnotationNames::global().key(key)) == Some("true")
 }
 
 fn resource_key(kind: ResourceKind, meta: &kube::api::ObjectMeta) -> ResourceKey {
@@ -169,11 +164,9 @@ fn applied(
     hash: pod_reloader_core::ContentHash,
     digests: Option<Box<KeyDigests>>,
 ) -> Msg {
-    let empty = BTreeMap::new();
-    let ann = meta.annotations.as_ref().unwrap_or(&empty);
     Msg::ResourceApplied {
         key: resource_key(kind, meta),
-        facts: ResourceFacts { hash, ignored: flag(ann, IGNORE), matched: flag(ann, MATCH) },
+        facts: ResourceFacts::of(hash, meta.annotations.as_ref(), annotations::AnnotationNames::global()),
         digests,
         seen: Instant::now(),
     }

@@ -22,7 +22,7 @@
 //! `--resource-label-selector` does not apply here: the driver labels these
 //! objects itself, so a user's selector would hide every one of them.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,7 +31,7 @@ use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
-use pod_reloader_core::annotations::{self, IGNORE, MATCH};
+use pod_reloader_core::annotations;
 use pod_reloader_core::hash::secret_provider_class_pod_status_hash;
 use pod_reloader_core::{ContentHash, ResourceKey, ResourceKind};
 use serde::Deserialize;
@@ -212,24 +212,21 @@ pub async fn served(client: &Client) -> bool {
     }
 }
 
-fn flag(map: &BTreeMap<String, String>, key: annotations::Key) -> bool {
-    annotations::get(map, key) == Some("true")
-}
-
 /// The class's `ignore` and `match` annotations; a class that cannot be
 /// read (deleted before its pods, or not readable) has neither.
 async fn class_state(classes: &Api<DynamicObject>, key: &ResourceKey, hash: ContentHash) -> ResourceFacts {
-    let (mut ignored, mut matched) = (false, false);
-    match classes.get_opt(&key.name).await {
-        Ok(Some(obj)) => {
-            if let Some(ann) = obj.metadata.annotations.as_ref() {
-                (ignored, matched) = (flag(ann, IGNORE), flag(ann, MATCH));
-            }
+    let annotations = match classes.get_opt(&key.name).await {
+        Ok(Some(obj)) => obj.metadata.annotations,
+        Ok(None) => {
+            tracing::debug!(resource = %key, "SecretProviderClass not found; read as not ignored");
+            None
         }
-        Ok(None) => tracing::debug!(resource = %key, "SecretProviderClass not found; read as not ignored"),
-        Err(e) => tracing::debug!(resource = %key, error = %e, "SecretProviderClass not readable; read as not ignored"),
-    }
-    ResourceFacts { hash, ignored, matched }
+        Err(e) => {
+            tracing::debug!(resource = %key, error = %e, "SecretProviderClass not readable; read as not ignored");
+            None
+        }
+    };
+    ResourceFacts::of(hash, annotations.as_ref(), annotations::AnnotationNames::global())
 }
 
 /// Watches SecretProviderClassPodStatus objects in one scope, announcing
