@@ -15,9 +15,12 @@
 // covers #[test] functions, this covers the helpers beside them.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::module_dir;
+
 use std::fs;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use pod_reloader_hooks::cli::{self, Env, Outcome};
@@ -27,10 +30,6 @@ use proptest::strategy::ValueTree;
 use serde_json::{Map, Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pod-reloader-hooks");
-
-fn module_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// Names the hooks look for, so arbitrary objects reach deep paths.
 const NAMES: &[&str] = &[

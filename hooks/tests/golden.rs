@@ -18,6 +18,10 @@
 //! `recordKey` value that is base64 of 32 bytes and appears in none of the
 //! case's inputs is stored as `GENERATED_KEY`; any other value stays as it is.
 
+mod common;
+
+use common::module_dir;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,11 +51,7 @@ fn mask_generated_key(patch: &str, inputs: &str) -> String {
 }
 
 fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/hooks/golden")
-}
-
-fn module_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    common::module_dir().join("tests/hooks/golden")
 }
 
 /// What one run produced, keyed by expected file name.

@@ -3,7 +3,8 @@
 //! message naming its field (a top-level key of the case). Through the
 //! library for all cases, and through the binary (`SETTINGS_PATH`) for each.
 
-use std::path::Path;
+mod common;
+
 use std::process::Command;
 
 use pod_reloader_hooks::hooks::check;
@@ -11,13 +12,13 @@ use pod_reloader_hooks::schema::{Origin, SettingsSchema};
 use serde_json::Value;
 
 fn cases() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../openapi/openapi-case-tests.yaml");
+    let path = common::module_dir().join("openapi/openapi-case-tests.yaml");
     let text = std::fs::read_to_string(&path).expect("openapi case file");
     serde_saphyr::from_str(&text).expect("case file parses")
 }
 
 fn schema() -> SettingsSchema {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = common::module_dir();
     SettingsSchema::load(Some(&dir)).expect("schema loads")
 }
 
@@ -32,7 +33,7 @@ fn run_binary(settings: &Value) -> (i32, Value) {
     let out = Command::new(env!("CARGO_BIN_EXE_pod-reloader-hooks"))
         .args(["hook", "check"])
         .env("SETTINGS_PATH", &path)
-        .env("MODULE_DIR", Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .env("MODULE_DIR", common::module_dir())
         .output()
         .expect("run hook check");
     let code = out.status.code().expect("exit code");

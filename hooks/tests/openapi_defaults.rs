@@ -4,7 +4,9 @@
 //! controller's config does not have is a failure, so the schema cannot drift
 //! from the one place the defaults are defined.
 
-use std::path::Path;
+mod common;
+
+use common::module_dir;
 
 use pod_reloader_hooks::controller_config::{controller_settings, module_defaults};
 use pod_reloader_hooks::schema::SettingsSchema;
@@ -25,10 +27,6 @@ const NOT_IN_CONTROLLER_CONFIG: &[&str] = &[
     "webhookMode.urlSecretRef.key",
     "webhookMode.egress",
 ];
-
-fn module_dir() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn openapi() -> Value {
     let text = std::fs::read_to_string(module_dir().join("openapi/config-values.yaml")).expect("config-values.yaml");

@@ -7,8 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The repository root, which is also the module directory.
+/// Read at run time, as `pod_reloader_testsupport::repo_root` explains.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("moduletests has a parent").to_path_buf()
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    Path::new(&crate_dir).parent().expect("a workspace crate has a parent").to_path_buf()
 }
 
 /// `tests/module`: the matrix, golden renders, CRD fixtures, promtool tests.

@@ -18,9 +18,16 @@ use kube::api::{DeleteParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
-/// The repository root (this crate lives in `<root>/testsupport`).
+/// The repository root. Read at run time: `cargo test` sets
+/// `CARGO_MANIFEST_DIR` to the tested crate (`<root>/controller`, …, all one
+/// level below the root). The compile-time value is only the fallback: a
+/// target directory shared by two checkouts can hand one checkout a test
+/// binary built in the other, whose compiled-in path is the other's.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("testsupport has a parent").to_path_buf()
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    Path::new(&crate_dir).parent().expect("a workspace crate has a parent").to_path_buf()
 }
 
 /// `<root>/.testbed/kubeconfig`, written by `make testbed`.
