@@ -168,6 +168,10 @@ pub struct RunFlags {
     /// Default deployment.reloader.stakater.com/paused-at.
     #[arg(long)]
     pub pause_deployment_time_annotation: Option<String>,
+    /// Hidden, for tests: `paged` lists in pages as where the apiserver
+    /// refuses streaming lists (`streaming`, the default, falls back on its own).
+    #[arg(long, hide = true, value_parser = ["streaming", "paged"])]
+    pub initial_list: Option<String>,
 }
 
 /// Reloader's `METRICS_COUNT_BY_NAMESPACE`: `enabled` turns it on; `true`

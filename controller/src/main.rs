@@ -13,6 +13,7 @@ mod followup;
 mod health;
 mod http;
 mod leader;
+mod list_mode;
 mod logging;
 mod memory;
 mod messages;
@@ -73,6 +74,9 @@ fn main() -> ExitCode {
         };
     }
     logging::init(&settings);
+    if cli.run.initial_list.as_deref() == Some("paged") {
+        list_mode::force_paged();
+    }
     for (flag, why) in cli.run.accepted_without_effect() {
         tracing::info!(flag, "Reloader flag accepted, nothing to do: {why}");
     }

@@ -1,11 +1,16 @@
 //! Gives the heap that a list left free back to the kernel.
 //!
 //! An initial list or a re-list passes every ConfigMap and Secret through
-//! the process a page (100 objects) at a time; the controller keeps only a
-//! hash of each. glibc's allocator keeps the pages' freed memory in its
-//! arenas, so without this the resident size after start-up reflects the
-//! biggest pages seen, not what the controller holds. musl (the release
-//! image) returns large free blocks on its own; there this does nothing.
+//! the process one object at a time (a streaming list; a few objects per
+//! page where the apiserver refuses it, see list_mode.rs); the controller
+//! keeps only a hash of each. Each object's text and decoded form are
+//! allocated and freed in turn, up to about 3 MiB for the largest; glibc's
+//! allocator raises its mmap threshold to the size of the blocks freed, so
+//! after the first big object these come from the heap, and its arenas keep
+//! the freed memory scattered between the live allocations the list made
+//! (hashes, index entries). Trimming at the end of each list hands it back.
+//! musl (the release image) returns large free blocks on its own; there this
+//! does nothing.
 
 /// Returns free heap memory to the kernel (glibc `malloc_trim`).
 pub fn release_free_heap() {

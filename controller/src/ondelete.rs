@@ -237,7 +237,8 @@ impl OnDeleteRestarts {
             namespaces.iter().map(|n| Api::namespaced(self.client.clone(), n)).collect()
         };
         for api in apis {
-            let mut params = ListParams::default().limit(100);
+            // Pages sized by bytes: StatefulSets are whole objects here.
+            let mut params = ListParams::default().limit(crate::list_mode::PAGE_SIZE);
             loop {
                 let page = match api.list(&params).await {
                     Ok(p) => p,

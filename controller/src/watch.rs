@@ -8,7 +8,6 @@ use std::time::Instant;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{ApiResource, DynamicObject};
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource, ResourceExt};
 use pod_reloader_core::annotations;
@@ -54,7 +53,7 @@ where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
     R: Reduce<K>,
 {
-    let mut stream = watcher::watcher(api, config).backoff(crate::backoff::watch()).boxed();
+    let mut stream = crate::list_mode::watch(api, config);
     while let Some(event) = stream.next().await {
         let msg = match event {
             Ok(Event::Init) => {
@@ -101,9 +100,10 @@ pub async fn resources(
     wanted: Arc<WantedKeys>,
     tx: Sender<Msg>,
 ) {
-    // Small pages bound the memory of the initial list: objects are hashed
-    // and dropped page by page.
-    let mut config = watcher::Config::default().page_size(100);
+    // Objects arrive one at a time (a streaming list, or small pages where
+    // the apiserver refuses it: list_mode.rs) and are hashed and dropped as
+    // they are decoded.
+    let mut config = watcher::Config::default();
     if let Some(sel) = &label_selector {
         config = config.labels(sel);
     }
@@ -251,7 +251,7 @@ pub async fn workloads(client: Client, kind: WorkloadKind, namespace: Option<Arc
     let id = StreamId { watched: Watched::Workload(kind), namespace: namespace.clone() };
     let api = workload_api(&client, kind, namespace.as_deref());
     let reduce = Workloads::new(kind);
-    pump(api, watcher::Config::default().page_size(100), id, tx, reduce).await
+    pump(api, watcher::Config::default(), id, tx, reduce).await
 }
 
 /// Watches Namespaces matching the namespace selector (server-side).

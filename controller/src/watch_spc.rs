@@ -28,7 +28,6 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use kube::api::{ApiResource, DynamicObject};
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use pod_reloader_core::annotations;
@@ -251,8 +250,7 @@ pub async fn pod_statuses(client: Client, namespace: Option<Arc<str>>, tx: Sende
         None => (Api::all_with(client.clone(), &pod_status_resource()), Api::all_with(client, &class_resource())),
     };
     let mut known = Classes::default();
-    let config = watcher::Config::default().page_size(100);
-    let mut stream = watcher::watcher(statuses, config).backoff(crate::backoff::watch()).boxed();
+    let mut stream = crate::list_mode::watch(statuses, watcher::Config::default());
     while let Some(event) = stream.next().await {
         let status_id = |o: &DynamicObject| -> StatusId {
             (

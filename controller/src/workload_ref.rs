@@ -17,12 +17,12 @@ use std::sync::Arc;
 use futures::StreamExt;
 use kube::Client;
 use kube::api::DynamicObject;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use pod_reloader_core::{KindSpec, WorkloadKind};
 use serde_json::{Value, json};
 use tokio::sync::mpsc::Sender;
 
+use crate::list_mode;
 use crate::messages::{Msg, StreamId, Watched};
 use crate::watch::{Reduce, Workloads, workload_api};
 
@@ -106,12 +106,9 @@ enum Side {
 pub async fn workloads(client: Client, kind: WorkloadKind, namespace: Option<Arc<str>>, tx: Sender<Msg>) {
     let spec = kind.spec();
     let id = StreamId { watched: Watched::Workload(kind), namespace: namespace.clone() };
-    let config = watcher::Config::default().page_size(100);
-    let own = watcher::watcher(workload_api(&client, kind, namespace.as_deref()), config.clone())
-        .backoff(crate::backoff::watch())
-        .map(Side::Own);
-    let deployments = watcher::watcher(workload_api(&client, WorkloadKind::Deployment, namespace.as_deref()), config)
-        .backoff(crate::backoff::watch())
+    let config = watcher::Config::default();
+    let own = list_mode::watch(workload_api(&client, kind, namespace.as_deref()), config.clone()).map(Side::Own);
+    let deployments = list_mode::watch(workload_api(&client, WorkloadKind::Deployment, namespace.as_deref()), config)
         .map(Side::Deployment);
     let mut events = futures::stream::select(own.boxed(), deployments.boxed());
     let mut reduce = Workloads::new(kind);

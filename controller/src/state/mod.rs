@@ -11,7 +11,7 @@ mod task;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -259,11 +259,17 @@ impl State {
         }
     }
 
+    /// Drops what is held of `key`, without deciding anything.
+    fn forget_resource(&mut self, key: &ResourceKey) -> Option<ResourceFacts> {
+        let old = self.resources.remove(key)?;
+        self.chosen.deleted(key);
+        self.metrics.watched(key.kind.as_str(), false);
+        Some(old)
+    }
+
     fn resource_deleted(&mut self, key: &ResourceKey, seen: Instant, fx: &mut Effects) {
-        if let Some(old) = self.resources.remove(key) {
-            self.chosen.deleted(key);
+        if let Some(old) = self.forget_resource(key) {
             self.metrics.event_received("delete", key.kind);
-            self.metrics.watched(key.kind.as_str(), false);
             // A class's last pod going away is no delete of the class (nor a change in Reloader).
             if self.settings.reload_on_delete
                 && self.streams.all_listed()
@@ -285,22 +291,43 @@ impl State {
         }
         fx.push(Effect::Ready(self.streams.ready()));
         fx.push(Effect::ReleaseFreeHeap);
-        let seen = match end {
-            ListEnd::Relist(seen) => seen,
-            ListEnd::First | ListEnd::Unknown => {
-                if self.streams.all_listed() {
+        match end {
+            ListEnd::Relist(seen) => {
+                // A re-list after a watch gap: whatever was not listed again is gone.
+                self.drop_unlisted(&id, &seen, true, fx);
+                // Once every stream that re-listed is done, compare every workload once.
+                if self.streams.all_listed() && !self.streams.relisting() {
                     self.reconcile_all(fx);
-                    tracing::info!(
-                        configmaps = self.count(pod_reloader_core::ResourceKind::ConfigMap),
-                        secrets = self.count(pod_reloader_core::ResourceKind::Secret),
-                        workloads = self.index.len(),
-                        "initial sync complete; ready"
-                    );
                 }
-                return;
             }
-        };
-        // A re-list after a watch gap: whatever was not listed again is gone.
+            ListEnd::FirstRestarted(seen) => {
+                // The first list failed mid-way and started over: what only the
+                // earlier attempt delivered was deleted in between. Never part
+                // of a complete initial state, it goes without a word (the
+                // reconcile at the end of the initial sync compares the rest).
+                self.drop_unlisted(&id, &seen, false, fx);
+                self.first_list_done(fx);
+            }
+            ListEnd::First => self.first_list_done(fx),
+            ListEnd::Unknown => {}
+        }
+    }
+
+    fn first_list_done(&mut self, fx: &mut Effects) {
+        if self.streams.all_listed() {
+            self.reconcile_all(fx);
+            tracing::info!(
+                configmaps = self.count(pod_reloader_core::ResourceKind::ConfigMap),
+                secrets = self.count(pod_reloader_core::ResourceKind::Secret),
+                workloads = self.index.len(),
+                "initial sync complete; ready"
+            );
+        }
+    }
+
+    /// Removes what stream `id` holds but did not list this time; `announce`:
+    /// as deletions (a re-list), or quietly (a first list that started over).
+    fn drop_unlisted(&mut self, id: &StreamId, seen: &HashSet<String>, announce: bool, fx: &mut Effects) {
         let in_scope = |ns: &str| id.namespace.as_deref().is_none_or(|s| s == ns);
         let missing =
             |namespace: &str, name: &str| in_scope(namespace) && !seen.contains(&format!("{namespace}/{name}"));
@@ -314,8 +341,13 @@ impl State {
                     .collect();
                 gone.sort();
                 for key in gone {
-                    tracing::info!(resource = %key, "deleted while the watch was down");
-                    self.resource_deleted(&key, Instant::now(), fx);
+                    if announce {
+                        tracing::info!(resource = %key, "deleted while the watch was down");
+                        self.resource_deleted(&key, Instant::now(), fx);
+                    } else {
+                        tracing::debug!(resource = %key, "deleted while the initial list started over");
+                        self.forget_resource(&key);
+                    }
                 }
             }
             Watched::Workload(kind) => {
@@ -330,10 +362,6 @@ impl State {
                     set.retain(|n| seen.contains(n));
                 }
             }
-        }
-        // Once every stream that re-listed is done, compare every workload once.
-        if self.streams.all_listed() && !self.streams.relisting() {
-            self.reconcile_all(fx);
         }
     }
 

@@ -10,7 +10,10 @@ use crate::messages::StreamId;
 struct StreamStatus {
     listed_once: bool,
     healthy: bool,
-    /// During a re-list: the `namespace/name`s seen so far.
+    /// A list started and has not ended yet.
+    listing: bool,
+    /// During a re-list (or a first list started again after its watch
+    /// failed mid-way): the `namespace/name`s seen so far.
     relist_seen: Option<HashSet<String>>,
 }
 
@@ -21,6 +24,10 @@ pub struct Streams(HashMap<StreamId, StreamStatus>);
 pub enum ListEnd {
     /// The stream's first list: its objects are the initial state.
     First,
+    /// The stream's first list, started again after its watch failed
+    /// mid-way, with what the last attempt saw: what only an earlier attempt
+    /// delivered was deleted in between.
+    FirstRestarted(HashSet<String>),
     /// A re-list after a watch gap, with what it saw.
     Relist(HashSet<String>),
     /// A stream the state does not know: nothing to do.
@@ -32,12 +39,14 @@ impl Streams {
         Streams(ids.into_iter().map(|s| (s, StreamStatus::default())).collect())
     }
 
-    /// A (re)list starts: after the first one, record what it sees.
+    /// A (re)list starts: after the first one, or when an unfinished one
+    /// starts over, record what it sees.
     pub fn list_started(&mut self, id: StreamId) {
         let status = self.0.entry(id).or_default();
-        if status.listed_once {
+        if status.listed_once || status.listing {
             status.relist_seen = Some(HashSet::new());
         }
+        status.listing = true;
     }
 
     /// A list is complete: the stream is listed and healthy.
@@ -46,11 +55,14 @@ impl Streams {
             return ListEnd::Unknown;
         };
         let relist = status.relist_seen.take();
+        let first = !status.listed_once;
         status.listed_once = true;
         status.healthy = true;
-        match relist {
-            None => ListEnd::First,
-            Some(seen) => ListEnd::Relist(seen),
+        status.listing = false;
+        match (relist, first) {
+            (None, _) => ListEnd::First,
+            (Some(seen), true) => ListEnd::FirstRestarted(seen),
+            (Some(seen), false) => ListEnd::Relist(seen),
         }
     }
 

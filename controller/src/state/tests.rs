@@ -186,6 +186,31 @@ fn an_object_missing_from_a_relist_was_deleted() {
 }
 
 #[test]
+fn a_first_list_that_starts_over_forgets_what_only_the_failed_attempt_saw() {
+    let mut s = state_with(|s| s.reload_on_delete = true);
+    let _ = s.handle(Msg::ListStarted(stream(DEPLOY)));
+    let _ = s.handle(applied(deployment("ns", "web", &[], &rolled_to("v1"))));
+    let _ = s.handle(Msg::ListDone(stream(DEPLOY)));
+    let _ = s.handle(Msg::ListStarted(stream(CM)));
+    let _ = s.handle(cm_applied("ns", "cfg", "v1"));
+    let _ = s.handle(cm_applied("ns", "gone", "g"));
+    // The watch fails mid-list; "gone" is deleted before the list starts over.
+    let _ = s.handle(Msg::StreamFailed(stream(CM), "connection reset".into()));
+    let _ = s.handle(Msg::ListStarted(stream(CM)));
+    let _ = s.handle(cm_applied("ns", "cfg", "v1"));
+    let fx = s.handle(Msg::ListDone(stream(CM)));
+    assert_eq!(fx.ready(), Some(true));
+    assert!(reloads(&fx).is_empty(), "nothing changed for web; a deletion before the sync is no reload");
+    assert!(!s.resources.contains_key(&cm_key("ns", "gone")), "no stale hash");
+    assert!(s.resources.contains_key(&cm_key("ns", "cfg")));
+    // Created again later: a new object (no reload on create by default), held again.
+    assert!(reloads(&s.handle(cm_applied("ns", "gone", "g2"))).is_empty());
+    assert!(s.resources.contains_key(&cm_key("ns", "gone")));
+    // A change to what the restarted list delivered rolls once.
+    assert_eq!(reloads(&s.handle(cm_applied("ns", "cfg", "v2"))), one("web", "v2"));
+}
+
+#[test]
 fn a_workload_missing_from_a_relist_is_removed() {
     let mut s = state();
     let _ = listed(&mut s, "ns");
