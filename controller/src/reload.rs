@@ -19,9 +19,9 @@ use kube::{Api, Client};
 use pod_reloader_core::WorkloadKey;
 use pod_reloader_core::annotations::{AnnotationNames, PAUSED_AT};
 use pod_reloader_core::kinds::{ApplyMethod, KindSpec};
-use pod_reloader_core::patch::{ReloadItem, Strategy, plan};
+use pod_reloader_core::patch::{ReloadItem, Strategy, TemplateChange, plan};
 use pod_reloader_core::policy::RolloutStrategy;
-use pod_reloader_core::record::{RECORD_ANNOTATION, Record, RecordKey};
+use pod_reloader_core::record::{RECORD_ANNOTATION, Record, RecordKey, stated_source};
 use serde_json::{Value, json};
 use thiserror::Error;
 
@@ -170,6 +170,25 @@ struct Pending {
 }
 
 impl Pending {
+    /// The annotations strategy keeps one resource in `last-reloaded-from`:
+    /// when `change` replaces it, what it stated goes into the record, as it
+    /// stood in for that resource's baseline (see `reconcile`) and would
+    /// otherwise be lost with it.
+    fn keep_replaced_source(
+        &mut self,
+        change: &TemplateChange,
+        template: &PodTemplateSpec,
+        namespace: &str,
+        key: Option<&RecordKey>,
+    ) {
+        if change.last_reloaded_from.is_none() {
+            return;
+        }
+        if let Some(((kind, name), h)) = stated_source(template, namespace) {
+            self.changed |= self.record.set_if_absent(kind, &name, h, key);
+        }
+    }
+
     /// The record annotation's new value, if it changes. A record in the
     /// unkeyed form that says the same is left as it is: the keyed form is
     /// written only with a change (no write storm when a key is introduced).
@@ -416,8 +435,9 @@ impl Reloader {
         on: PlanBase,
     ) -> Result<Outcome, ReloadError> {
         let name = &batch.workload.name;
-        let p = pending(batch, &on.recorded, self.record_key.as_ref());
+        let mut p = pending(batch, &on.recorded, self.record_key.as_ref());
         let change = plan(self.strategy, &on.template, &p.items, now);
+        p.keep_replaced_source(&change, &on.template, &batch.workload.namespace, self.record_key.as_ref());
         let record = p.rendered(self.record_key.as_ref());
         let metadata = patch_metadata(on.resource_version, record.as_ref());
         if change.is_empty() {
@@ -448,9 +468,10 @@ impl Reloader {
         let Some(spec) = old.spec.clone() else {
             return Err(ReloadError::Decode("no spec".into()));
         };
-        let p = pending(batch, &record_of(&old.metadata), self.record_key.as_ref());
+        let mut p = pending(batch, &record_of(&old.metadata), self.record_key.as_ref());
+        let change = plan(self.strategy, &spec.template, &p.items, now);
+        p.keep_replaced_source(&change, &spec.template, &key.namespace, self.record_key.as_ref());
         let (items, record) = (&p.items, p.rendered(self.record_key.as_ref()));
-        let change = plan(self.strategy, &spec.template, items, now);
         if change.is_empty() {
             if record.is_none() {
                 return Ok(Outcome::AlreadyCurrent);
@@ -524,9 +545,9 @@ impl Reloader {
             return Ok(Outcome::Gone);
         };
         let uid = obj.metadata.uid.clone();
-        let p = pending(batch, &record_of(&obj.metadata), self.record_key.as_ref());
+        let mut p = pending(batch, &record_of(&obj.metadata), self.record_key.as_ref());
         let record = p.rendered(self.record_key.as_ref());
-        let items = p.items;
+        let items = p.items.clone();
         let metadata = patch_metadata(obj.metadata.resource_version.clone(), record.as_ref());
         if items.is_empty() {
             if record.is_none() {
@@ -546,6 +567,9 @@ impl Reloader {
         }
         let mut template = spec.template(&obj.data).ok_or_else(|| ReloadError::Decode("no pod template".into()))?;
         let change = plan(self.strategy, &template, &items, now);
+        p.keep_replaced_source(&change, &template, &key.namespace, self.record_key.as_ref());
+        let record = p.rendered(self.record_key.as_ref());
+        let metadata = patch_metadata(obj.metadata.resource_version.clone(), record.as_ref());
         if change.is_empty() && record.is_none() {
             return Ok(Outcome::AlreadyCurrent);
         }
@@ -656,5 +680,59 @@ mod merge_patch_diff_tests {
         );
         assert_eq!(apply(&before, &diff), after);
         assert_eq!(merge_patch_diff(&after, &after), json!({}));
+    }
+}
+
+#[cfg(test)]
+mod pending_tests {
+    use super::*;
+    use crate::messages::{ReloadRequest, Work};
+    use pod_reloader_core::{ContentHash, ResourceKind};
+
+    fn batch(resource: ResourceKey, hash: ContentHash) -> Batch {
+        Batch::new(ReloadRequest {
+            workload: WorkloadKey::new(pod_reloader_core::WorkloadKind::Deployment, "ns", "web"),
+            work: Work::Reload(ReloadItem { resource, hash: Some(hash), container: "app".into() }),
+            pause_period: None,
+            rollout_strategy: RolloutStrategy::Rollout,
+            seen: std::time::Instant::now(),
+            base: None,
+        })
+    }
+
+    /// A template whose `last-reloaded-from` says it runs ConfigMap `a` at `hash`.
+    fn stating_a(hash: ContentHash) -> PodTemplateSpec {
+        let last = format!(
+            r#"{{"type":"CONFIGMAP","name":"a","namespace":"ns","hash":"{hash}","containerRefs":["app"],"observedAt":1}}"#
+        );
+        serde_json::from_value(json!({
+            "metadata": {"annotations": {"reloader.stakater.com/last-reloaded-from": last}},
+            "spec": {"containers": [{"name": "app"}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_replaced_last_reloaded_from_is_kept_in_the_record() {
+        let (a, b) = (ContentHash::of(b"a1"), ContentHash::of(b"b2"));
+        let t = stating_a(a);
+        let batch = batch(ResourceKey::new(ResourceKind::Secret, "ns", "b"), b);
+        let mut p = pending(&batch, &Record::new(), None);
+        let change = plan(Strategy::Annotations, &t, &p.items, 0);
+        assert!(change.last_reloaded_from.is_some());
+        p.keep_replaced_source(&change, &t, "ns", None);
+        assert!(p.record.get(ResourceKind::ConfigMap, "a", None).is_some_and(|r| r.is(a, None)), "{:?}", p.record);
+        assert!(p.record.get(ResourceKind::Secret, "b", None).is_some_and(|r| r.is(b, None)));
+
+        // A record entry of its own wins; the env-vars strategy replaces nothing.
+        let mut own = Record::new();
+        own.set(ResourceKind::ConfigMap, "a", ContentHash::of(b"a0"), None);
+        let mut p = pending(&batch, &own, None);
+        p.keep_replaced_source(&change, &t, "ns", None);
+        assert!(p.record.get(ResourceKind::ConfigMap, "a", None).is_some_and(|r| r.is(ContentHash::of(b"a0"), None)));
+        let mut p = pending(&batch, &Record::new(), None);
+        let env = plan(Strategy::EnvVars, &t, &p.items, 0);
+        p.keep_replaced_source(&env, &t, "ns", None);
+        assert!(p.record.get(ResourceKind::ConfigMap, "a", None).is_none());
     }
 }
