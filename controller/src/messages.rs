@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use pod_reloader_core::chosen_keys::KeyDigests;
 use pod_reloader_core::facts::ResourceFacts;
-use pod_reloader_core::index::WorkloadEntry;
+use pod_reloader_core::index::{PatchBase, WorkloadEntry};
 use pod_reloader_core::patch::ReloadItem;
 use pod_reloader_core::policy::RolloutStrategy;
 use pod_reloader_core::{ContentHash, ResourceKey, ResourceKind, WorkloadKey, WorkloadKind};
@@ -110,6 +110,8 @@ pub struct ReloadRequest {
     pub rollout_strategy: RolloutStrategy,
     /// When the change was observed (for the latency histogram).
     pub seen: Instant,
+    /// The workload as the state knew it when asking (see `PatchBase`).
+    pub base: Option<Arc<PatchBase>>,
 }
 
 /// The requests gathered for one workload (scheduler → reloader).
@@ -123,6 +125,9 @@ pub struct Batch {
     pub pause_period: Option<Duration>,
     pub rollout_strategy: RolloutStrategy,
     pub first_seen: Instant,
+    /// The newest version of the workload the requests knew: the reload
+    /// patches it without reading the object first (409 Conflict if stale).
+    pub base: Option<Arc<PatchBase>>,
 }
 
 impl Batch {
@@ -135,6 +140,7 @@ impl Batch {
             pause_period: r.pause_period,
             rollout_strategy: r.rollout_strategy,
             first_seen: r.seen,
+            base: None,
         };
         b.add(r);
         b
@@ -142,8 +148,9 @@ impl Batch {
 
     /// Adds a later request for the same workload: a reload replaces an
     /// earlier reload or baseline of the same resource, a baseline never
-    /// replaces a reload; the latest policy wins.
+    /// replaces a reload; the latest policy and workload version win.
     pub fn add(&mut self, r: ReloadRequest) {
+        self.base = r.base;
         match r.work {
             Work::Reload(item) => {
                 self.items.retain(|i| i.resource != item.resource);

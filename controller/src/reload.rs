@@ -1,25 +1,28 @@
-//! Carrying out a reload: read the workload, plan the template change, and
-//! apply it the way the kind's descriptor says (`KindSpec::apply`): a
-//! strategic-merge patch at the template path (built-in kinds; for CronJobs
-//! the job template, so the next run uses the new configuration without
-//! starting an unplanned run), a JSON merge patch of the template diff
-//! (custom resources such as Argo Rollouts), or delete-and-create (Jobs,
-//! whose template is immutable). One path per method, none per kind.
+//! Carrying out a reload: plan the template change and apply it the way the
+//! kind's descriptor says (`KindSpec::apply`): a strategic-merge patch at the
+//! template path (built-in kinds; for CronJobs the job template, so the next
+//! run uses the new configuration without starting an unplanned run),
+//! planned on the version the watch delivered and sent with its
+//! resourceVersion as precondition (no read; the object is read only after a
+//! 409 Conflict); a JSON merge patch of the template diff (custom resources
+//! such as Argo Rollouts), or delete-and-create (Jobs, whose template is
+//! immutable), both of which read the whole object first. One path per
+//! method, none per kind.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use pod_reloader_core::WorkloadKey;
 use pod_reloader_core::annotations::{AnnotationNames, PAUSED_AT};
 use pod_reloader_core::kinds::{ApplyMethod, KindSpec};
-use pod_reloader_core::patch::{ReloadItem, Strategy, plan};
+use pod_reloader_core::patch::{ReloadItem, Strategy, TemplateChange, plan};
 use pod_reloader_core::policy::RolloutStrategy;
-use pod_reloader_core::record::{RECORD_ANNOTATION, Record, RecordKey};
+use pod_reloader_core::record::{RECORD_ANNOTATION, Record, RecordKey, stated_source};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use thiserror::Error;
 
 use crate::alerts::Alerter;
@@ -81,6 +84,16 @@ enum Outcome {
     Gone,
 }
 
+/// What a strategic-merge patch is planned on: the workload as the watch
+/// delivered it (`messages::Batch::base`) or as read just now.
+struct PlanBase {
+    template: PodTemplateSpec,
+    recorded: Arc<Record>,
+    resource_version: Option<String>,
+    uid: Option<String>,
+    paused: bool,
+}
+
 pub struct Reloader {
     client: Client,
     strategy: Strategy,
@@ -126,9 +139,8 @@ fn post_params() -> PostParams {
 
 /// `pause-period` on a kind that has it (a Deployment): pause it with the
 /// reload and record when, so the resume can be scheduled from the object
-/// (it survives restarts).
-fn pause_with_reload(spec: &KindSpec, obj: &DynamicObject, batch: &Batch, body: &mut Value) {
-    let paused = obj.data.pointer("/spec/paused").and_then(Value::as_bool).unwrap_or(false);
+/// (it survives restarts). `paused`: the Deployment is paused already.
+fn pause_with_reload(spec: &KindSpec, paused: bool, batch: &Batch, body: &mut Value) {
     if spec.pause_period && batch.pause_period.is_some() && !paused {
         body["spec"]["paused"] = json!(true);
         body["metadata"]["annotations"][AnnotationNames::global().key(PAUSED_AT).stakater] = json!(now_rfc3339());
@@ -147,18 +159,47 @@ fn rolled(items: &[ReloadItem]) -> Vec<ResourceKey> {
     items.iter().map(|i| i.resource.clone()).collect()
 }
 
-/// Measured against the workload as it is now: the items it has not rolled
-/// to yet (by its record), and the new record value if what the record says
-/// changes. A record in the unkeyed form that says the same is left as it
-/// is: the keyed form is written only with a change (no write storm when a
-/// key is introduced).
-fn pending(
-    batch: &Batch,
-    annotations: Option<&BTreeMap<String, String>>,
-    key: Option<&RecordKey>,
-) -> (Vec<ReloadItem>, Option<String>) {
-    let empty = BTreeMap::new();
-    let old = Record::parse(annotations.unwrap_or(&empty));
+/// What a batch still has to do to a workload, measured against its record.
+struct Pending {
+    /// The items it has not rolled to yet.
+    items: Vec<ReloadItem>,
+    /// The record after this reload.
+    record: Record,
+    /// Whether what the record says changes (it is then written).
+    changed: bool,
+}
+
+impl Pending {
+    /// The annotations strategy keeps one resource in `last-reloaded-from`:
+    /// when `change` replaces it, what it stated goes into the record, as it
+    /// stood in for that resource's baseline (see `reconcile`) and would
+    /// otherwise be lost with it.
+    fn keep_replaced_source(
+        &mut self,
+        change: &TemplateChange,
+        template: &PodTemplateSpec,
+        namespace: &str,
+        key: Option<&RecordKey>,
+    ) {
+        if change.last_reloaded_from.is_none() {
+            return;
+        }
+        if let Some(((kind, name), h)) = stated_source(template, namespace) {
+            self.changed |= self.record.set_if_absent(kind, &name, h, key);
+        }
+    }
+
+    /// The record annotation's new value, if it changes. A record in the
+    /// unkeyed form that says the same is left as it is: the keyed form is
+    /// written only with a change (no write storm when a key is introduced).
+    fn rendered(&self, key: Option<&RecordKey>) -> Option<String> {
+        self.changed.then(|| self.record.render(key))
+    }
+}
+
+/// Measured against the workload's record `old`: the items it has not
+/// rolled to yet, and the record to write.
+fn pending(batch: &Batch, old: &Record, key: Option<&RecordKey>) -> Pending {
     let mut new = old.clone();
     let mut changed = false;
     let mut items = Vec::new();
@@ -180,13 +221,14 @@ fn pending(
     for (res, h) in &batch.baseline {
         changed |= new.set_if_absent(res.kind, &res.name, *h, key);
     }
-    let record = changed.then(|| new.render(key));
-    (items, record)
+    Pending { items, record: new, changed }
 }
 
-/// `metadata` of a patch: the record (if it changes) and the resourceVersion
-/// read, so a concurrent writer (another replica during a handover) makes
-/// this patch fail with a conflict and be re-planned, never applied twice.
+/// The record on an object's metadata.
+fn record_of(meta: &kube::api::ObjectMeta) -> Record {
+    meta.annotations.as_ref().map(Record::parse).unwrap_or_default()
+}
+
 /// The JSON merge patch (RFC 7386) that turns `before` into `after`:
 /// changed and new keys, `null` for removed ones, objects recursed into,
 /// anything else (arrays included) replaced whole.
@@ -214,6 +256,10 @@ fn merge_patch_diff(before: &Value, after: &Value) -> Value {
     }
 }
 
+/// `metadata` of a patch: the record (if it changes) and the resourceVersion
+/// the plan was made on, so a concurrent writer (another replica during a
+/// handover, a user, a stale watch) makes this patch fail with a conflict
+/// and be re-planned, never applied twice.
 fn patch_metadata(resource_version: Option<String>, record: Option<&String>) -> Value {
     let mut meta = json!({"resourceVersion": resource_version, "annotations": {}});
     if let Some(r) = record {
@@ -253,7 +299,7 @@ impl Reloader {
         let resources: Vec<String> = batch.items.iter().map(|i| i.resource.to_string()).collect();
         let mut delays = crate::backoff::reload();
         for attempt in 1.. {
-            match self.try_reload(&batch).await {
+            match self.try_reload(&batch, attempt == 1).await {
                 Ok(Outcome::Patched { uid, containers, rolled }) => {
                     let secs = batch.first_seen.elapsed().as_secs_f64();
                     self.metrics.reloaded(key, key.kind.as_str(), secs);
@@ -319,50 +365,100 @@ impl Reloader {
         }
     }
 
-    async fn try_reload(&self, batch: &Batch) -> Result<Outcome, ReloadError> {
+    /// `watched`: a strategic merge may patch the workload version the watch
+    /// delivered (first attempt); later attempts read the object.
+    async fn try_reload(&self, batch: &Batch, watched: bool) -> Result<Outcome, ReloadError> {
         let now = now_unix();
         let spec = batch.workload.kind.spec();
         match spec.apply {
-            ApplyMethod::StrategicMerge => self.strategic_merge(spec, batch, now).await,
+            ApplyMethod::StrategicMerge => self.strategic_merge(spec, batch, now, watched).await,
             ApplyMethod::MergePatchDiff => self.merge_patch_diff(spec, batch, now).await,
             ApplyMethod::Recreate => self.recreate_job(batch, now).await,
         }
     }
 
-    /// Reads the workload, plans the template change and sends it as a
-    /// strategic-merge patch at the kind's template path (with the pause of
-    /// `pause-period` where the kind has it).
-    async fn strategic_merge(&self, spec: &KindSpec, batch: &Batch, now: i64) -> Result<Outcome, ReloadError> {
+    /// Plans the template change and sends it as a strategic-merge patch at
+    /// the kind's template path (with the pause of `pause-period` where the
+    /// kind has it). Planned first on the version the watch delivered (the
+    /// batch's `base`), without reading the object: one request. Only when
+    /// that version is no longer current (409 Conflict: a status write the
+    /// watch has not delivered yet, another writer) is the object read and
+    /// the change planned again on it.
+    async fn strategic_merge(
+        &self,
+        spec: &KindSpec,
+        batch: &Batch,
+        now: i64,
+        watched: bool,
+    ) -> Result<Outcome, ReloadError> {
         let key = &batch.workload;
         let api = workload_api(&self.client, key.kind, Some(&key.namespace));
+        if watched && let Some(base) = &batch.base {
+            let on = PlanBase {
+                template: base.template.template(),
+                recorded: base.recorded.clone(),
+                resource_version: Some(base.resource_version.to_string()),
+                uid: base.uid.as_deref().map(String::from),
+                paused: base.paused,
+            };
+            match self.patch_template(&api, spec, batch, now, on).await {
+                Err(ReloadError::Api(kube::Error::Api(s))) if s.code == 409 => {
+                    self.metrics.retried();
+                    tracing::debug!(kind = key.kind.as_str(), namespace = %key.namespace, name = %key.name, "the watched version is no longer current; reading the workload");
+                }
+                Err(ReloadError::Api(kube::Error::Api(s))) if s.code == 404 => return Ok(Outcome::Gone),
+                done => return done,
+            }
+        }
         let Some(obj) = api.get_opt(&key.name).await? else {
             return Ok(Outcome::Gone);
         };
         let template = spec.template(&obj.data).ok_or_else(|| ReloadError::Decode("no pod template".into()))?;
-        let (items, record) = pending(batch, obj.metadata.annotations.as_ref(), self.record_key.as_ref());
-        let change = plan(self.strategy, &template, &items, now);
-        let metadata = patch_metadata(obj.metadata.resource_version.clone(), record.as_ref());
+        let on = PlanBase {
+            template,
+            recorded: Arc::new(record_of(&obj.metadata)),
+            resource_version: obj.metadata.resource_version.clone(),
+            uid: obj.metadata.uid.clone(),
+            paused: obj.data.pointer("/spec/paused").and_then(Value::as_bool).unwrap_or(false),
+        };
+        self.patch_template(&api, spec, batch, now, on).await
+    }
+
+    /// The strategic-merge patch planned on `on`, with its resourceVersion as
+    /// the precondition.
+    async fn patch_template(
+        &self,
+        api: &Api<DynamicObject>,
+        spec: &KindSpec,
+        batch: &Batch,
+        now: i64,
+        on: PlanBase,
+    ) -> Result<Outcome, ReloadError> {
+        let name = &batch.workload.name;
+        let mut p = pending(batch, &on.recorded, self.record_key.as_ref());
+        let change = plan(self.strategy, &on.template, &p.items, now);
+        p.keep_replaced_source(&change, &on.template, &batch.workload.namespace, self.record_key.as_ref());
+        let record = p.rendered(self.record_key.as_ref());
+        let metadata = patch_metadata(on.resource_version, record.as_ref());
         if change.is_empty() {
             if record.is_none() {
                 return Ok(Outcome::AlreadyCurrent);
             }
-            api.patch(&key.name, &params(), &Patch::Merge(json!({"metadata": metadata}))).await?;
+            api.patch(name, &params(), &Patch::Merge(json!({"metadata": metadata}))).await?;
             return Ok(Outcome::Recorded);
         }
         let mut body = spec.at_template_path(change.strategic_merge_fragment());
         body["metadata"] = metadata;
-        pause_with_reload(spec, &obj, batch, &mut body);
-        api.patch(&key.name, &params(), &Patch::Strategic(body)).await?;
-        Ok(Outcome::Patched {
-            uid: obj.metadata.uid.clone(),
-            containers: containers_of(&items),
-            rolled: rolled(&items),
-        })
+        pause_with_reload(spec, on.paused, batch, &mut body);
+        api.patch(name, &params(), &Patch::Strategic(body)).await?;
+        Ok(Outcome::Patched { uid: on.uid, containers: containers_of(&p.items), rolled: rolled(&p.items) })
     }
 
     /// A Job's pod template is immutable: delete it and create it again with
     /// the new template (Reloader does the same), without the labels and
-    /// selector the Job controller generated for the old one.
+    /// selector the Job controller generated for the old one. Reads the Job
+    /// first: its successor is built from the whole object, which the index
+    /// does not keep.
     async fn recreate_job(&self, batch: &Batch, now: i64) -> Result<Outcome, ReloadError> {
         let key = &batch.workload;
         let api: Api<Job> = Api::namespaced(self.client.clone(), &key.namespace);
@@ -372,8 +468,10 @@ impl Reloader {
         let Some(spec) = old.spec.clone() else {
             return Err(ReloadError::Decode("no spec".into()));
         };
-        let (items, record) = pending(batch, old.metadata.annotations.as_ref(), self.record_key.as_ref());
-        let change = plan(self.strategy, &spec.template, &items, now);
+        let mut p = pending(batch, &record_of(&old.metadata), self.record_key.as_ref());
+        let change = plan(self.strategy, &spec.template, &p.items, now);
+        p.keep_replaced_source(&change, &spec.template, &key.namespace, self.record_key.as_ref());
+        let (items, record) = (&p.items, p.rendered(self.record_key.as_ref()));
         if change.is_empty() {
             if record.is_none() {
                 return Ok(Outcome::AlreadyCurrent);
@@ -415,8 +513,8 @@ impl Reloader {
                 Ok(created) => {
                     return Ok(Outcome::Patched {
                         uid: created.metadata.uid,
-                        containers: containers_of(&items),
-                        rolled: rolled(&items),
+                        containers: containers_of(items),
+                        rolled: rolled(items),
                     });
                 }
                 Err(kube::Error::Api(s))
@@ -437,7 +535,9 @@ impl Reloader {
     /// that was read, so a concurrent writer makes it a 409 that is retried.
     /// A patch, not an update: the RBAC grants no `update`. On a kind with
     /// `restartAt` (a Rollout), `rollout-strategy: restart` and a
-    /// `workloadRef` set `spec.restartAt` instead.
+    /// `workloadRef` set `spec.restartAt` instead. Reads the object first: the
+    /// diff replaces arrays (containers, env) whole, so it is computed from
+    /// the whole template, which the index does not keep.
     async fn merge_patch_diff(&self, spec: &KindSpec, batch: &Batch, now: i64) -> Result<Outcome, ReloadError> {
         let key = &batch.workload;
         let api = workload_api(&self.client, key.kind, Some(&key.namespace));
@@ -445,7 +545,9 @@ impl Reloader {
             return Ok(Outcome::Gone);
         };
         let uid = obj.metadata.uid.clone();
-        let (items, record) = pending(batch, obj.metadata.annotations.as_ref(), self.record_key.as_ref());
+        let mut p = pending(batch, &record_of(&obj.metadata), self.record_key.as_ref());
+        let record = p.rendered(self.record_key.as_ref());
+        let items = p.items.clone();
         let metadata = patch_metadata(obj.metadata.resource_version.clone(), record.as_ref());
         if items.is_empty() {
             if record.is_none() {
@@ -465,6 +567,9 @@ impl Reloader {
         }
         let mut template = spec.template(&obj.data).ok_or_else(|| ReloadError::Decode("no pod template".into()))?;
         let change = plan(self.strategy, &template, &items, now);
+        p.keep_replaced_source(&change, &template, &key.namespace, self.record_key.as_ref());
+        let record = p.rendered(self.record_key.as_ref());
+        let metadata = patch_metadata(obj.metadata.resource_version.clone(), record.as_ref());
         if change.is_empty() && record.is_none() {
             return Ok(Outcome::AlreadyCurrent);
         }
@@ -575,5 +680,59 @@ mod merge_patch_diff_tests {
         );
         assert_eq!(apply(&before, &diff), after);
         assert_eq!(merge_patch_diff(&after, &after), json!({}));
+    }
+}
+
+#[cfg(test)]
+mod pending_tests {
+    use super::*;
+    use crate::messages::{ReloadRequest, Work};
+    use pod_reloader_core::{ContentHash, ResourceKind};
+
+    fn batch(resource: ResourceKey, hash: ContentHash) -> Batch {
+        Batch::new(ReloadRequest {
+            workload: WorkloadKey::new(pod_reloader_core::WorkloadKind::Deployment, "ns", "web"),
+            work: Work::Reload(ReloadItem { resource, hash: Some(hash), container: "app".into() }),
+            pause_period: None,
+            rollout_strategy: RolloutStrategy::Rollout,
+            seen: std::time::Instant::now(),
+            base: None,
+        })
+    }
+
+    /// A template whose `last-reloaded-from` says it runs ConfigMap `a` at `hash`.
+    fn stating_a(hash: ContentHash) -> PodTemplateSpec {
+        let last = format!(
+            r#"{{"type":"CONFIGMAP","name":"a","namespace":"ns","hash":"{hash}","containerRefs":["app"],"observedAt":1}}"#
+        );
+        serde_json::from_value(json!({
+            "metadata": {"annotations": {"reloader.stakater.com/last-reloaded-from": last}},
+            "spec": {"containers": [{"name": "app"}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_replaced_last_reloaded_from_is_kept_in_the_record() {
+        let (a, b) = (ContentHash::of(b"a1"), ContentHash::of(b"b2"));
+        let t = stating_a(a);
+        let batch = batch(ResourceKey::new(ResourceKind::Secret, "ns", "b"), b);
+        let mut p = pending(&batch, &Record::new(), None);
+        let change = plan(Strategy::Annotations, &t, &p.items, 0);
+        assert!(change.last_reloaded_from.is_some());
+        p.keep_replaced_source(&change, &t, "ns", None);
+        assert!(p.record.get(ResourceKind::ConfigMap, "a", None).is_some_and(|r| r.is(a, None)), "{:?}", p.record);
+        assert!(p.record.get(ResourceKind::Secret, "b", None).is_some_and(|r| r.is(b, None)));
+
+        // A record entry of its own wins; the env-vars strategy replaces nothing.
+        let mut own = Record::new();
+        own.set(ResourceKind::ConfigMap, "a", ContentHash::of(b"a0"), None);
+        let mut p = pending(&batch, &own, None);
+        p.keep_replaced_source(&change, &t, "ns", None);
+        assert!(p.record.get(ResourceKind::ConfigMap, "a", None).is_some_and(|r| r.is(ContentHash::of(b"a0"), None)));
+        let mut p = pending(&batch, &Record::new(), None);
+        let env = plan(Strategy::EnvVars, &t, &p.items, 0);
+        p.keep_replaced_source(&env, &t, "ns", None);
+        assert!(p.record.get(ResourceKind::ConfigMap, "a", None).is_none());
     }
 }

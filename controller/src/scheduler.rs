@@ -244,6 +244,7 @@ mod tests {
                 pause_period: None,
                 rollout_strategy: RolloutStrategy::Rollout,
                 seen: Instant::now().into_std(),
+                base: None,
             };
             self.requests.send(req).await.expect("the scheduler runs");
         }
@@ -259,6 +260,7 @@ mod tests {
                 pause_period: None,
                 rollout_strategy: RolloutStrategy::Rollout,
                 seen: Instant::now().into_std(),
+                base: None,
             };
             self.requests.send(req).await.expect("the scheduler runs");
         }

@@ -169,13 +169,17 @@ async fn migration_from_reloader_values() {
     for name in ["env-stale", "ann-stale"] {
         wait_replica_sets(&client, n, name, 2, Duration::from_secs(30)).await;
     }
-    for name in ["env-current", "ann-current"] {
+    for name in ["env-stale", "ann-stale"] {
         wait_record(&client, n, name, &format!("ConfigMap/cfg-{name}"), &current).await;
     }
     barrier.wait_followed().await;
     assert_quiet_after(&mut barrier, || async {
         for (name, want) in [("env-current", 1), ("ann-current", 1), ("env-stale", 2), ("ann-stale", 2)] {
             assert_eq!(settled_replica_sets(&client, n, name).await, want, "{name}");
+        }
+        // What their templates state is their record: nothing is written to them.
+        for name in ["env-current", "ann-current"] {
+            assert_eq!(record_of(&client, n, name).await, None, "{name}");
         }
     })
     .await;

@@ -11,6 +11,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
 use crate::keys::{ResourceKey, ResourceKind, WorkloadKey, WorkloadKind};
+use crate::kinds::ApplyMethod;
+use crate::patch::PlanFacts;
 use crate::policy::WorkloadPolicy;
 use crate::policy_cache::PolicyCache;
 use crate::record::{self, Hashes, Record, RecordKey, RolledTo};
@@ -26,11 +28,32 @@ pub struct WorkloadEntry {
     pub policy: Arc<WorkloadPolicy>,
     pub references: BTreeMap<(ResourceKind, String), Reference>,
     pub first_container: Option<String>,
-    /// Hashes from pod-reloader's own record on the workload's metadata.
-    pub recorded: Record,
+    /// Hashes from pod-reloader's own record on the workload's metadata
+    /// (shared with `patch_base`).
+    pub recorded: Arc<Record>,
     /// Hashes Reloader left on the template (env vars, `last-reloaded-from`),
     /// for workloads without a record yet.
     pub legacy: Hashes,
+    /// What a strategic-merge patch of this workload is planned on, as the
+    /// watch last delivered it; `None` for kinds applied otherwise (they read
+    /// the whole object: see `KindSpec::apply`) and for entries not built
+    /// from a watched object.
+    pub patch_base: Option<Arc<PatchBase>>,
+}
+
+/// The object version a reload patches and the facts its plan reads: the
+/// PATCH carries `resource_version` as its precondition, so a plan made on
+/// facts that are no longer current fails with 409 Conflict instead of
+/// being applied (the reload then reads the object and plans again).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PatchBase {
+    pub resource_version: Box<str>,
+    pub uid: Option<Box<str>>,
+    /// `spec.paused`, on kinds with `pause-period`.
+    pub paused: bool,
+    pub template: PlanFacts,
+    /// The record the workload carried at this version.
+    pub recorded: Arc<Record>,
 }
 
 impl WorkloadEntry {
@@ -49,8 +72,9 @@ impl WorkloadEntry {
             policy,
             references: references::extract(spec),
             first_container: spec.containers.first().map(|c| c.name.clone()),
-            recorded: Record::new(),
+            recorded: Arc::new(Record::new()),
             legacy: Hashes::new(),
+            patch_base: None,
         }
     }
 
@@ -84,7 +108,21 @@ impl WorkloadEntry {
         let empty = BTreeMap::new();
         let annotations = meta.annotations.as_ref().unwrap_or(&empty);
         let (policy, parsed) = policies.policy(&key, annotations, template_annotations(template.as_ref()));
-        (Self::from_object_with_policy(key, policy, annotations, template.as_ref()), parsed)
+        let mut entry = Self::from_object_with_policy(key, policy, annotations, template.as_ref());
+        let spec = kind.spec();
+        if spec.apply == ApplyMethod::StrategicMerge
+            && let (Some(rv), Some(t)) = (&meta.resource_version, &template)
+        {
+            let paused = spec.pause_period && body.pointer("/spec/paused").and_then(Value::as_bool).unwrap_or(false);
+            entry.patch_base = Some(Arc::new(PatchBase {
+                resource_version: rv.as_str().into(),
+                uid: meta.uid.as_deref().map(Into::into),
+                paused,
+                template: PlanFacts::of(t),
+                recorded: entry.recorded.clone(),
+            }));
+        }
+        (entry, parsed)
     }
 
     /// As [`Self::from_object`], with the policy already parsed (or kept from
@@ -97,7 +135,7 @@ impl WorkloadEntry {
     ) -> Self {
         let spec = template.and_then(|t| t.spec.clone()).unwrap_or_default();
         let mut entry = Self::with_policy(key, policy, &spec);
-        entry.recorded = Record::parse(meta_annotations);
+        entry.recorded = Arc::new(Record::parse(meta_annotations));
         if let Some(t) = template {
             let followed: Vec<(ResourceKind, String)> = entry.references.keys().cloned().collect();
             entry.legacy = record::legacy(t, &entry.key.namespace, &followed);
@@ -270,12 +308,42 @@ mod tests {
         assert_eq!(entry.key.to_string(), "CronJob ns/nightly");
         assert_eq!(entry.references.keys().collect::<Vec<_>>(), [&(ResourceKind::ConfigMap, "cfg".to_string())]);
         assert_eq!(entry.first_container.as_deref(), Some("c"));
+        assert!(entry.patch_base.is_none(), "no resourceVersion: nothing to patch against");
         // The same annotations again: the policy is shared, not parsed anew.
         let mut body = json!({"spec": {}});
         let (again, parsed) =
             WorkloadEntry::from_workload_object(WorkloadKind::CronJob, &meta, &mut body, &mut policies);
         assert!(!parsed && Arc::ptr_eq(&again.policy, &entry.policy));
         assert!(again.references.is_empty(), "no template, no references");
+    }
+
+    #[test]
+    fn strategic_merge_kinds_keep_what_a_patch_is_planned_on() {
+        let meta: ObjectMeta = serde_json::from_value(json!({"namespace": "ns", "name": "web",
+            "resourceVersion": "42", "uid": "u-1",
+            "annotations": {"reloader.stakater.com/auto": "true",
+                crate::record::RECORD_ANNOTATION: format!(r#"{{"ConfigMap/cfg":"{}"}}"#, crate::ContentHash::of(b"1"))}}))
+        .unwrap();
+        let template = json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "i",
+            "env": [{"name": "STAKATER_CFG_CONFIGMAP", "value": "h"}, {"name": "OTHER", "value": "x"}],
+            "envFrom": [{"configMapRef": {"name": "cfg"}}]}]}});
+        let body = json!({"spec": {"paused": true, "replicas": 3, "template": template.clone()}});
+        let mut policies = PolicyCache::new();
+        let (entry, _) =
+            WorkloadEntry::from_workload_object(WorkloadKind::Deployment, &meta, &mut body.clone(), &mut policies);
+        let base = entry.patch_base.as_deref().expect("a Deployment is patched on its watched version");
+        assert_eq!((&*base.resource_version, base.uid.as_deref(), base.paused), ("42", Some("u-1"), true));
+        assert_eq!(base.template, PlanFacts::of(&serde_json::from_value(template).unwrap()));
+        assert!(Arc::ptr_eq(&base.recorded, &entry.recorded), "the record is shared, not copied");
+        assert!(base.recorded.get(ResourceKind::ConfigMap, "cfg", None).is_some());
+
+        let (sts, _) =
+            WorkloadEntry::from_workload_object(WorkloadKind::StatefulSet, &meta, &mut body.clone(), &mut policies);
+        assert!(!sts.patch_base.unwrap().paused, "paused is read only where pause-period applies");
+        for kind in [WorkloadKind::Job, WorkloadKind::Rollout] {
+            let (e, _) = WorkloadEntry::from_workload_object(kind, &meta, &mut body.clone(), &mut policies);
+            assert!(e.patch_base.is_none(), "{kind:?} reads the whole object to reload");
+        }
     }
 
     #[test]

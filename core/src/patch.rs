@@ -154,6 +154,93 @@ impl TemplateChange {
     }
 }
 
+/// The few facts of a pod template that [`plan`] reads: the containers'
+/// names, their reload env vars (the names [`env_var_name`] gives, with their
+/// values) and the `last-reloaded-from` annotation. The index keeps them per
+/// workload so that a reload is planned from what the watch delivered,
+/// without reading the object again; [`PlanFacts::template`] gives them back
+/// as a template on which `plan` decides exactly as on the whole one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PlanFacts {
+    containers: Box<[ContainerFacts]>,
+    last_reloaded_from: Option<Box<str>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ContainerFacts {
+    name: Box<str>,
+    /// Reload env vars in template order.
+    env: Box<[ReloadVar]>,
+}
+
+/// A reload env var's name and value (`None`: set by `valueFrom`).
+type ReloadVar = (Box<str>, Option<Box<str>>);
+
+/// A name [`env_var_name`] can give: `STAKATER_…_<CONFIGMAP|SECRET|SECRETPROVIDERCLASS>`.
+fn is_reload_var(name: &str) -> bool {
+    name.strip_prefix("STAKATER_").is_some_and(|rest| {
+        crate::keys::ResourceKind::ALL
+            .iter()
+            .any(|k| rest.strip_suffix(k.reloader_type()).is_some_and(|head| head.ends_with('_')))
+    })
+}
+
+impl PlanFacts {
+    /// The facts of `template`; everything else of it is left behind.
+    pub fn of(template: &PodTemplateSpec) -> Self {
+        let containers = template.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
+        let containers = containers
+            .iter()
+            .map(|c| ContainerFacts {
+                name: c.name.as_str().into(),
+                env: c
+                    .env
+                    .iter()
+                    .flatten()
+                    .filter(|e| is_reload_var(&e.name))
+                    .map(|e| (e.name.as_str().into(), e.value.as_deref().map(Into::into)))
+                    .collect(),
+            })
+            .collect();
+        let last_reloaded_from = template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(LAST_RELOADED_FROM))
+            .map(|v| v.as_str().into());
+        PlanFacts { containers, last_reloaded_from }
+    }
+
+    /// A template holding only these facts, to plan on.
+    pub fn template(&self) -> PodTemplateSpec {
+        use k8s_openapi::api::core::v1::{Container, PodSpec};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+        let containers = self
+            .containers
+            .iter()
+            .map(|c| Container {
+                name: c.name.to_string(),
+                env: (!c.env.is_empty()).then(|| {
+                    c.env
+                        .iter()
+                        .map(|(name, value)| EnvVar {
+                            name: name.to_string(),
+                            value: value.as_deref().map(String::from),
+                            value_from: None,
+                        })
+                        .collect()
+                }),
+                ..Default::default()
+            })
+            .collect();
+        let metadata = self.last_reloaded_from.as_ref().map(|v| ObjectMeta {
+            annotations: Some([(LAST_RELOADED_FROM.to_string(), v.to_string())].into()),
+            ..Default::default()
+        });
+        PodTemplateSpec { metadata, spec: Some(PodSpec { containers, ..Default::default() }) }
+    }
+}
+
 /// The env var value a container currently holds for `name`.
 fn current_env<'a>(template: &'a PodTemplateSpec, container: &str, name: &str) -> Option<&'a str> {
     template
@@ -315,6 +402,57 @@ mod tests {
             name: "STAKATER_ONE_CONFIGMAP".into(),
             value: ContentHash::of(b"3").to_hex()
         }));
+    }
+
+    #[test]
+    fn plan_facts_plan_as_the_whole_template_does() {
+        let last = format!(
+            r#"{{"type":"CONFIGMAP","name":"one","namespace":"ns","hash":"{}","containerRefs":["a"],"observedAt":1}}"#,
+            ContentHash::of(b"1")
+        );
+        let whole = template(json!({
+            "metadata": {"labels": {"app": "x"}, "annotations": {LAST_RELOADED_FROM: last, "other": "y"}},
+            "spec": {"containers": [
+                {"name": "a", "image": "i", "env": [
+                    {"name": "PLAIN", "value": "v"},
+                    {"name": "STAKATER_ONE_CONFIGMAP", "value": ContentHash::of(b"1").to_hex()},
+                    {"name": "STAKATER_TWO_SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}
+                ]},
+                {"name": "b", "image": "i", "env": [{"name": "STAKATER_X_CONFIGMAPS", "value": "no"}]}
+            ]}
+        }));
+        let facts = PlanFacts::of(&whole);
+        let small = facts.template();
+        let kept: Vec<Vec<String>> = small
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers
+            .iter()
+            .map(|c| c.env.iter().flatten().map(|e| e.name.clone()).collect())
+            .collect();
+        assert_eq!(kept, [vec!["STAKATER_ONE_CONFIGMAP", "STAKATER_TWO_SECRET"], vec![]], "only reload vars");
+        assert_eq!(current_reload_source(&small), current_reload_source(&whole));
+        let two = ReloadItem {
+            resource: ResourceKey::new(ResourceKind::Secret, "ns", "two"),
+            hash: Some(ContentHash::of(b"2")),
+            container: "a".into(),
+        };
+        let gone = ReloadItem { hash: None, ..item("one", b"", "a") };
+        let cases: [&[ReloadItem]; 6] = [
+            &[item("one", b"1", "a")],
+            &[item("one", b"2", "a")],
+            &[item("one", b"2", "b"), item("new", b"n", "b")],
+            &[item("x", b"1", "missing")],
+            std::slice::from_ref(&two),
+            &[gone, two.clone()],
+        ];
+        for items in cases {
+            for strategy in [Strategy::EnvVars, Strategy::Annotations] {
+                assert_eq!(plan(strategy, &small, items, 7), plan(strategy, &whole, items, 7), "{strategy} {items:?}");
+            }
+        }
+        assert_eq!(PlanFacts::of(&template(json!({}))).template().spec.unwrap().containers, []);
     }
 
     #[test]

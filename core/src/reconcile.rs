@@ -1,7 +1,10 @@
 //! Level-triggered reconciliation of one workload: compare, for every
 //! resource it follows, the resource's current hash with the hash the
 //! workload last rolled to. A difference is a reload; a resource with no
-//! known hash gets a baseline record without a rollout.
+//! known hash gets a baseline record without a rollout. Where the pod
+//! template already states the current hash (a workload migrated from
+//! Reloader: its env var or `last-reloaded-from`), that statement is the
+//! record and no baseline is written (no write at first start).
 //!
 //! Resources a reload list names without a reference are found among the
 //! names the caller knows in the workload's namespace (`names_in_namespace`,
@@ -30,8 +33,8 @@ use std::collections::BTreeSet;
 pub struct Reconciled {
     /// Resources whose content differs from what the workload rolled to.
     pub reloads: Vec<ReloadItem>,
-    /// Resources the workload follows with no record yet (or only a legacy
-    /// one equal to the current content): record them, roll nothing.
+    /// Resources the workload follows with no record yet (or, with
+    /// `reload-on-keys`, only a legacy one): record them, roll nothing.
     pub baseline: Vec<(ResourceKey, ContentHash)>,
 }
 
@@ -93,6 +96,12 @@ pub fn reconcile<N: AsRef<str>>(
                 out.reloads.push(ReloadItem { resource: key, hash: Some(hash), container });
             }
             Some((_, true)) => {}
+            // The template states that it runs this content (Reloader's env
+            // var or `last-reloaded-from`): that is the durable record, and a
+            // baseline would only cost a write. Not with `reload-on-keys`:
+            // its record holds the digest of the chosen keys, which the
+            // template does not state.
+            Some((_, false)) if entry.policy.chosen_keys.is_none() => {}
             Some((_, false)) | None => out.baseline.push((key, hash)),
         }
     }
@@ -223,10 +232,60 @@ mod tests {
         let equal = ContentHash::of(b"v1").to_hex();
         let r = reconcile(&entry(&Record::new(), Some(&equal)), current(b"v1"), no_digest, no_names, false, None);
         assert!(r.reloads.is_empty(), "migrated, current: no rollout");
-        assert_eq!(r.baseline.len(), 2, "but a record is written");
+        let names: Vec<&str> = r.baseline.iter().map(|(k, _)| k.name.as_ref()).collect();
+        assert_eq!(names, ["tls"], "no record for what the env var states, one for what nothing states");
+        let key = RecordKey::new(&[5; KEY_LEN]).unwrap();
+        let r = reconcile(&entry(&Record::new(), Some(&equal)), current(b"v1"), no_digest, no_names, false, Some(&key));
+        assert_eq!(r.baseline.len(), 1, "with a record key too: {r:?}");
+        let mut tls = Record::new();
+        tls.set(ResourceKind::Secret, "tls", ContentHash::of(b"tls"), None);
+        assert!(
+            reconcile(&entry(&tls, Some(&equal)), current(b"v1"), no_digest, no_names, false, None).is_empty(),
+            "the env var stands in beside a record of the other resources: nothing to write"
+        );
         let stale = ContentHash::of(b"v0").to_hex();
         let r = reconcile(&entry(&Record::new(), Some(&stale)), current(b"v1"), no_digest, no_names, false, None);
         assert_eq!(r.reloads.len(), 1, "migrated, stale: one rollout");
+    }
+
+    #[test]
+    fn last_reloaded_from_stands_in_for_a_record() {
+        let last = |hash: ContentHash| {
+            format!(
+                r#"{{"type":"CONFIGMAP","name":"cfg","namespace":"ns","hash":"{hash}","containerRefs":["app"],"observedAt":1}}"#
+            )
+        };
+        let with = |value: String| {
+            let meta = BTreeMap::from([("reloader.stakater.com/auto".to_string(), "true".to_string())]);
+            let t: PodTemplateSpec = serde_json::from_value(json!({
+                "metadata": {"annotations": {"reloader.stakater.com/last-reloaded-from": value}},
+                "spec": {"containers": [{"name": "app", "envFrom": [{"configMapRef": {"name": "cfg"}}]}]}
+            }))
+            .unwrap();
+            WorkloadEntry::from_object(WorkloadKey::new(WorkloadKind::Deployment, "ns", "web"), &meta, Some(&t))
+        };
+        let r = reconcile(&with(last(ContentHash::of(b"v1"))), current(b"v1"), no_digest, no_names, false, None);
+        assert!(r.is_empty(), "current: nothing to roll, nothing to write: {r:?}");
+        let r = reconcile(&with(last(ContentHash::of(b"v0"))), current(b"v1"), no_digest, no_names, false, None);
+        assert_eq!(r.reloads.len(), 1, "changed while away: one rollout");
+    }
+
+    #[test]
+    fn reload_on_keys_still_gets_a_baseline_of_its_digest() {
+        let meta = BTreeMap::from([
+            ("reloader.stakater.com/auto".to_string(), "true".to_string()),
+            ("reloader.stakater.com/reload-on-keys".to_string(), "a".to_string()),
+        ]);
+        let t: PodTemplateSpec = serde_json::from_value(json!({"spec": {"containers": [{"name": "app",
+            "env": [{"name": "STAKATER_CFG_CONFIGMAP", "value": ContentHash::of(b"v1").to_hex()}],
+            "envFrom": [{"configMapRef": {"name": "cfg"}}]}]}}))
+        .unwrap();
+        let e = WorkloadEntry::from_object(WorkloadKey::new(WorkloadKind::Deployment, "ns", "web"), &meta, Some(&t));
+        let digest = ContentHash::of(b"digest of a");
+        let facts = ResourceFacts { hash: ContentHash::of(b"v1"), ignored: false, matched: false };
+        let r = reconcile(&e, |_, _| Some(facts), |_, _, _| Some(digest), no_names, false, None);
+        assert!(r.reloads.is_empty(), "{r:?}");
+        assert_eq!(r.baseline, [(ResourceKey::new(ResourceKind::ConfigMap, "ns", "cfg"), digest)]);
     }
 
     fn both(cfg: &[u8]) -> Record {

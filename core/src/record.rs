@@ -3,7 +3,8 @@
 //! pod-reloader keeps this record on the workload's own metadata (never the
 //! pod template, so writing it never rolls anything), in the annotation
 //! `pod-reloader.deckhouse.io/reloaded-hashes`. It is written with every
-//! reload and as a baseline when a workload is first seen, so a controller
+//! reload and as a baseline when a workload is first seen (unless its
+//! template states what it runs: see below), so a controller
 //! that starts after a change (restart, failover, outage) can tell which
 //! workloads still have to roll: level-triggered, not event-triggered.
 //!
@@ -38,8 +39,12 @@
 //!
 //! Workloads migrated from Stakater Reloader, or Deckhouse's earlier module,
 //! have no record yet; their `STAKATER_*` env vars and `last-reloaded-from`
-//! annotation stand in for it until the first baseline is written. Those
-//! values stay SHA-1: they must be byte-identical to Reloader's.
+//! annotation stand in for it, per resource, as long as the template carries
+//! them: no baseline is written for what they state (the first start writes
+//! nothing to such a workload). A reload that replaces `last-reloaded-from`
+//! (annotations strategy, another resource) writes the replaced statement
+//! into the record ([`stated_source`]). Those values stay SHA-1: they must be
+//! byte-identical to Reloader's.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -317,21 +322,29 @@ pub fn legacy(template: &PodTemplateSpec, namespace: &str, followed: &[(Resource
             out.insert((*kind, name.clone()), h);
         }
     }
-    if let Some(src) = current_reload_source(template) {
-        let kind = match src.kind.as_str() {
-            "CONFIGMAP" => Some(ResourceKind::ConfigMap),
-            "SECRET" => Some(ResourceKind::Secret),
-            "SECRETPROVIDERCLASS" => Some(ResourceKind::SecretProviderClass),
-            _ => None,
-        };
-        if let (Some(kind), Some(h)) = (kind, ContentHash::parse_hex(&src.hash))
-            && src.namespace == namespace
-            && followed.iter().any(|(k, n)| *k == kind && *n == src.name)
-        {
-            out.entry((kind, src.name)).or_insert(h);
-        }
+    if let Some((resource, h)) = stated_source(template, namespace)
+        && followed.contains(&resource)
+    {
+        out.entry(resource).or_insert(h);
     }
     out
+}
+
+/// The resource (in `namespace`) and hash a template's `last-reloaded-from`
+/// says the workload runs. The annotations strategy keeps one resource
+/// there, so a reload for another resource replaces it: such a reload keeps
+/// the replaced statement in the record, as it stood in for one (see
+/// `reconcile`).
+pub fn stated_source(template: &PodTemplateSpec, namespace: &str) -> Option<((ResourceKind, String), ContentHash)> {
+    let src = current_reload_source(template)?;
+    let kind = match src.kind.as_str() {
+        "CONFIGMAP" => ResourceKind::ConfigMap,
+        "SECRET" => ResourceKind::Secret,
+        "SECRETPROVIDERCLASS" => ResourceKind::SecretProviderClass,
+        _ => return None,
+    };
+    let h = ContentHash::parse_hex(&src.hash)?;
+    (src.namespace == namespace).then_some(((kind, src.name), h))
 }
 
 #[cfg(test)]
@@ -470,6 +483,26 @@ mod tests {
         assert_eq!(r.get(&(ResourceKind::ConfigMap, "cfg".into())), Some(&h1));
         assert_eq!(r.get(&(ResourceKind::Secret, "tls".into())), Some(&h2));
         assert!(legacy(&t, "other-ns", &followed[1..]).is_empty(), "namespace must match");
+    }
+
+    #[test]
+    fn stated_source_names_the_resource_in_the_namespace() {
+        let h = ContentHash::of(b"x");
+        let last = format!(
+            r#"{{"type":"SECRET","name":"tls","namespace":"ns","hash":"{h}","containerRefs":["app"],"observedAt":1}}"#
+        );
+        let t: PodTemplateSpec = serde_json::from_value(json!({
+            "metadata": {"annotations": {"reloader.stakater.com/last-reloaded-from": last}}
+        }))
+        .unwrap();
+        assert_eq!(stated_source(&t, "ns"), Some(((ResourceKind::Secret, "tls".to_string()), h)));
+        assert_eq!(stated_source(&t, "other"), None);
+        assert_eq!(stated_source(&PodTemplateSpec::default(), "ns"), None);
+        let bad: PodTemplateSpec = serde_json::from_value(json!({
+            "metadata": {"annotations": {"reloader.stakater.com/last-reloaded-from": last.replace("SECRET", "POD")}}
+        }))
+        .unwrap();
+        assert_eq!(stated_source(&bad, "ns"), None);
     }
 
     #[test]

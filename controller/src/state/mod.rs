@@ -187,6 +187,7 @@ impl State {
         }
         let (pause_period, rollout_strategy) = (entry.policy.pause_period, entry.policy.rollout_strategy);
         let seen = Instant::now();
+        let base = &entry.patch_base;
         let works = plan
             .reloads
             .into_iter()
@@ -196,7 +197,14 @@ impl State {
             })
             .chain(plan.baseline.into_iter().map(|(k, h)| Work::Baseline(k, h)));
         for work in works {
-            fx.reload(ReloadRequest { workload: key.clone(), work, pause_period, rollout_strategy, seen });
+            fx.reload(ReloadRequest {
+                workload: key.clone(),
+                work,
+                pause_period,
+                rollout_strategy,
+                seen,
+                base: base.clone(),
+            });
         }
     }
 
@@ -462,6 +470,7 @@ impl State {
                         pause_period: entry.policy.pause_period,
                         rollout_strategy: entry.policy.rollout_strategy,
                         seen,
+                        base: entry.patch_base.clone(),
                     });
                 }
                 Decision::Skip(skip) => {
