@@ -31,7 +31,11 @@
 #                  StatefulSet with updateStrategy OnDelete and 2 replicas
 #                  gets both pods replaced, pod 1 first and pod 0 only once
 #                  pod 1's replacement is Ready (snapshots every 0.2 s), one
-#                  OnDeleteRestart Event per pod.
+#                  OnDeleteRestart Event per pod. A CronJob opted into
+#                  the trigger (pod-reloader.deckhouse.io/cronjob-trigger)
+#                  gets one Job at once (instantiate: manual, owned by the
+#                  CronJob) whose pod logs the new value and completes; a
+#                  CronJob without it gets its job template patched, no Job.
 #   4. after:      the controller pod is still Ready with 0 restarts, counted
 #                  the reloads in /metrics, and logged no 403/Forbidden.
 #                  The receiver got exactly one alert per rolled workload
@@ -517,6 +521,38 @@ spec:
           args: [GREETING]
 $ENV_CM
 EOF
+  # CronJobs (item 8): both follow greeting; cj-trigger opted into
+  # Reloader's behaviour (a Job at once), cj-plain gets its job template
+  # patched only. A schedule that never comes during the test (1 January).
+  for cj in cj-trigger cj-plain; do
+    ann='"reloader.stakater.com/auto": "true"'
+    [[ $cj == cj-trigger ]] && ann+=', "pod-reloader.deckhouse.io/cronjob-trigger": "true"'
+    cat <<EOF
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: $cj
+  namespace: $NS
+  annotations: {$ann}
+spec:
+  schedule: "0 0 1 1 *"
+  jobTemplate:
+    metadata: {labels: {cronjob: $cj}}
+    spec:
+      backoffLimit: 0
+      template:
+        metadata: {labels: {cronjob: $cj}}
+        spec:
+          restartPolicy: Never
+          terminationGracePeriodSeconds: 10
+          containers:
+            - name: app
+              image: testbed.local/sample-app:1
+              args: [--once, GREETING]
+              envFrom: [{configMapRef: {name: greeting}}]
+EOF
+  done
 } >>"$WORK/workloads.yaml"
 
 declare -A SEL=([cm-auto]=app=cm-auto [secret-named]=app=secret-named [sts-auto]=app=sts-auto [ds-named]=app=ds-named [not-annotated]=app=not-annotated)
@@ -694,6 +730,56 @@ if [[ -n $ONDELETE_UIDS ]]; then
   fi
 fi
 
+# ------------------------------------------------------------------ CronJob trigger
+# cj-trigger (annotation pod-reloader.deckhouse.io/cronjob-trigger: "true"):
+# the ConfigMap edit starts a Job at once, made as Reloader makes it
+# (cronjob.kubernetes.io/instantiate: manual, the CronJob its controlling
+# owner), whose pod runs on the node, logs the new value and completes.
+# cj-plain (no opt-in): its job template gets the new hash, and no Job.
+section "CronJob trigger (a Job at once on the opt-in, the template only without)"
+cj_uid() { k -n "$NS" get cronjob "$1" -o jsonpath='{.metadata.uid}' 2>/dev/null; }
+# jobs_of UID: "name instantiate succeeded" per Job that the CronJob UID controls.
+jobs_of() {
+  k -n "$NS" get jobs -o json 2>/dev/null | jq -r --arg uid "$1" '.items[]
+    | select(any(.metadata.ownerReferences[]?; .uid == $uid and .controller == true))
+    | "\(.metadata.name) \(.metadata.annotations["cronjob.kubernetes.io/instantiate"] // "-") \(.status.succeeded // 0)"'
+}
+TRIGGER_UID=$(cj_uid cj-trigger)
+PLAIN_UID=$(cj_uid cj-plain)
+if [[ -z $TRIGGER_UID || -z $PLAIN_UID ]]; then
+  fail "CronJobs cj-trigger and cj-plain exist"
+else
+  deadline=$(( t_edit + 60000 ))
+  job="" ann="" succeeded=0
+  while (( $(now_ms) < deadline )); do
+    read -r job ann succeeded < <(jobs_of "$TRIGGER_UID" | head -n 1) || true
+    [[ -n $job && ${succeeded:-0} -ge 1 ]] && break
+    sleep 0.5
+  done
+  if [[ -n $job && ${succeeded:-0} -ge 1 ]]; then
+    took=$(secs "$t_edit")
+    pod=$(k -n "$NS" get pods -l "job-name=$job" -o jsonpath='{.items[0].metadata.name}' 2>/dev/null)
+    logged=$(pod_log "$NS" "$pod" 2>/dev/null)
+    count=$(jobs_of "$TRIGGER_UID" | grep -c .)
+    if [[ $ann == manual && $count == 1 && $logged == "sample-app: GREETING=bonjour" ]]; then
+      pass "cj-trigger: ConfigMap edit -> Job $job (instantiate: manual, controlled by the CronJob) completed $took s after the edit; its pod $pod logged GREETING=bonjour"
+    else
+      fail "cj-trigger: one Job (instantiate: manual) whose pod logs GREETING=bonjour (Jobs: $count, instantiate: $ann, pod $pod logged: $logged)"
+    fi
+  else
+    fail "cj-trigger: a Job started from the CronJob and completed within 60 s of the edit"
+    k -n "$NS" get jobs,pods -l cronjob=cj-trigger -o wide 2>&1 | indent
+  fi
+  # cj-plain: the job template carries the new hash, and no Job was started.
+  tmpl=$(k -n "$NS" get cronjob cj-plain -o jsonpath='{.spec.jobTemplate.spec.template.spec.containers[0].env}' 2>&1)
+  jobs=$(jobs_of "$PLAIN_UID" | grep -c .)
+  if [[ $tmpl == *STAKATER_GREETING_CONFIGMAP* && $jobs == 0 ]]; then
+    pass "cj-plain: job template patched (STAKATER_GREETING_CONFIGMAP), no Job started ($(secs "$t_edit") s after the edit)"
+  else
+    fail "cj-plain: job template patched and no Job started (template env: $tmpl, Jobs: $jobs)"
+  fi
+fi
+
 # ------------------------------------------------------------------ 4. after
 if ((CONTROLLER_READY)); then
   section "the controller after the reloads"
@@ -722,7 +808,7 @@ stop_child "$CONTROLLER_PID"
 # controller to the receiver on the node; checked once five have arrived (or
 # 20 s passed) and again 3 s later, so that a duplicate would be seen.
 section "alerts on reload (webhook on the node)"
-ROLLED=(cm-auto secret-named sts-auto ds-named sts-ondelete)
+ROLLED=(cm-auto secret-named sts-auto ds-named sts-ondelete cj-trigger cj-plain)
 alert_count() { if [[ -f $ALERTS ]]; then awk 'END {print NR}' "$ALERTS"; else echo 0; fi; }
 # alerts_naming WORKLOAD: how many alert bodies say it was reloaded.
 alerts_naming() { jq -r '.body // ""' "$ALERTS" 2>/dev/null | grep -cF "reloaded $1 of type " || true; }
@@ -755,7 +841,7 @@ elif [[ -n $ALERT_URL ]]; then
   fi
   counts=""
   for w in "${ROLLED[@]}" not-annotated; do counts+=" $w=$(alerts_naming "$w")"; done
-  if [[ $counts == " cm-auto=1 secret-named=1 sts-auto=1 ds-named=1 sts-ondelete=1 not-annotated=0" ]]; then
+  if [[ $counts == " cm-auto=1 secret-named=1 sts-auto=1 ds-named=1 sts-ondelete=1 cj-trigger=1 cj-plain=1 not-annotated=0" ]]; then
     pass "one alert per rolled workload, none for the one not rolled:$counts"
   else
     fail "one alert per rolled workload, none for not-annotated (got:$counts)"
