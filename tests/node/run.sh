@@ -77,6 +77,7 @@ STARTED_NODE=0
 RENDER_APPLIED=0
 RECEIVER_PID=""
 ARGO_PID=""
+ARGO_CRDS=() # the real Argo CRDs applied ("-f FILE" pairs), restored at the end
 
 stop_receiver() {
   stop_child "$RECEIVER_PID"
@@ -91,6 +92,7 @@ cleanup() {
   trap - EXIT INT TERM
   stop_receiver
   stop_child "$ARGO_PID"
+  restore_argo_crds
   if [[ ${NODE_E2E_KEEP:-} != 1 ]]; then
     # While the node still runs, so that the pods really terminate.
     k delete namespace "$NS" --ignore-not-found --wait=false >/dev/null 2>&1 || true
@@ -107,6 +109,19 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'echo "interrupted"; exit 130' INT TERM
+
+# The test bed serves Rollouts from its fixture CRD (testbed/crds, what the
+# apiserver tests expect); this script replaces it with Argo's real CRDs and
+# puts the fixture back at the end (the Rollouts in $NS go with the CRD's
+# other versions: none), removing the other Argo CRDs it added.
+restore_argo_crds() {
+  ((${#ARGO_CRDS[@]})) || return 0
+  k replace -f "$ROOT/testbed/crds/argo-rollouts.yaml" >/dev/null 2>&1 ||
+    echo "restoring testbed/crds/argo-rollouts.yaml failed: run testbed/testbed.sh up to re-apply it"
+  k delete --ignore-not-found --wait=false crd analysisruns.argoproj.io analysistemplates.argoproj.io \
+    clusteranalysistemplates.argoproj.io experiments.argoproj.io >/dev/null 2>&1 || true
+  ARGO_CRDS=()
+}
 
 # skip_all REASON: the node cannot run here; say so and stop (exit 0).
 skip_all() {
@@ -177,6 +192,7 @@ if ARGO_DIR=$(timeout 2400 "$ROOT/testbed/build-argo-rollouts.sh" 2>"$WORK/argo-
   pass "rollouts-controller $("$ARGO_DIR/bin/rollouts-controller" --version 2>/dev/null | head -n 1 || echo "$ARGO_DIR") ready in $(secs "$t0") s (testbed/build-argo-rollouts.sh; cached)"
   argo_crds=()
   for f in "$ARGO_DIR"/src/manifests/crds/*-crd.yaml; do argo_crds+=(-f "$f"); done
+  ARGO_CRDS=("${argo_crds[@]}")
   if k apply --server-side --force-conflicts --field-manager=pod-reloader-node-e2e "${argo_crds[@]}" >"$WORK/argo-crds.log" 2>&1 &&
     k wait --for condition=Established --timeout=60s "${argo_crds[@]}" >>"$WORK/argo-crds.log" 2>&1; then
     ARGO_HEALTH_PORT=$(free_port)
