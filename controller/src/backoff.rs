@@ -72,6 +72,15 @@ pub fn job_recreate() -> impl Iterator<Item = Duration> {
     ConstantBuilder::default().with_delay(Duration::from_millis(100)).with_max_times(49).build()
 }
 
+/// Creating the Job a CronJob trigger starts, after a transient failure
+/// (409 on a generateName collision, 429, 5xx, the apiserver away): 200 ms
+/// doubling up to 3.2 s, 5 retries, so 6 attempts in about 3 s. After that
+/// the reload stands (the template is patched) and a `ReloadFail` Event says
+/// the Job was not started.
+pub fn job_create() -> impl Iterator<Item = Duration> {
+    jittered(Duration::from_millis(200), Duration::from_millis(3200), Some(5)).build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +102,7 @@ mod tests {
             assert_within(alert().collect(), &[500, 1000, 2000]);
             assert_within(key_digests().collect(), &[500, 1000, 2000, 4000]);
             assert_within(webhook_mode().collect(), &[200, 400, 800, 1600]);
+            assert_within(job_create().collect(), &[200, 400, 800, 1600, 3200]);
         }
         let job: Vec<Duration> = job_recreate().collect();
         assert_eq!(job, vec![Duration::from_millis(100); 49]);

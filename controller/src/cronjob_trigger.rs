@@ -14,6 +14,12 @@
 //! job template's spec. Unlike Reloader, a suspended CronJob starts nothing
 //! (Reloader issue #822), and the owner reference does not block the
 //! owner's deletion (that would need `update` on `cronjobs/finalizers`).
+//! A create that fails for a transient reason (409 on a generateName
+//! collision, 429, 5xx, no connection) is retried on `backoff::job_create`;
+//! Reloader does not retry it.
+
+use std::future::Future;
+use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -74,6 +80,43 @@ fn job_from(cj: &CronJob) -> Option<Job> {
     })
 }
 
+/// Whether a failed create may succeed when tried again: a generateName
+/// collision (409 AlreadyExists), throttling (429), a server error, or no
+/// answer at all. A 403/422 (quota, RBAC, an invalid template) stays.
+fn transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => s.code == 409 || s.code == 429 || s.code >= 500,
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
+        _ => false,
+    }
+}
+
+/// Calls `create` until it succeeds, fails for good, or `delays` runs out
+/// (one attempt more than there are delays); logs each retry.
+async fn create_retrying<F, Fut>(
+    key: &WorkloadKey,
+    mut delays: impl Iterator<Item = Duration>,
+    mut create: F,
+) -> Result<Job, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Job, kube::Error>>,
+{
+    for attempt in 1.. {
+        match create().await {
+            Err(e)
+                if transient(&e)
+                    && let Some(delay) = delays.next() =>
+            {
+                tracing::debug!(namespace = %key.namespace, name = %key.name, error = %e, attempt, "starting a Job from the CronJob failed; retrying");
+                tokio::time::sleep(delay).await;
+            }
+            result => return result,
+        }
+    }
+    unreachable!("the loop returns")
+}
+
 impl CronJobTrigger {
     pub fn new(client: Client, default_on: bool) -> Self {
         CronJobTrigger { events: Events::new(client.clone()), client, default_on }
@@ -106,7 +149,7 @@ impl CronJobTrigger {
         let jobs: Api<Job> = Api::namespaced(self.client.clone(), &key.namespace);
         let params = PostParams { field_manager: Some(crate::reload::FIELD_MANAGER.into()), ..Default::default() };
         let regarding = reference(key, cj.metadata.uid.clone());
-        match jobs.create(&params, &job).await {
+        match create_retrying(key, crate::backoff::job_create(), || jobs.create(&params, &job)).await {
             Ok(created) => {
                 let job_name = created.metadata.name.unwrap_or_default();
                 tracing::info!(namespace = %key.namespace, name = %key.name, job = %job_name, "started a Job from the reloaded CronJob");
@@ -167,6 +210,60 @@ mod tests {
         assert!(wanted(&cron_job(json!({ANNOTATION: "true"})), false));
         assert!(!wanted(&cron_job(json!({ANNOTATION: "false"})), true));
         assert!(!wanted(&cron_job(json!({ANNOTATION: "yes"})), false), "only \"true\" opts in");
+    }
+
+    fn api_error(code: u16) -> kube::Error {
+        kube::Error::Api(kube::core::Status::failure("test", "Test").with_code(code).boxed())
+    }
+
+    fn key() -> WorkloadKey {
+        WorkloadKey::new(WorkloadKind::CronJob, "shop", "nightly")
+    }
+
+    /// `create_retrying` over a scripted sequence of answers: the result and
+    /// how many times it asked.
+    async fn run(answers: Vec<Result<(), u16>>, delays: usize) -> (Result<Job, kube::Error>, usize) {
+        let answers = std::sync::Mutex::new(answers.into_iter());
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let result = create_retrying(&key(), std::iter::repeat_n(Duration::from_millis(200), delays), || {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let next = answers.lock().unwrap().next().expect("asked more often than scripted");
+            async move { next.map(|()| job_from(&cron_job(json!({}))).unwrap()).map_err(api_error) }
+        })
+        .await;
+        (result, calls.into_inner())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transient_failures_are_retried_until_the_job_is_created() {
+        let t0 = tokio::time::Instant::now();
+        let (result, calls) = run(vec![Err(409), Err(429), Err(500), Err(503), Ok(())], 5).await;
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(calls, 5, "four failures, then the create");
+        assert_eq!(t0.elapsed(), Duration::from_millis(800), "slept the four delays");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lasting_failure_is_not_retried() {
+        for code in [400, 403, 404, 422] {
+            let (result, calls) = run(vec![Err(code)], 5).await;
+            assert!(matches!(result, Err(kube::Error::Api(ref s)) if s.code == code), "{result:?}");
+            assert_eq!(calls, 1, "{code} is not transient");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_end_with_the_schedule() {
+        let (result, calls) = run(vec![Err(500); 6], 5).await;
+        assert!(matches!(result, Err(kube::Error::Api(ref s)) if s.code == 500), "{result:?}");
+        assert_eq!(calls, 6, "the first attempt and five retries");
+    }
+
+    #[test]
+    fn connection_errors_are_transient() {
+        assert!(transient(&kube::Error::Service("connection refused".into())));
+        assert!(transient(&api_error(409)) && transient(&api_error(429)) && transient(&api_error(502)));
+        assert!(!transient(&api_error(403)) && !transient(&api_error(422)));
     }
 
     #[test]

@@ -31,7 +31,18 @@
 #                  StatefulSet with updateStrategy OnDelete and 2 replicas
 #                  gets both pods replaced, pod 1 first and pod 0 only once
 #                  pod 1's replacement is Ready (snapshots every 0.2 s), one
-#                  OnDeleteRestart Event per pod.
+#                  OnDeleteRestart Event per pod. A CronJob opted into
+#                  the trigger (pod-reloader.deckhouse.io/cronjob-trigger)
+#                  gets one Job at once (instantiate: manual, owned by the
+#                  CronJob) whose pod logs the new value and completes; a
+#                  CronJob without it gets its job template patched, no Job.
+#                  Argo Rollouts, run by the real rollouts-controller
+#                  (testbed/build-argo-rollouts.sh, its real CRDs, installed
+#                  before the module): a Rollout with its own template gets
+#                  a new revision whose pod logs the new value; a Rollout
+#                  with workloadRef to a Deployment (replicas 0) gets
+#                  spec.restartAt, the Deployment's template stays, and
+#                  Argo's new pod logs the new value; old pods gone.
 #   4. after:      the controller pod is still Ready with 0 restarts, counted
 #                  the reloads in /metrics, and logged no 403/Forbidden.
 #                  The receiver got exactly one alert per rolled workload
@@ -65,6 +76,8 @@ WORK=$(mktemp -d)
 STARTED_NODE=0
 RENDER_APPLIED=0
 RECEIVER_PID=""
+ARGO_PID=""
+ARGO_CRDS=() # the real Argo CRDs applied ("-f FILE" pairs), restored at the end
 
 stop_receiver() {
   stop_child "$RECEIVER_PID"
@@ -78,6 +91,8 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   stop_receiver
+  stop_child "$ARGO_PID"
+  restore_argo_crds
   if [[ ${NODE_E2E_KEEP:-} != 1 ]]; then
     # While the node still runs, so that the pods really terminate.
     k delete namespace "$NS" --ignore-not-found --wait=false >/dev/null 2>&1 || true
@@ -94,6 +109,19 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'echo "interrupted"; exit 130' INT TERM
+
+# The test bed serves Rollouts from its fixture CRD (testbed/crds, what the
+# apiserver tests expect); this script replaces it with Argo's real CRDs and
+# puts the fixture back at the end (the Rollouts in $NS go with the CRD's
+# other versions: none), removing the other Argo CRDs it added.
+restore_argo_crds() {
+  ((${#ARGO_CRDS[@]})) || return 0
+  k replace -f "$ROOT/testbed/crds/argo-rollouts.yaml" >/dev/null 2>&1 ||
+    echo "restoring testbed/crds/argo-rollouts.yaml failed: run testbed/testbed.sh up to re-apply it"
+  k delete --ignore-not-found --wait=false crd analysisruns.argoproj.io analysistemplates.argoproj.io \
+    clusteranalysistemplates.argoproj.io experiments.argoproj.io >/dev/null 2>&1 || true
+  ARGO_CRDS=()
+}
 
 # skip_all REASON: the node cannot run here; say so and stop (exit 0).
 skip_all() {
@@ -149,6 +177,42 @@ else
     summary
     exit 1
   fi
+fi
+
+# ------------------------------------------------------------------ Argo Rollouts
+# The real Argo Rollouts controller (testbed/build-argo-rollouts.sh: built
+# from the Go module proxy, cached by version) and its real CRDs (the
+# module's manifests/crds), installed before the module so that pod-reloader
+# starts with Rollouts served (as the argo_rollouts hook would see them). The
+# controller runs as a process with the test bed's admin credentials.
+section "Argo Rollouts (the real controller and CRDs)"
+ARGO_READY=0
+t0=$(now_ms)
+if ARGO_DIR=$(timeout 2400 "$ROOT/testbed/build-argo-rollouts.sh" 2>"$WORK/argo-build.log"); then
+  pass "rollouts-controller $("$ARGO_DIR/bin/rollouts-controller" --version 2>/dev/null | head -n 1 || echo "$ARGO_DIR") ready in $(secs "$t0") s (testbed/build-argo-rollouts.sh; cached)"
+  argo_crds=()
+  for f in "$ARGO_DIR"/src/manifests/crds/*-crd.yaml; do argo_crds+=(-f "$f"); done
+  ARGO_CRDS=("${argo_crds[@]}")
+  if k apply --server-side --force-conflicts --field-manager=pod-reloader-node-e2e "${argo_crds[@]}" >"$WORK/argo-crds.log" 2>&1 &&
+    k wait --for condition=Established --timeout=60s "${argo_crds[@]}" >>"$WORK/argo-crds.log" 2>&1; then
+    ARGO_HEALTH_PORT=$(free_port)
+    "$ARGO_DIR/bin/rollouts-controller" --kubeconfig "$KUBECONFIG" --leader-elect=false \
+      --metricsport "$(free_port)" --healthzPort "$ARGO_HEALTH_PORT" >"$WORK/argo.log" 2>&1 &
+    ARGO_PID=$!
+    if wait_while_alive "$ARGO_PID" 120 0.5 curl -sf -o /dev/null "http://127.0.0.1:$ARGO_HEALTH_PORT/healthz"; then
+      ARGO_READY=1
+      pass "Argo Rollouts CRDs ($((${#argo_crds[@]} / 2)), from its manifests/crds) Established and rollouts-controller healthy in $(secs "$t0") s"
+    else
+      fail "rollouts-controller healthy within 60 s"
+      tail -n 20 "$WORK/argo.log" | indent
+    fi
+  else
+    fail "Argo Rollouts CRDs applied and Established"
+    tail -n 20 "$WORK/argo-crds.log" | indent
+  fi
+else
+  fail "build rollouts-controller (testbed/build-argo-rollouts.sh)"
+  tail -n 20 "$WORK/argo-build.log" | indent
 fi
 
 # ------------------------------------------------------------------ alert receiver
@@ -273,6 +337,8 @@ render_module() {
   # beforeHelm hooks), which translate `Webhook` for the controller.
   [[ -n $ALERT_URL ]] || { echo "no alert receiver"; return 1; }
   cat >"$WORK/case.yaml" <<EOF
+internal:
+  argoRolloutsEnabled: $( ((ARGO_READY)) && echo true || echo false)
 settings:
   alerting:
     enabled: true
@@ -430,7 +496,7 @@ if ((!CONTROLLER_READY)); then
   [[ -x $bin ]] || (cd "$ROOT" && cargo build -q -p pod-reloader)
   if [[ -x $bin ]]; then
     port=$(free_port)
-    POD_NAME=node-e2e POD_NAMESPACE=default "$bin" --listen-address "127.0.0.1:$port" >"$WORK/controller.log" 2>&1 &
+    POD_NAME=node-e2e POD_NAMESPACE=default "$bin" --listen-address "127.0.0.1:$port" --is-argo-rollouts="$( ((ARGO_READY)) && echo true || echo false)" >"$WORK/controller.log" 2>&1 &
     CONTROLLER_PID=$!
     wait_while_alive "$CONTROLLER_PID" 60 0.5 curl -sf -o /dev/null "http://127.0.0.1:$port/readyz" || true
     echo "(the controller runs as a process: the in-cluster controller is not ready)"
@@ -517,6 +583,94 @@ spec:
           args: [GREETING]
 $ENV_CM
 EOF
+  # CronJobs (item 8): both follow greeting; cj-trigger opted into
+  # Reloader's behaviour (a Job at once), cj-plain gets its job template
+  # patched only. A schedule that never comes during the test (1 January).
+  for cj in cj-trigger cj-plain; do
+    ann='"reloader.stakater.com/auto": "true"'
+    [[ $cj == cj-trigger ]] && ann+=', "pod-reloader.deckhouse.io/cronjob-trigger": "true"'
+    cat <<EOF
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: $cj
+  namespace: $NS
+  annotations: {$ann}
+spec:
+  schedule: "0 0 1 1 *"
+  jobTemplate:
+    metadata: {labels: {cronjob: $cj}}
+    spec:
+      backoffLimit: 0
+      template:
+        metadata: {labels: {cronjob: $cj}}
+        spec:
+          restartPolicy: Never
+          terminationGracePeriodSeconds: 10
+          containers:
+            - name: app
+              image: testbed.local/sample-app:1
+              args: [--once, GREETING]
+              envFrom: [{configMapRef: {name: greeting}}]
+EOF
+  done
+  if ((ARGO_READY)); then
+    # ro-own: a Rollout with its own template; ro-ref: a Rollout whose
+    # workloadRef names Deployment ro-base (replicas 0, never annotated).
+    cat <<EOF
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata:
+  name: ro-own
+  namespace: $NS
+  annotations: {"reloader.stakater.com/auto": "true"}
+spec:
+  replicas: 1
+  strategy: {canary: {}}
+  selector: {matchLabels: {app: ro-own}}
+  template:
+    metadata: {labels: {app: ro-own}}
+    spec:
+      terminationGracePeriodSeconds: 10
+      containers:
+        - name: app
+          image: testbed.local/sample-app:1
+          args: [GREETING]
+$ENV_CM
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: ro-base
+  namespace: $NS
+spec:
+  replicas: 0
+  selector: {matchLabels: {app: ro-ref}}
+  template:
+    metadata: {labels: {app: ro-ref}}
+    spec:
+      terminationGracePeriodSeconds: 10
+      containers:
+        - name: app
+          image: testbed.local/sample-app:1
+          args: [GREETING]
+$ENV_CM
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata:
+  name: ro-ref
+  namespace: $NS
+  annotations: {"pod-reloader.deckhouse.io/auto": "true"}
+spec:
+  replicas: 1
+  strategy: {canary: {}}
+  selector: {matchLabels: {app: ro-ref}}
+  workloadRef: {apiVersion: apps/v1, kind: Deployment, name: ro-base}
+EOF
+  fi
 } >>"$WORK/workloads.yaml"
 
 declare -A SEL=([cm-auto]=app=cm-auto [secret-named]=app=secret-named [sts-auto]=app=sts-auto [ds-named]=app=ds-named [not-annotated]=app=not-annotated)
@@ -524,6 +678,7 @@ declare -A OLD_LINE=([cm-auto]="sample-app: GREETING=hello" [secret-named]="samp
 declare -A NEW_LINE=([cm-auto]="sample-app: GREETING=bonjour" [secret-named]="sample-app: TOKEN=$SECRET_NEW" [sts-auto]="sample-app: GREETING=bonjour" [ds-named]="sample-app: GREETING=bonjour")
 declare -A KIND=([cm-auto]=deployment [secret-named]=deployment [sts-auto]=statefulset [ds-named]=daemonset [not-annotated]=deployment)
 declare -A OLD_UIDS=()
+declare -A RO_UIDS=()
 KUBELET_API_ERR=""
 ONDELETE_UIDS=""
 ONDELETE_UID0=""
@@ -556,6 +711,19 @@ if k apply -f "$WORK/workloads.yaml" >"$WORK/workloads.log" 2>&1; then
   else
     fail "sts-ondelete (updateStrategy OnDelete): 2 pods Ready within 120 s of the apply"
     indent <"$WORK/ondelete-rollout.log"
+  fi
+  if ((ARGO_READY)); then
+    for w in ro-own ro-ref; do
+      if wait_new_pod "$NS" "app=$w" "" "sample-app: GREETING=hello" $(( $(now_ms) + 90000 )) >/dev/null; then
+        RO_UIDS[$w]=$(uids "$NS" "app=$w")
+      else
+        fail "$w: a Running pod (made by rollouts-controller) logging GREETING=hello within 90 s"
+        k -n "$NS" get rollout "$w" -o jsonpath='{.status.conditions}{"\n"}' 2>&1 | indent
+        tail -n 10 "$WORK/argo.log" | indent
+      fi
+    done
+    [[ -n ${RO_UIDS[ro-own]:-} && -n ${RO_UIDS[ro-ref]:-} ]] &&
+      pass "Rollouts ro-own (own template) and ro-ref (workloadRef to Deployment ro-base, 0 replicas) Running the sample app, pods made by rollouts-controller ($(secs "$t0") s)"
   fi
   # kubectl logs/exec go apiserver -> kubelet; a control plane started
   # before testbed.sh gave the apiserver its kubelet client certificate
@@ -694,6 +862,100 @@ if [[ -n $ONDELETE_UIDS ]]; then
   fi
 fi
 
+# ------------------------------------------------------------------ Argo Rollouts reloads
+# Run by the real Argo Rollouts controller. ro-own (its own template, canary
+# without steps): pod-reloader patches the template, Argo rolls a new
+# revision, the new pod logs the new value and the old one goes. ro-ref
+# (workloadRef to Deployment ro-base, scaled to 0 as Argo expects; the
+# Rollout carries the annotation): pod-reloader sets spec.restartAt, Argo
+# replaces the pods, and the new ones log the new value.
+if ((ARGO_READY)); then
+  section "Argo Rollouts reloaded (real rollouts-controller)"
+  for w in ro-own ro-ref; do
+    [[ -n ${RO_UIDS[$w]:-} ]] || continue
+    deadline=$(( t_edit + 60000 ))
+    if name=$(wait_new_pod "$NS" "app=$w" "${RO_UIDS[$w]}" "sample-app: GREETING=bonjour" "$deadline"); then
+      took=$(secs "$t_edit")
+      left=""
+      while (( $(now_ms) < deadline )); do
+        left=$(running_pods "$NS" "app=$w" | awk -v old="${RO_UIDS[$w]}" 'index(" " old " ", " " $2 " ") {print $1}')
+        [[ -z $left ]] && break
+        sleep 0.5
+      done
+      how="template patched, new revision"
+      if [[ $w == ro-ref ]]; then
+        ra=$(k -n "$NS" get rollout "$w" -o jsonpath='{.spec.restartAt}' 2>/dev/null)
+        tmpl=$(k -n "$NS" get deployment ro-base -o jsonpath='{.spec.template.spec.containers[0].env}' 2>/dev/null)
+        how="spec.restartAt=$ra, Deployment ro-base's template untouched"
+        if [[ -z $ra || -n $tmpl ]]; then
+          fail "ro-ref: reloaded through spec.restartAt, the Deployment's template untouched (restartAt: ${ra:-none}, Deployment env: ${tmpl:-none})"
+          continue
+        fi
+      fi
+      if [[ -z $left ]]; then
+        pass "$w: ConfigMap edit -> new pod $name logging GREETING=bonjour in $took s, old pod gone ($how)"
+      else
+        fail "$w: new pod $name logging GREETING=bonjour in $took s, but old pod still running 60 s after the edit: $left"
+      fi
+    else
+      fail "$w: ConfigMap edit -> a new pod logging GREETING=bonjour within 60 s"
+      k -n "$NS" get pods -l "app=$w" -o wide 2>&1 | indent
+      k -n "$NS" get rollout "$w" -o jsonpath='{.metadata.annotations}{"\n"}{.spec.restartAt}{"\n"}{.status.conditions}{"\n"}' 2>&1 | indent
+      tail -n 10 "$WORK/argo.log" | indent
+    fi
+  done
+fi
+
+# ------------------------------------------------------------------ CronJob trigger
+# cj-trigger (annotation pod-reloader.deckhouse.io/cronjob-trigger: "true"):
+# the ConfigMap edit starts a Job at once, made as Reloader makes it
+# (cronjob.kubernetes.io/instantiate: manual, the CronJob its controlling
+# owner), whose pod runs on the node, logs the new value and completes.
+# cj-plain (no opt-in): its job template gets the new hash, and no Job.
+section "CronJob trigger (a Job at once on the opt-in, the template only without)"
+cj_uid() { k -n "$NS" get cronjob "$1" -o jsonpath='{.metadata.uid}' 2>/dev/null; }
+# jobs_of UID: "name instantiate succeeded" per Job that the CronJob UID controls.
+jobs_of() {
+  k -n "$NS" get jobs -o json 2>/dev/null | jq -r --arg uid "$1" '.items[]
+    | select(any(.metadata.ownerReferences[]?; .uid == $uid and .controller == true))
+    | "\(.metadata.name) \(.metadata.annotations["cronjob.kubernetes.io/instantiate"] // "-") \(.status.succeeded // 0)"'
+}
+TRIGGER_UID=$(cj_uid cj-trigger)
+PLAIN_UID=$(cj_uid cj-plain)
+if [[ -z $TRIGGER_UID || -z $PLAIN_UID ]]; then
+  fail "CronJobs cj-trigger and cj-plain exist"
+else
+  deadline=$(( t_edit + 60000 ))
+  job="" ann="" succeeded=0
+  while (( $(now_ms) < deadline )); do
+    read -r job ann succeeded < <(jobs_of "$TRIGGER_UID" | head -n 1) || true
+    [[ -n $job && ${succeeded:-0} -ge 1 ]] && break
+    sleep 0.5
+  done
+  if [[ -n $job && ${succeeded:-0} -ge 1 ]]; then
+    took=$(secs "$t_edit")
+    pod=$(k -n "$NS" get pods -l "job-name=$job" -o jsonpath='{.items[0].metadata.name}' 2>/dev/null)
+    logged=$(pod_log "$NS" "$pod" 2>/dev/null)
+    count=$(jobs_of "$TRIGGER_UID" | grep -c .)
+    if [[ $ann == manual && $count == 1 && $logged == "sample-app: GREETING=bonjour" ]]; then
+      pass "cj-trigger: ConfigMap edit -> Job $job (instantiate: manual, controlled by the CronJob) completed $took s after the edit; its pod $pod logged GREETING=bonjour"
+    else
+      fail "cj-trigger: one Job (instantiate: manual) whose pod logs GREETING=bonjour (Jobs: $count, instantiate: $ann, pod $pod logged: $logged)"
+    fi
+  else
+    fail "cj-trigger: a Job started from the CronJob and completed within 60 s of the edit"
+    k -n "$NS" get jobs,pods -l cronjob=cj-trigger -o wide 2>&1 | indent
+  fi
+  # cj-plain: the job template carries the new hash, and no Job was started.
+  tmpl=$(k -n "$NS" get cronjob cj-plain -o jsonpath='{.spec.jobTemplate.spec.template.spec.containers[0].env}' 2>&1)
+  jobs=$(jobs_of "$PLAIN_UID" | grep -c .)
+  if [[ $tmpl == *STAKATER_GREETING_CONFIGMAP* && $jobs == 0 ]]; then
+    pass "cj-plain: job template patched (STAKATER_GREETING_CONFIGMAP), no Job started ($(secs "$t_edit") s after the edit)"
+  else
+    fail "cj-plain: job template patched and no Job started (template env: $tmpl, Jobs: $jobs)"
+  fi
+fi
+
 # ------------------------------------------------------------------ 4. after
 if ((CONTROLLER_READY)); then
   section "the controller after the reloads"
@@ -722,7 +984,8 @@ stop_child "$CONTROLLER_PID"
 # controller to the receiver on the node; checked once five have arrived (or
 # 20 s passed) and again 3 s later, so that a duplicate would be seen.
 section "alerts on reload (webhook on the node)"
-ROLLED=(cm-auto secret-named sts-auto ds-named sts-ondelete)
+ROLLED=(cm-auto secret-named sts-auto ds-named sts-ondelete cj-trigger cj-plain)
+((ARGO_READY)) && ROLLED+=(ro-own ro-ref)
 alert_count() { if [[ -f $ALERTS ]]; then awk 'END {print NR}' "$ALERTS"; else echo 0; fi; }
 # alerts_naming WORKLOAD: how many alert bodies say it was reloaded.
 alerts_naming() { jq -r '.body // ""' "$ALERTS" 2>/dev/null | grep -cF "reloaded $1 of type " || true; }
@@ -755,7 +1018,9 @@ elif [[ -n $ALERT_URL ]]; then
   fi
   counts=""
   for w in "${ROLLED[@]}" not-annotated; do counts+=" $w=$(alerts_naming "$w")"; done
-  if [[ $counts == " cm-auto=1 secret-named=1 sts-auto=1 ds-named=1 sts-ondelete=1 not-annotated=0" ]]; then
+  want_counts=""
+  for w in "${ROLLED[@]}"; do want_counts+=" $w=1"; done
+  if [[ $counts == "$want_counts not-annotated=0" ]]; then
     pass "one alert per rolled workload, none for the one not rolled:$counts"
   else
     fail "one alert per rolled workload, none for not-annotated (got:$counts)"
