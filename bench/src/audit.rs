@@ -20,6 +20,8 @@ pub struct Request {
     pub verb: String,
     pub resource: String,
     pub namespace: String,
+    /// HTTP status of the answer (0 when the event has none).
+    pub code: u16,
 }
 
 #[derive(Deserialize)]
@@ -35,6 +37,14 @@ struct RawEvent {
     request_received_timestamp: Timestamp,
     #[serde(default, rename = "requestURI")]
     request_uri: String,
+    #[serde(default)]
+    response_status: Option<RawStatus>,
+}
+
+#[derive(Deserialize)]
+struct RawStatus {
+    #[serde(default)]
+    code: u16,
 }
 
 #[derive(Deserialize)]
@@ -65,12 +75,27 @@ pub struct AuditLog {
 #[derive(Debug, Default, Clone)]
 pub struct Counts {
     pub total: usize,
+    /// Requests that change something: create, update, patch, delete, deletecollection.
+    pub writes: usize,
+    /// Requests answered with an HTTP error (400 and above).
+    pub failed: usize,
     pub by_kind: BTreeMap<String, usize>,
+}
+
+/// Whether an audit verb changes something.
+pub fn is_write(verb: &str) -> bool {
+    matches!(verb, "create" | "update" | "patch" | "delete" | "deletecollection")
 }
 
 impl Counts {
     fn add(&mut self, r: &Request) {
         self.total += 1;
+        if is_write(&r.verb) {
+            self.writes += 1;
+        }
+        if r.code >= 400 {
+            self.failed += 1;
+        }
         *self.by_kind.entry(format!("{} {}", r.verb, r.resource)).or_default() += 1;
     }
 }
@@ -120,6 +145,7 @@ impl AuditLog {
                 verb: ev.verb,
                 resource,
                 namespace,
+                code: ev.response_status.map(|s| s.code).unwrap_or(0),
             });
         }
         Ok(())
@@ -140,6 +166,20 @@ impl AuditLog {
             .filter(|r| r.user == user && r.received >= since && r.namespace != exclude_ns && r.verb != "watch")
             .map(|r| r.received)
             .max())
+    }
+
+    /// The write requests `user` made in `[from, to]` outside `exclude_ns`,
+    /// left in place (for users that are not a controller under test, such
+    /// as kube-controller-manager's deployment controller).
+    pub fn writes(&mut self, user: &str, from: Timestamp, to: Timestamp, exclude_ns: &str) -> anyhow::Result<Counts> {
+        self.read_new()?;
+        let mut c = Counts::default();
+        for r in self.pending.iter().filter(|r| {
+            r.user == user && r.received >= from && r.received <= to && r.namespace != exclude_ns && is_write(&r.verb)
+        }) {
+            c.add(r);
+        }
+        Ok(c)
     }
 
     /// Takes the requests `user` made in `[from, to]`, leaving out those in

@@ -78,6 +78,34 @@ pub struct Sample {
     pub hwm: u64,
 }
 
+/// Clock ticks per second of `/proc/<pid>/stat` times (`getconf CLK_TCK`;
+/// 100 on every Linux this runs on, read once in case it is not).
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// User + system CPU seconds the process has used so far (`utime` +
+/// `stime` of `/proc/<pid>/stat`; its children are not counted).
+pub fn read_cpu(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after it start past its ')'.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest[0] is field 3 (state): utime is field 14, stime field 15.
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / clock_ticks())
+}
+
 /// VmRSS and VmHWM of a process, in bytes.
 fn read_status(pid: u32) -> Option<(u64, u64)> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -108,6 +136,8 @@ pub struct Run {
     pub reaction_s: Option<f64>,
     /// When the scenario started changing things (requests after it are reactions).
     pub mark_wall: Option<Timestamp>,
+    /// CPU seconds used up to the mark.
+    pub mark_cpu: Option<f64>,
 }
 
 /// What a finished run leaves.
@@ -120,6 +150,8 @@ pub struct Finished {
     pub http_s: Option<f64>,
     pub ready_s: f64,
     pub reaction_s: f64,
+    /// CPU seconds from the mark (or the start) to the stop.
+    pub cpu_after_mark: f64,
 }
 
 impl Finished {
@@ -197,6 +229,7 @@ impl Run {
             ready_s: None,
             reaction_s: None,
             mark_wall: None,
+            mark_cpu: None,
         })
     }
 
@@ -298,10 +331,24 @@ impl Run {
     /// From now on, requests count as reactions to the scenario's changes.
     pub fn mark(&mut self) {
         self.mark_wall = Some(Timestamp::now());
+        self.mark_cpu = read_cpu(self.pid);
+    }
+
+    /// Median VmRSS of the samples so far taken in `[from, to]`.
+    pub fn rss_between(&self, from: Instant, to: Instant) -> Option<f64> {
+        let v: Vec<f64> =
+            self.samples.lock().unwrap().iter().filter(|s| s.at >= from && s.at <= to).map(|s| s.rss as f64).collect();
+        crate::util::median(&v)
+    }
+
+    /// CPU seconds the controller has used since it started.
+    pub fn cpu_seconds(&self) -> f64 {
+        read_cpu(self.pid).unwrap_or(f64::NAN)
     }
 
     pub async fn stop(mut self) -> anyhow::Result<Finished> {
         let last = read_status(self.pid);
+        let cpu_end = read_cpu(self.pid).unwrap_or(f64::NAN);
         // The process we started, by its handle. Neither controller needs a
         // graceful stop here, and SIGKILL keeps the runs short.
         self.child.kill().await?;
@@ -317,6 +364,7 @@ impl Run {
             http_s: self.http_s,
             ready_s: self.ready_s.unwrap_or(f64::NAN),
             reaction_s: self.reaction_s.unwrap_or(f64::NAN),
+            cpu_after_mark: cpu_end - self.mark_cpu.unwrap_or(0.0),
             samples,
         })
     }

@@ -10,9 +10,11 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod churn;
 mod controller;
 mod objects;
 mod report;
+mod scale;
 mod scenarios;
 mod tracker;
 mod util;
@@ -60,11 +62,15 @@ struct Args {
     /// Where benchmarks.md, benchmarks.json and benchmarks-rss.svg are written.
     #[arg(long)]
     out: PathBuf,
-    #[arg(long, value_delimiter = ',', default_value = "S1,S2,S3,S4,S5")]
+    #[arg(long, value_delimiter = ',', default_value = "S1,S2,S3,S4,S5,S5b,S7,S6")]
     scenarios: Vec<String>,
     /// Text appended to benchmarks.md (how things are measured).
     #[arg(long)]
     notes: Option<PathBuf>,
+    /// Leave S6's objects in place (the test bed goes down after the run and
+    /// takes them along; removing 200,000 objects takes the apiserver minutes).
+    #[arg(long)]
+    keep_s6_objects: bool,
     /// Facts for the page, `label=value`, repeated (versions, command).
     #[arg(long = "fact")]
     facts: Vec<String>,
@@ -83,6 +89,14 @@ pub struct Scale {
     pub s4_seconds: u64,
     pub s4_namespaces: usize,
     pub s5_secrets: usize,
+    /// Secrets of just under 1 MiB in S5b.
+    pub s5b_secrets: usize,
+    /// The values of N in S6 (N ConfigMaps, N Secrets, N/10 Deployments).
+    pub s6_points: Vec<usize>,
+    /// Seconds of churn per S6 run.
+    pub s6_churn_seconds: u64,
+    /// Seconds of workload churn per S7 run.
+    pub s7_seconds: u64,
     /// Wait after ready before the steady-RSS window, and the window itself.
     pub steady_wait: Duration,
     pub steady_window: Duration,
@@ -108,11 +122,22 @@ impl Scale {
             s4_seconds: 60 / d as u64,
             s4_namespaces: 100 / d,
             s5_secrets: 1_000 / d,
-            steady_wait: Duration::from_secs(if quick { 1 } else { 15 }),
+            s5b_secrets: 200 / d,
+            // QUICK stops at 10,000 (the issue); N = 100,000 is the full run's.
+            s6_points: if quick { vec![1_000, 10_000] } else { vec![1_000, 10_000, 100_000] },
+            s6_churn_seconds: if quick { 10 } else { 20 },
+            s7_seconds: if quick { 10 } else { 20 },
+            // Counted after ready, the probes' settling and the idle wait
+            // (no request for 1.5 s), so the start's work is over by then;
+            // 5 s rather than 15 s keeps the full run within its hour.
+            steady_wait: Duration::from_secs(if quick { 1 } else { 5 }),
             steady_window: Duration::from_secs(if quick { 2 } else { 10 }),
             settle: Duration::from_millis(if quick { 500 } else { 1500 }),
             quiet: Duration::from_secs(if quick { 2 } else { 5 }),
-            curve_steps: if quick { vec![0] } else { vec![0, 2_500, 5_000, 7_500] },
+            // The first point holds the Secrets the Deployments use (one
+            // each), so that S1's first start and every restart see the
+            // same references resolved.
+            curve_steps: if quick { vec![500 / d] } else { vec![500, 2_500, 5_000, 7_500] },
         }
     }
 }
@@ -220,8 +245,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "Scale".into(),
         if ctx.quick {
             format!(
-                "QUICK: a tenth of the full scale ({} Secrets in S1, {} updates in S2, {} Deployments in S3, {} edits in S4, {} big Secrets in S5)",
-                s.s1_secrets, s.s2_updates, s.s3_deployments, s.s4_edits, s.s5_secrets
+                "QUICK: a tenth of the full scale ({} Secrets in S1, {} updates in S2, {} Deployments in S3, {} edits in S4, {} big Secrets in S5, {} in S5b), S6 up to N = {}",
+                s.s1_secrets,
+                s.s2_updates,
+                s.s3_deployments,
+                s.s4_edits,
+                s.s5_secrets,
+                s.s5b_secrets,
+                s.s6_points.last().copied().unwrap_or(0)
             )
         } else {
             "full (the counts in the issue)".into()
@@ -288,6 +319,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if want("S5") {
         scenarios::s5(&mut ctx, &mut res).await?;
+        write(&mut res, false)?;
+    }
+    if want("S5b") {
+        scenarios::s5b(&mut ctx, &mut res).await?;
+        write(&mut res, false)?;
+    }
+    if want("S7") {
+        churn::s7(&mut ctx, &mut res).await?;
+        write(&mut res, false)?;
+    }
+    if want("S6") {
+        // The last scenario: its 200,000 objects go with the test bed.
+        scale::s6(&mut ctx, &mut res, args.keep_s6_objects).await?;
     }
     // The last scenario's namespaces go with the test bed (or on their own).
     write(&mut res, true)?;

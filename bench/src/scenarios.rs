@@ -37,10 +37,32 @@ pub fn titles(s: &Scale) -> Vec<(&'static str, String)> {
             ),
         ),
         ("S5", format!("big objects ({} Secrets of 512 KiB)", s.s5_secrets)),
+        (
+            "S5b",
+            format!(
+                "objects at the etcd limit ({} Secrets of {} bytes, just under 1 MiB)",
+                s.s5b_secrets, S5B_SECRET_BYTES
+            ),
+        ),
+        (
+            "S7",
+            format!(
+                "workload churn (Deployments created and deleted for {} s, about 20 at a time, while their ConfigMap changes every 2 s)",
+                s.s7_seconds
+            ),
+        ),
+        (
+            "S6",
+            format!(
+                "scale curve (N ConfigMaps and N Secrets of 1 KiB over N/100 namespaces, N/10 Deployments; N = {}; {} edits/s of churn)",
+                s.s6_points.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", "),
+                crate::scale::CHURN_PER_SECOND
+            ),
+        ),
     ]
 }
 
-fn order(round: usize, variants: &[Variant]) -> Vec<Variant> {
+pub fn order(round: usize, variants: &[Variant]) -> Vec<Variant> {
     let mut v = variants.to_vec();
     let n = v.len();
     v.rotate_left(round % n);
@@ -49,7 +71,7 @@ fn order(round: usize, variants: &[Variant]) -> Vec<Variant> {
 
 const READY_TIMEOUT: Duration = Duration::from_secs(600);
 
-async fn start_ready(ctx: &mut Ctx, v: &Variant, tag: &str) -> anyhow::Result<Run> {
+pub async fn start_ready(ctx: &mut Ctx, v: &Variant, tag: &str) -> anyhow::Result<Run> {
     if !ctx.deleting.is_empty() {
         let t = Instant::now();
         for sc in std::mem::take(&mut ctx.deleting) {
@@ -70,21 +92,50 @@ async fn start_ready(ctx: &mut Ctx, v: &Variant, tag: &str) -> anyhow::Result<Ru
     Ok(run)
 }
 
+/// kube-controller-manager's deployment controller: its ReplicaSet writes
+/// are what a Deployment patch costs the cluster beyond the patch itself.
+pub const DEPLOYMENT_CONTROLLER: &str = "system:serviceaccount:kube-system:deployment-controller";
+
 /// Stops the run and takes its requests from the audit log: (before the
 /// mark, after it).
-async fn stop(ctx: &mut Ctx, run: Run) -> anyhow::Result<(Finished, Counts, Counts)> {
+pub async fn stop(ctx: &mut Ctx, run: Run) -> anyhow::Result<(Finished, Counts, Counts)> {
+    let (fin, before, after, _) = stop_with_kcm(ctx, run, false).await?;
+    Ok((fin, before, after))
+}
+
+/// [`stop`], plus the ReplicaSet writes kube-controller-manager made from
+/// the controller's start until it had written nothing for 2 s after the
+/// stop (it reacts to the controller's writes with a lag), outside the
+/// probe namespace; with `settle` false, only those until the stop.
+pub async fn stop_with_kcm(
+    ctx: &mut Ctx,
+    run: Run,
+    settle: bool,
+) -> anyhow::Result<(Finished, Counts, Counts, Counts)> {
     let kind = run.variant.kind;
     let fin = run.stop().await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let kcm_until = if settle {
+        wait_kcm_quiet(ctx, Duration::from_secs(2), Duration::from_secs(60)).await?;
+        jiff::Timestamp::now()
+    } else {
+        fin.stopped_wall
+    };
+    // Read before `take`, which drops every event older than the run's end.
+    let kcm = ctx.audit.writes(DEPLOYMENT_CONTROLLER, fin.started_wall, kcm_until, PROBE_NS)?;
     let (before, after) =
         ctx.audit.take(&user_of(kind), fin.started_wall, fin.mark_wall, fin.stopped_wall, PROBE_NS)?;
-    Ok((fin, before, after))
+    Ok((fin, before, after, kcm))
 }
 
 struct Passive {
     fin: Finished,
     steady: f64,
     requests: Counts,
+    /// ReplicaSet writes of kube-controller-manager during the run.
+    kcm: Counts,
+    /// User+system CPU seconds of the controller in the steady window.
+    steady_cpu: f64,
 }
 
 /// Start, wait until ready, let it sit, sample RSS, stop.
@@ -92,25 +143,29 @@ async fn passive(ctx: &mut Ctx, v: &Variant, tag: &str) -> anyhow::Result<Passiv
     let run = start_ready(ctx, v, tag).await?;
     tokio::time::sleep(ctx.scale.steady_wait).await;
     let from = Instant::now();
+    let cpu0 = run.cpu_seconds();
     tokio::time::sleep(ctx.scale.steady_window).await;
     let to = Instant::now();
-    let (fin, requests, _) = stop(ctx, run).await?;
+    let steady_cpu = run.cpu_seconds() - cpu0;
+    let (fin, requests, _, kcm) = stop_with_kcm(ctx, run, true).await?;
     let steady = fin.rss_between(from, to).unwrap_or(f64::NAN);
     log(format!(
-        "  {tag} {}: RSS steady {:.1} MiB, peak {:.1} MiB, {} requests",
+        "  {tag} {}: RSS steady {:.1} MiB, peak {:.1} MiB, {} requests ({} writes; kube-controller-manager: {} ReplicaSet writes), {steady_cpu:.2} CPU s in the steady window",
         v.label,
         crate::util::mib(steady),
         crate::util::mib(fin.hwm as f64),
-        requests.total
+        requests.total,
+        requests.writes,
+        kcm.writes,
     ));
-    Ok(Passive { fin, steady, requests })
+    Ok(Passive { fin, steady, requests, kcm, steady_cpu })
 }
 
-fn is_pod(v: &Variant) -> bool {
+pub fn is_pod(v: &Variant) -> bool {
     v.kind == Kind::PodReloader
 }
 
-async fn namespaces(ctx: &Ctx, names: &[String], scenario: &str) -> anyhow::Result<()> {
+pub async fn namespaces(ctx: &Ctx, names: &[String], scenario: &str) -> anyhow::Result<()> {
     futures::stream::iter(names)
         .map(|n| objects::create_namespace(&ctx.client, n, scenario))
         .buffer_unordered(objects::PARALLEL)
@@ -121,13 +176,13 @@ async fn namespaces(ctx: &Ctx, names: &[String], scenario: &str) -> anyhow::Resu
 }
 
 /// Deletes the scenario's namespaces; the next controller start waits until they are gone.
-async fn cleanup(ctx: &mut Ctx, scenario: &str) -> anyhow::Result<()> {
+pub async fn cleanup(ctx: &mut Ctx, scenario: &str) -> anyhow::Result<()> {
     objects::delete_scenario(&ctx.client, scenario).await?;
     ctx.deleting.push(scenario.into());
     Ok(())
 }
 
-fn rate_note(what: &str, n: usize, t: Duration) -> String {
+pub fn rate_note(what: &str, n: usize, t: Duration) -> String {
     format!(
         "{n} {what} created in {:.1} s ({:.0}/s, {} requests in flight).",
         t.as_secs_f64(),
@@ -171,6 +226,9 @@ pub async fn s1(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
         "S1 Deployments not seen by the watch"
     );
 
+    // kube-controller-manager makes a ReplicaSet per new Deployment: let it
+    // finish, so that the first start's count holds only its reactions.
+    wait_kcm_quiet(ctx, Duration::from_secs(2), Duration::from_secs(120)).await?;
     let mut have = 0usize;
     let mut secret_time = Duration::ZERO;
     let steps = sc.curve_steps.clone();
@@ -187,6 +245,39 @@ pub async fn s1(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
         };
         for v in order(k, &both) {
             let r = passive(ctx, &v, &format!("s1-curve-{want}")).await?;
+            if k == 0 {
+                // The first start of either controller on this cluster:
+                // nothing of it was recorded anywhere before.
+                let per = |n: usize| n as f64 / sc.s1_deployments as f64;
+                let pod = is_pod(&v);
+                res.add(
+                    "S1",
+                    "first_start_writes_per_workload",
+                    Unit::PerReload,
+                    "writes (create/update/patch/delete) per workload at the first start (one run: the controller never ran on this cluster)",
+                    pod,
+                    per(r.requests.writes),
+                );
+                res.add(
+                    "S1",
+                    "first_start_kcm_writes_per_workload",
+                    Unit::PerReload,
+                    "ReplicaSet writes of kube-controller-manager per workload in reaction, at the first start (one run)",
+                    pod,
+                    per(r.kcm.writes),
+                );
+                res.note(
+                    "S1",
+                    format!(
+                        "First start of {}: {} writes ({}) for {} Deployments; kube-controller-manager: {} ReplicaSet writes.",
+                        controller_name(v.kind),
+                        r.requests.writes,
+                        write_kinds(&r.requests),
+                        sc.s1_deployments,
+                        r.kcm.writes
+                    ),
+                );
+            }
             if is_pod(&v) {
                 (p.pod_steady, p.pod_peak) = (r.steady, r.fin.hwm as f64);
             } else {
@@ -238,6 +329,30 @@ pub async fn s1(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
                 pod,
                 p.requests.total as f64,
             );
+            res.add(
+                "S1",
+                "restart_writes_per_workload",
+                Unit::PerReload,
+                "writes per workload at a restart (the controller ran on these objects before)",
+                pod,
+                p.requests.writes as f64 / sc.s1_deployments as f64,
+            );
+            res.add(
+                "S1",
+                "restart_kcm_writes_per_workload",
+                Unit::PerReload,
+                "ReplicaSet writes of kube-controller-manager per workload in reaction, at a restart",
+                pod,
+                p.kcm.writes as f64 / sc.s1_deployments as f64,
+            );
+            res.add(
+                "S1",
+                "cpu_steady_seconds",
+                Unit::Seconds,
+                &format!("user+system CPU seconds in the {} s steady window", sc.steady_window.as_secs()),
+                pod,
+                p.steady_cpu,
+            );
             last_requests.insert(v.kind, p.requests);
         }
     }
@@ -258,11 +373,37 @@ pub async fn s1(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
     cleanup(ctx, "s1").await
 }
 
-fn controller_name(k: Kind) -> &'static str {
+pub fn controller_name(k: Kind) -> &'static str {
     match k {
         Kind::PodReloader => "pod-reloader",
         Kind::Reloader => "Reloader",
     }
+}
+
+/// Waits until kube-controller-manager's deployment controller has written
+/// no ReplicaSet for `quiet` (by the audit log), at most `timeout`.
+async fn wait_kcm_quiet(ctx: &mut Ctx, quiet: Duration, timeout: Duration) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let since = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(3600);
+    loop {
+        let last = ctx.audit.last_request(DEPLOYMENT_CONTROLLER, since, PROBE_NS)?;
+        let idle = last.map(|t| jiff::Timestamp::now().duration_since(t).unsigned_abs()).unwrap_or(Duration::MAX);
+        if idle >= quiet || t0.elapsed() >= timeout {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The write requests of a run by kind, "patch deployments.apps: 500, ...", or "none".
+fn write_kinds(c: &Counts) -> String {
+    let v: Vec<String> = c
+        .by_kind
+        .iter()
+        .filter(|(k, _)| k.split(' ').next().is_some_and(crate::audit::is_write))
+        .map(|(k, n)| format!("{k}: {n}"))
+        .collect();
+    if v.is_empty() { "none".into() } else { v.join(", ") }
 }
 
 /// Creates Secrets `from..to` (8 KiB each) spread over the namespaces.
@@ -495,6 +636,14 @@ pub async fn s3(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
                 per_reload,
             );
             res.add("S3", "rss_peak_bytes", Unit::Bytes, "peak RSS", pod, fin.hwm as f64);
+            res.add(
+                "S3",
+                "cpu_seconds_per_1000_reloads",
+                Unit::Seconds,
+                "user+system CPU seconds per 1,000 reloads (from the change to the stop)",
+                pod,
+                fin.cpu_after_mark / reloaded.max(1) as f64 * 1000.0,
+            );
             last.insert(v.kind, after);
         }
     }
@@ -646,6 +795,14 @@ pub async fn s4(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
                 per_reload,
             );
             res.add("S4", "rss_peak_bytes", Unit::Bytes, "peak RSS", pod, fin.hwm as f64);
+            res.add(
+                "S4",
+                "cpu_seconds_per_1000_reloads",
+                Unit::Seconds,
+                "user+system CPU seconds per 1,000 reloads (from the first edit to the stop)",
+                pod,
+                fin.cpu_after_mark / reloaded.max(1) as f64 * 1000.0,
+            );
             last.insert(v.kind, after);
         }
     }
@@ -659,33 +816,62 @@ pub async fn s4(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
 
 pub async fn s5(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
     let n = ctx.scale.s5_secrets;
+    big_secrets(ctx, res, "S5", n, 512 * 1024, 5_000_000).await
+}
+
+/// Data per Secret in S5b: the largest Secret etcd stores is about 1 MiB
+/// (its request limit is 1.5 MiB, and the object carries metadata and the
+/// apiserver's encoding besides the data), so just under 1 MiB of data.
+pub const S5B_SECRET_BYTES: usize = 1024 * 1024 - 4 * 1024;
+
+pub async fn s5b(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
+    let n = ctx.scale.s5b_secrets;
+    big_secrets(ctx, res, "S5b", n, S5B_SECRET_BYTES, 6_000_000).await
+}
+
+/// `n` Secrets of `size` bytes over up to 10 namespaces; every controller
+/// started on them in turn, passive (peak and steady RSS, ready time).
+async fn big_secrets(
+    ctx: &mut Ctx,
+    res: &mut Results,
+    scenario: &str,
+    n: usize,
+    size: usize,
+    seed: u64,
+) -> anyhow::Result<()> {
     let nn = 10usize.min(n.max(1));
-    log(format!("S5: {n} Secrets of 512 KiB"));
-    let nss: Vec<String> = (0..nn).map(|i| format!("s5-{i:02}")).collect();
-    namespaces(ctx, &nss, "s5").await?;
+    let lower = scenario.to_lowercase();
+    log(format!("{scenario}: {n} Secrets of {} KiB", size / 1024));
+    let nss: Vec<String> = (0..nn).map(|i| format!("{lower}-{i:02}")).collect();
+    namespaces(ctx, &nss, &lower).await?;
     let t = Instant::now();
     objects::create_many(&ctx.client, n, 8, |i| {
-        let mut rng = Rng::new(5_000_000 + i as u64);
-        Ok(objects::secret(&nss[i % nn], &format!("big-{:04}", i / nn), rng.bytes(512 * 1024)))
+        let mut rng = Rng::new(seed + i as u64);
+        Ok(objects::secret(&nss[i % nn], &format!("big-{:04}", i / nn), rng.bytes(size)))
     })
     .await?;
     res.note(
-        "S5",
-        format!("{n} Secrets of 512 KiB created in {:.1} s (8 requests in flight).", t.elapsed().as_secs_f64()),
+        scenario,
+        format!(
+            "{n} Secrets of {} bytes ({:.1} MiB of data in all) created in {:.1} s (8 requests in flight).",
+            size,
+            crate::util::mib((n * size) as f64),
+            t.elapsed().as_secs_f64()
+        ),
     );
     let both = [Variant::pod_reloader(), Variant::reloader()];
     let mut last: HashMap<Kind, Counts> = HashMap::new();
     for r in 0..ctx.rounds {
-        log(format!("S5 round {}", r + 1));
+        log(format!("{scenario} round {}", r + 1));
         for v in order(r, &both) {
-            let p = passive(ctx, &v, &format!("s5-r{r}")).await?;
+            let p = passive(ctx, &v, &format!("{lower}-r{r}")).await?;
             last.insert(v.kind, p.requests.clone());
             let pod = is_pod(&v);
-            res.add("S5", "rss_peak_bytes", Unit::Bytes, "peak RSS (VmHWM)", pod, p.fin.hwm as f64);
-            res.add("S5", "rss_steady_bytes", Unit::Bytes, "steady RSS", pod, p.steady);
-            res.add("S5", "ready_seconds", Unit::Seconds, "start to ready", pod, p.fin.ready_s);
+            res.add(scenario, "rss_peak_bytes", Unit::Bytes, "peak RSS (VmHWM)", pod, p.fin.hwm as f64);
+            res.add(scenario, "rss_steady_bytes", Unit::Bytes, "steady RSS", pod, p.steady);
+            res.add(scenario, "ready_seconds", Unit::Seconds, "start to ready", pod, p.fin.ready_s);
             res.add(
-                "S5",
+                scenario,
                 "api_requests",
                 Unit::Count,
                 "API requests from start to the end of the steady window",
@@ -695,9 +881,9 @@ pub async fn s5(ctx: &mut Ctx, res: &mut Results) -> anyhow::Result<()> {
         }
     }
     for (kind, c) in last {
-        res.breakdown.insert(("S5".into(), controller_name(kind).into()), c.by_kind);
+        res.breakdown.insert((scenario.into(), controller_name(kind).into()), c.by_kind);
     }
-    cleanup(ctx, "s5").await
+    cleanup(ctx, &lower).await
 }
 
 // ---------------------------------------------------------------- targets
@@ -710,7 +896,7 @@ pub fn targets(res: &Results) -> Vec<Target> {
         (Some(s), Some(p)) => {
             let (rs, rp) = (s.ratio().unwrap_or(f64::NAN), p.ratio().unwrap_or(f64::NAN));
             out.push(Target {
-                text: "S1: RSS at most 1/10 of Reloader's",
+                text: "S1: RSS at most 1/10 of Reloader's".into(),
                 measured: format!(
                     "steady {} vs {} (ratio {rs:.3}); peak {} vs {} (ratio {rp:.3})",
                     mib(s.pod_median()),
@@ -719,9 +905,15 @@ pub fn targets(res: &Results) -> Vec<Target> {
                     mib(p.rel_median())
                 ),
                 met: Some(rs <= 0.1 && rp <= 0.1),
+                report_only: false,
             });
         }
-        _ => out.push(Target { text: "S1: RSS at most 1/10 of Reloader's", measured: "-".into(), met: None }),
+        _ => out.push(Target {
+            text: "S1: RSS at most 1/10 of Reloader's".into(),
+            measured: "-".into(),
+            met: None,
+            report_only: false,
+        }),
     }
     for (sfx, what) in [
         ("", "S2: p99 latency at most 1/2 of Reloader's (pod-reloader default coalesce-window 1s)"),
@@ -731,12 +923,13 @@ pub fn targets(res: &Results) -> Vec<Target> {
             Some(r) => {
                 let ratio = r.ratio().unwrap_or(f64::NAN);
                 Target {
-                    text: what,
+                    text: what.into(),
                     measured: format!("p99 {:.3} s vs {:.3} s (ratio {ratio:.2})", r.pod_median(), r.rel_median()),
                     met: Some(ratio <= 0.5),
+                    report_only: false,
                 }
             }
-            None => Target { text: what, measured: "-".into(), met: None },
+            None => Target { text: what.into(), measured: "-".into(), met: None, report_only: false },
         };
         out.push(t);
     }
@@ -747,34 +940,38 @@ pub fn targets(res: &Results) -> Vec<Target> {
     };
     match (worst("S3", "duplicates"), worst("S3", "missed")) {
         (Some((pd, rd)), Some((pm, rm))) => out.push(Target {
-            text: "S3: zero duplicates and zero misses",
+            text: "S3: zero duplicates and zero misses".into(),
             measured: format!(
                 "pod-reloader: at most {pd:.0} duplicated and {pm:.0} missed Deployments in any round (Reloader: {rd:.0} and {rm:.0})"
             ),
             met: Some(pd == 0.0 && pm == 0.0),
+ report_only: false,
         }),
         _ => out.push(Target {
-            text: "S3: zero duplicates and zero misses",
+            text: "S3: zero duplicates and zero misses".into(),
             measured: "-".into(),
             met: None,
+ report_only: false,
         }),
     }
     match (res.find("S4", "reloads_executed"), res.find("S4", "reloads_expected")) {
         (Some(e), Some(x)) => {
             let all_equal = e.pod_reloader.iter().zip(&x.pod_reloader).all(|(a, b)| a == b);
             out.push(Target {
-                text: "S4: reloads exactly equal to the content changes",
+                text: "S4: reloads exactly equal to the content changes".into(),
                 measured: format!(
                     "pod-reloader executed {:?} of {:?} expected per round (Reloader {:?})",
                     e.pod_reloader, x.pod_reloader, e.reloader
                 ),
                 met: Some(all_equal),
+                report_only: false,
             });
         }
         _ => out.push(Target {
-            text: "S4: reloads exactly equal to the content changes",
+            text: "S4: reloads exactly equal to the content changes".into(),
             measured: "-".into(),
             met: None,
+            report_only: false,
         }),
     }
     let mut parts = Vec::new();
@@ -798,9 +995,138 @@ pub fn targets(res: &Results) -> Vec<Target> {
         }
     }
     out.push(Target {
-        text: "At most 1.5 API requests per reloaded workload",
+        text: "At most 1.5 API requests per reloaded workload".into(),
         measured: if any { parts.join("; ") } else { "-".into() },
         met: any.then_some(ok),
+        report_only: false,
     });
+    extended_targets(res, &mut out);
     out
+}
+
+/// A target that compares a measured figure with a threshold.
+fn target(text: impl Into<String>, measured: Option<(String, bool)>) -> Target {
+    match measured {
+        Some((m, ok)) => Target { text: text.into(), measured: m, met: Some(ok), report_only: false },
+        None => Target { text: text.into(), measured: "-".into(), met: None, report_only: false },
+    }
+}
+
+/// A figure the issue asks for without a threshold.
+fn figure(text: impl Into<String>, measured: Option<String>) -> Target {
+    Target { text: text.into(), measured: measured.unwrap_or_else(|| "-".into()), met: None, report_only: true }
+}
+
+/// The targets of issue 15 (requests at their floor, memory bounded by
+/// one object, the scale curve, start-up writes, CPU).
+fn extended_targets(res: &Results, out: &mut Vec<Target>) {
+    let mib = |v: f64| format!("{:.1} MiB", crate::util::mib(v));
+    const PER_RELOAD: [(&str, &str); 4] = [
+        ("S2", "api_requests_per_reload"),
+        ("S2", "api_requests_per_reload_window0"),
+        ("S3", "api_requests_per_reload"),
+        ("S4", "api_requests_per_reload"),
+    ];
+    let rows: Vec<(String, &crate::report::Row)> = PER_RELOAD
+        .iter()
+        .filter_map(|(sc, m)| {
+            let label = format!("{sc}{}", if m.ends_with("window0") { " window 0" } else { "" });
+            res.find(sc, m).map(|r| (label, r))
+        })
+        .collect();
+    let floor = (!rows.is_empty()).then(|| {
+        let ok = rows.iter().all(|(_, r)| r.pod_median() <= 2.0);
+        let m = rows.iter().map(|(l, r)| format!("{l}: {:.2}", r.pod_median())).collect::<Vec<_>>().join("; ");
+        (m, ok)
+    });
+    out.push(target("S2, S3, S4: at most 2.0 API requests per reloaded workload (the PATCH and the Event)", floor));
+    let vs = (!rows.is_empty()).then(|| {
+        let ok = rows.iter().all(|(_, r)| r.pod_median() <= r.rel_median());
+        let m = rows
+            .iter()
+            .map(|(l, r)| {
+                format!(
+                    "{l}: {:.2} vs {:.2} (ratio {:.2})",
+                    r.pod_median(),
+                    r.rel_median(),
+                    r.ratio().unwrap_or(f64::NAN)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        (m, ok)
+    });
+    out.push(target("Every scenario: API requests per reloaded workload at most Reloader's", vs));
+    out.push(target(
+        "S5: peak RSS at most 48 MiB and at most 0.07 × Reloader's",
+        res.find("S5", "rss_peak_bytes").map(|r| {
+            let ratio = r.ratio().unwrap_or(f64::NAN);
+            (
+                format!("{} vs {} (ratio {ratio:.3})", mib(r.pod_median()), mib(r.rel_median())),
+                r.pod_median() <= 48.0 * 1024.0 * 1024.0 && ratio <= 0.07,
+            )
+        }),
+    ));
+    out.push(target(
+        "S5b (Secrets of just under 1 MiB): peak RSS under 48 MiB",
+        res.find("S5b", "rss_peak_bytes").map(|r| {
+            (
+                format!(
+                    "{} (Reloader {}, ratio {:.3})",
+                    mib(r.pod_median()),
+                    mib(r.rel_median()),
+                    r.ratio().unwrap_or(f64::NAN)
+                ),
+                r.pod_median() < 48.0 * 1024.0 * 1024.0,
+            )
+        }),
+    ));
+    let points = res.scale_points();
+    let slope = (points.len() >= 2).then(|| {
+        let (a, b) = (&points[0], &points[points.len() - 1]);
+        let (ps, rs) = crate::report::slope(a, b);
+        let ratio = ps / rs;
+        (
+            format!(
+                "N {} to {}: {ps:.0} vs {rs:.0} bytes per watched object (ratio {ratio:.3}, target 0.050)",
+                a.n, b.n
+            ),
+            rs > 0.0 && ratio <= 0.05,
+        )
+    });
+    out.push(target("S6: steady RSS per watched object at most 1/20 of Reloader's (slope between N points)", slope));
+    let ready = points
+        .iter()
+        .find(|p| p.n == 100_000)
+        .map(|p| (format!("{:.2} s (Reloader {:.2} s)", p.pod_ready, p.rel_ready), p.pod_ready < 10.0));
+    out.push(target("S6: start to ready at N = 100,000 under 10 s", ready));
+    let first = res.find("S1", "first_start_writes_per_workload").map(|w| {
+        let kcm = res.find("S1", "first_start_kcm_writes_per_workload");
+        let restart = res.find("S1", "restart_writes_per_workload");
+        format!(
+            "first start: {:.2} per workload (Reloader {:.2}), kube-controller-manager ReplicaSet writes in reaction {}; restart: {}",
+            w.pod_median(),
+            w.rel_median(),
+            kcm.map(|k| format!("{:.2} (Reloader {:.2})", k.pod_median(), k.rel_median())).unwrap_or_else(|| "-".into()),
+            restart
+                .map(|r| format!("{:.2} per workload (Reloader {:.2})", r.pod_median(), r.rel_median()))
+                .unwrap_or_else(|| "-".into())
+        )
+    });
+    out.push(figure(
+        "S1: start-up writes per workload, first start and restart (down from 1 PATCH per workload)",
+        first,
+    ));
+    let cpu = ["S3", "S4"]
+        .iter()
+        .filter_map(|sc| {
+            res.find(sc, "cpu_seconds_per_1000_reloads")
+                .map(|r| format!("{sc}: {:.2} s vs {:.2} s per 1,000 reloads", r.pod_median(), r.rel_median()))
+        })
+        .chain(
+            res.find("S1", "cpu_steady_seconds")
+                .map(|r| format!("S1 steady window: {:.3} s vs {:.3} s", r.pod_median(), r.rel_median())),
+        )
+        .collect::<Vec<_>>();
+    out.push(figure("CPU (user+system) of the controller process", (!cpu.is_empty()).then(|| cpu.join("; "))));
 }

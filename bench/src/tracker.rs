@@ -31,6 +31,9 @@ pub struct Tracker {
     notify: Notify,
     /// Any generation increase, on any Deployment.
     last_change: Mutex<Option<Instant>>,
+    /// Every generation increase per Deployment, in order: (generation, when
+    /// the watch delivered it). S6 attributes patches to edits with it.
+    history: Mutex<HashMap<String, Vec<(i64, Instant)>>>,
 }
 
 pub fn key(ns: &str, name: &str) -> String {
@@ -55,6 +58,7 @@ impl Tracker {
                             d.metadata.name.as_deref().unwrap_or_default(),
                         );
                         tt.map.lock().unwrap().remove(&k);
+                        tt.history.lock().unwrap().remove(&k);
                         tt.notify.notify_waiters();
                     }
                     Ok(_) => {}
@@ -76,6 +80,7 @@ impl Tracker {
                 s.generation = generation;
                 s.changed_at = now;
                 *self.last_change.lock().unwrap() = Some(now);
+                self.history.lock().unwrap().entry(k.clone()).or_default().push((generation, now));
             }
             Some(_) => {}
             None => {
@@ -88,6 +93,13 @@ impl Tracker {
 
     pub fn get(&self, k: &str) -> Option<DeployState> {
         self.map.lock().unwrap().get(k).copied()
+    }
+
+    /// When the watch first delivered a generation above `generation` of
+    /// Deployment `k`, if it has.
+    pub fn first_change_above(&self, k: &str, generation: i64) -> Option<Instant> {
+        let h = self.history.lock().unwrap();
+        h.get(k)?.iter().find(|(g, _)| *g > generation).map(|(_, at)| *at)
     }
 
     pub fn generations(&self, keys: &[String]) -> Vec<i64> {
