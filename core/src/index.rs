@@ -31,6 +31,8 @@ pub struct WorkloadEntry {
     /// Hashes Reloader left on the template (env vars, `last-reloaded-from`),
     /// for workloads without a record yet.
     pub legacy: Hashes,
+    /// The object's uid (keys its entry in the baseline store), when known.
+    pub uid: Option<Arc<str>>,
 }
 
 impl WorkloadEntry {
@@ -51,6 +53,7 @@ impl WorkloadEntry {
             first_container: spec.containers.first().map(|c| c.name.clone()),
             recorded: Record::new(),
             legacy: Hashes::new(),
+            uid: None,
         }
     }
 
@@ -84,7 +87,9 @@ impl WorkloadEntry {
         let empty = BTreeMap::new();
         let annotations = meta.annotations.as_ref().unwrap_or(&empty);
         let (policy, parsed) = policies.policy(&key, annotations, template_annotations(template.as_ref()));
-        (Self::from_object_with_policy(key, policy, annotations, template.as_ref()), parsed)
+        let mut entry = Self::from_object_with_policy(key, policy, annotations, template.as_ref());
+        entry.uid = meta.uid.as_deref().map(Arc::from);
+        (entry, parsed)
     }
 
     /// As [`Self::from_object`], with the policy already parsed (or kept from
@@ -109,8 +114,22 @@ impl WorkloadEntry {
     /// record (true; an entry sealed under another key than `key` counts as
     /// none), else from Reloader's values (false).
     pub fn rolled_to(&self, kind: ResourceKind, name: &str, key: Option<&RecordKey>) -> Option<(RolledTo, bool)> {
+        self.rolled_to_stored(kind, name, key, None)
+    }
+
+    /// As [`Self::rolled_to`], with the workload's entry in the baseline
+    /// store (`baseline_store`) read after its own record and before
+    /// Reloader's values.
+    pub fn rolled_to_stored(
+        &self,
+        kind: ResourceKind,
+        name: &str,
+        key: Option<&RecordKey>,
+        stored: Option<&Record>,
+    ) -> Option<(RolledTo, bool)> {
         self.recorded
             .get(kind, name, key)
+            .or_else(|| stored.and_then(|s| s.get(kind, name, key)))
             .map(|r| (r, true))
             .or_else(|| self.legacy.get(&(kind, name.to_string())).map(|h| (RolledTo::Plain(*h), false)))
     }
