@@ -232,3 +232,45 @@ async fn first_start_writes_per_workload() {
         c.stop();
     }
 }
+
+/// With a record key, the store holds a Secret's hash sealed, never its
+/// bare SHA-1, and names the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_secret_baselines_are_sealed_under_the_record_key() {
+    use pod_reloader_core::ContentHash;
+    use pod_reloader_core::record::{KEY_LEN, RecordKey};
+    let client = admin_client().await;
+    let ns = TestNamespace::create(&client, "store-key").await;
+    let store = TestNamespace::create(&client, "store-keyown").await;
+    let (n, s) = (ns.name.as_str(), store.name.as_str());
+    let dir = std::env::temp_dir().join(format!("pod-reloader-{n}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("key");
+    let secret_key = [0x6bu8; KEY_LEN];
+    std::fs::write(&key_file, secret_key).unwrap();
+    let key = RecordKey::new(&secret_key).unwrap();
+    create(&client, n, secret("tls", json!({"key": "hunter2"}), json!({}), json!({}))).await;
+    let spec = pod_spec(Res::Secret, "tls", Use::EnvFrom);
+    create(&client, n, workload("Deployment", "web", &auto(), &json!({}), spec)).await;
+    let args = [
+        format!("--namespaces={n}"),
+        "--coalesce-window=0".into(),
+        format!("--record-key-file={}", key_file.display()),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut c = ControllerProcess::spawn_with_env(BIN, &args, &[("POD_NAME", "store-key"), ("POD_NAMESPACE", s)]);
+    c.wait_ready(Duration::from_secs(60)).await;
+    let bare = sha1_hex(b"key=hunter2");
+    let sealed = key.seal(ContentHash::parse_hex(&bare).unwrap()).to_string();
+    wait_stored(&client, s, n, "web", "Secret/tls", Some(&sealed)).await;
+    let uid = deployment_uid(&client, n, "web").await;
+    let entry = stored_records(&client, s).await.remove(&uid).unwrap();
+    assert_eq!(entry["keyId"], key.id().to_string(), "{entry}");
+    let shards: Api<ConfigMap> = Api::namespaced(client.clone(), s);
+    for cm in shards.list(&ListParams::default()).await.unwrap().items {
+        let text = serde_json::to_string(&cm.data).unwrap();
+        assert!(!text.contains(&bare), "a bare SHA-1 of the Secret in {:?}", cm.metadata.name);
+    }
+    c.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}

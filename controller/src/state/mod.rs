@@ -395,6 +395,7 @@ impl State {
         if !same_follows {
             keyed.extend(self.keyed_objects(&entry));
         }
+        self.store_drop_covered(&entry);
         if self.index.upsert(entry).is_none() {
             self.metrics.watched(key.kind.as_str(), true);
         }

@@ -72,6 +72,21 @@ impl State {
         on_workload
     }
 
+    /// The workload's own record (written by a reload) now holds every
+    /// resource its store entry holds: the entry is dropped (from memory now,
+    /// from its shard at the shard's next write).
+    pub(super) fn store_drop_covered(&mut self, entry: &WorkloadEntry) {
+        let key = self.settings.record_key.as_ref();
+        let Some(stored) = self.stored(entry) else { return };
+        if entry.recorded.is_empty() {
+            return;
+        }
+        let covered = stored.entries(key).all(|((kind, name), _)| entry.recorded.get(*kind, name, key).is_some());
+        if covered {
+            self.store_forget(entry.uid.as_deref());
+        }
+    }
+
     pub(super) fn store_forget(&mut self, uid: Option<&str>) {
         if let (Some(store), Some(uid)) = (self.store.as_mut(), uid) {
             store.shards.forget(uid);

@@ -483,3 +483,17 @@ fn a_stored_baseline_is_known_before_the_first_reconcile() {
     let (_, fx) = with_store("v2", &shard("v1"));
     assert_eq!(reloads(&fx), one("web", "v2"), "changed while down: rolled once, from the store");
 }
+
+#[test]
+fn a_store_entry_the_workloads_own_record_covers_is_dropped() {
+    let shard = vec![(0, BTreeMap::from([("uid-web".to_string(), rolled_to("v1").render(None))]))];
+    let (mut s, _) = with_store("v2", &shard);
+    assert!(s.store.as_ref().unwrap().shards.get("uid-web").is_some());
+    // The reload wrote the record on the workload: the store entry is redundant.
+    let mut web = deployment("ns", "web", &[], &rolled_to("v2"));
+    web.uid = Some(Arc::from("uid-web"));
+    let fx = s.handle(applied(web));
+    assert!(reloads(&fx).is_empty(), "current by its own record: {:?}", reloads(&fx));
+    assert!(s.store.as_ref().unwrap().shards.get("uid-web").is_none(), "dropped from memory");
+    assert!(s.flush_store().is_empty(), "and from its shard only at the shard's next write");
+}
