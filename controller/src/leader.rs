@@ -14,6 +14,18 @@ use tokio::task::JoinHandle;
 const LEASE_DURATION_SECONDS: u64 = 8;
 const LEASE_GRACE_SECONDS: u64 = 2;
 
+/// The Lease's namespace with leader election on: the setting, else the
+/// pod's own (`None`: neither, the Lease goes to `default`); `None` without
+/// leader election.
+pub fn lease_namespace(settings: &ValidSettings) -> Option<String> {
+    if !settings.leader_election.enabled {
+        return None;
+    }
+    Some(settings.leader_election.lease_namespace.clone())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+}
+
 pub struct Leadership {
     pub receiver: watch::Receiver<bool>,
     /// Held so the lease task runs; dropping every receiver releases the lease.
@@ -29,10 +41,7 @@ impl Leadership {
     }
 
     pub async fn elect(client: Client, settings: &ValidSettings) -> anyhow::Result<Self> {
-        let namespace = Some(settings.leader_election.lease_namespace.clone())
-            .filter(|s| !s.is_empty())
-            .or_else(|| std::env::var("POD_NAMESPACE").ok())
-            .unwrap_or_else(|| "default".into());
+        let namespace = lease_namespace(settings).unwrap_or_else(|| "default".into());
         let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
             format!("{}-{}", host.trim(), std::process::id())

@@ -3,6 +3,7 @@
 
 mod alerts;
 mod backoff;
+mod baseline_store;
 mod chosen_keys;
 mod cli;
 mod config;
@@ -102,8 +103,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Every watch stream the settings ask for.
-fn streams(settings: &ValidSettings) -> Vec<StreamId> {
+/// Every watch stream the settings ask for (and the baseline store's, in `store_ns`).
+fn streams(settings: &ValidSettings, store_ns: Option<&Arc<str>>) -> Vec<StreamId> {
     let scopes: Vec<Option<Arc<str>>> = if settings.namespaces.is_empty() {
         vec![None]
     } else {
@@ -121,6 +122,9 @@ fn streams(settings: &ValidSettings) -> Vec<StreamId> {
     }
     if settings.namespace_selector.is_some() {
         out.push(StreamId { watched: Watched::Namespaces, namespace: None });
+    }
+    if let Some(ns) = store_ns {
+        out.push(StreamId { watched: Watched::BaselineStore, namespace: Some(ns.clone()) });
     }
     out
 }
@@ -161,7 +165,14 @@ async fn run(
         None => None,
     };
 
-    let stream_ids = streams(&settings);
+    // Webhook mode rolls nothing and records nothing.
+    let store_ns: Option<Arc<str>> =
+        baseline_store::namespace(leader::lease_namespace(&settings)).filter(|_| webhook.is_none()).map(Arc::from);
+    match &store_ns {
+        Some(ns) => tracing::info!(namespace = %ns, "new baselines go to the baseline store"),
+        None => tracing::info!("no own namespace: new baselines are recorded on the workloads"),
+    }
+    let stream_ids = streams(&settings, store_ns.as_ref());
     let label_selector = settings.resource_label_selector.as_ref().map(ToString::to_string);
     for id in &stream_ids {
         let (client, tx) = (client.clone(), msg_tx.clone());
@@ -176,6 +187,10 @@ async fn run(
             Watched::Namespaces => {
                 let selector = settings.namespace_selector.as_ref().map(ToString::to_string).unwrap_or_default();
                 tokio::spawn(watch::namespaces(client, selector, tx));
+            }
+            Watched::BaselineStore => {
+                let ns = id.namespace.clone().unwrap_or_else(|| Arc::from("default"));
+                tokio::spawn(baseline_store::watch(client, ns, tx));
             }
         }
     }
@@ -201,8 +216,16 @@ async fn run(
             .with_record_key(settings.record_key.clone())
             .with_followups(followups),
     );
-    let state = State::new(settings.clone(), stream_ids, metrics.clone(), wanted);
-    let outputs = Outputs { reloads: reload_tx, notices: notice_tx, health: health.clone(), fetches: fetch_tx };
+    let mut state = State::new(settings.clone(), stream_ids, metrics.clone(), wanted);
+    let mut store_writes = None;
+    if let Some(ns) = &store_ns {
+        state = state.with_baseline_store(ns.clone());
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(baseline_store::writer(client.clone(), ns.clone(), rx));
+        store_writes = Some(tx);
+    }
+    let outputs =
+        Outputs { reloads: reload_tx, notices: notice_tx, health: health.clone(), fetches: fetch_tx, store_writes };
     let state_task = tokio::spawn(state::run(state, msg_rx, leadership.receiver.clone(), outputs));
     let pacing = scheduler::Pacing {
         window: settings.coalesce_window,

@@ -20,6 +20,8 @@ pub enum Watched {
     Resource(ResourceKind),
     Workload(WorkloadKind),
     Namespaces,
+    /// The baseline store's shards (`baseline_store`), in the controller's own namespace.
+    BaselineStore,
 }
 
 /// One watch stream: a kind, cluster-wide or in one namespace.
@@ -35,6 +37,7 @@ impl std::fmt::Display for StreamId {
             Watched::Resource(k) => k.plural(),
             Watched::Workload(k) => k.plural(),
             Watched::Namespaces => "namespaces",
+            Watched::BaselineStore => "baseline store shards",
         };
         match &self.namespace {
             Some(ns) => write!(f, "{what} in {ns}"),
@@ -89,6 +92,16 @@ pub enum Msg {
     },
     NamespaceDeleted {
         name: String,
+    },
+    /// A shard of the baseline store as written (its `data`: workload uid →
+    /// record, sealed hashes only when a record key exists).
+    ShardApplied {
+        index: u32,
+        resource_version: String,
+        data: std::collections::BTreeMap<String, String>,
+    },
+    ShardDeleted {
+        index: u32,
     },
 }
 

@@ -48,7 +48,7 @@ where
 
 /// Drives one watcher, translating its events into messages until the
 /// receiver is gone. Errors are reported and retried with backoff.
-async fn pump<K, R>(api: Api<K>, config: watcher::Config, id: StreamId, tx: Sender<Msg>, mut reduce: R)
+pub(crate) async fn pump<K, R>(api: Api<K>, config: watcher::Config, id: StreamId, tx: Sender<Msg>, mut reduce: R)
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
     R: Reduce<K>,

@@ -214,8 +214,10 @@ async fn failover_reloads_a_change_made_during_the_handover_once() {
         leases.get("pod-reloader").await.ok()?.spec?.holder_identity
     })
     .await;
-    wait_record(&client, &n, "web", "ConfigMap/cfg", &sha1_hex(b"key=v1")).await;
-    barrier.wait_followed().await;
+    // With its own namespace the controller keeps baselines in the store there.
+    wait_stored(&client, &n, &n, "web", "ConfigMap/cfg", Some(&sha1_hex(b"key=v1"))).await;
+    barrier.wait_followed_in_store(&n).await;
+    assert!(record_of(&client, &n, "web").await.is_none(), "no baseline written on the workload");
 
     // Kill the leader (no chance to release the lease) and edit during the handover.
     let pos = replicas.iter().position(|(id, _)| *id == holder).expect("holder is one of ours");

@@ -34,6 +34,8 @@ pub struct WorkloadEntry {
     /// Hashes Reloader left on the template (env vars, `last-reloaded-from`),
     /// for workloads without a record yet.
     pub legacy: Hashes,
+    /// The object's uid (keys its entry in the baseline store), when known.
+    pub uid: Option<Arc<str>>,
     /// What a strategic-merge patch of this workload is planned on, as the
     /// watch last delivered it; `None` for kinds applied otherwise (they read
     /// the whole object: see `KindSpec::apply`) and for entries not built
@@ -75,6 +77,7 @@ impl WorkloadEntry {
             recorded: Arc::new(Record::new()),
             legacy: Hashes::new(),
             patch_base: None,
+            uid: None,
         }
     }
 
@@ -122,6 +125,7 @@ impl WorkloadEntry {
                 recorded: entry.recorded.clone(),
             }));
         }
+        entry.uid = meta.uid.as_deref().map(Arc::from);
         (entry, parsed)
     }
 
@@ -147,8 +151,22 @@ impl WorkloadEntry {
     /// record (true; an entry sealed under another key than `key` counts as
     /// none), else from Reloader's values (false).
     pub fn rolled_to(&self, kind: ResourceKind, name: &str, key: Option<&RecordKey>) -> Option<(RolledTo, bool)> {
+        self.rolled_to_stored(kind, name, key, None)
+    }
+
+    /// As [`Self::rolled_to`], with the workload's entry in the baseline
+    /// store (`baseline_store`) read after its own record and before
+    /// Reloader's values.
+    pub fn rolled_to_stored(
+        &self,
+        kind: ResourceKind,
+        name: &str,
+        key: Option<&RecordKey>,
+        stored: Option<&Record>,
+    ) -> Option<(RolledTo, bool)> {
         self.recorded
             .get(kind, name, key)
+            .or_else(|| stored.and_then(|s| s.get(kind, name, key)))
             .map(|r| (r, true))
             .or_else(|| self.legacy.get(&(kind, name.to_string())).map(|h| (RolledTo::Plain(*h), false)))
     }

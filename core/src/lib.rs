@@ -9,6 +9,7 @@
 
 pub mod alert;
 pub mod annotations;
+pub mod baseline_store;
 pub mod chosen_keys;
 pub mod decision;
 pub mod duration;

@@ -26,7 +26,7 @@ use crate::hash::ContentHash;
 use crate::index::WorkloadEntry;
 use crate::keys::{ResourceKey, ResourceKind};
 use crate::patch::ReloadItem;
-use crate::record::RecordKey;
+use crate::record::{Record, RecordKey};
 use std::collections::BTreeSet;
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -74,6 +74,20 @@ pub fn reconcile<N: AsRef<str>>(
     auto_reload_all: bool,
     record_key: Option<&RecordKey>,
 ) -> Reconciled {
+    reconcile_stored(entry, None, current, chosen_digest, names_in_namespace, auto_reload_all, record_key)
+}
+
+/// As [`reconcile`], with the workload's entry in the baseline store
+/// (`baseline_store`): read after its own record, before Reloader's values.
+pub fn reconcile_stored<N: AsRef<str>>(
+    entry: &WorkloadEntry,
+    stored: Option<&Record>,
+    current: impl Fn(ResourceKind, &str) -> Option<ResourceFacts>,
+    chosen_digest: impl Fn(ResourceKind, &str, &ChosenKeys) -> Option<ContentHash>,
+    names_in_namespace: impl Fn(ResourceKind) -> Vec<N>,
+    auto_reload_all: bool,
+    record_key: Option<&RecordKey>,
+) -> Reconciled {
     let mut out = Reconciled::default();
     for (kind, name) in candidates(entry, names_in_namespace) {
         let Some(cur) = current(kind, &name) else {
@@ -91,7 +105,7 @@ pub fn reconcile<N: AsRef<str>>(
             },
         };
         let key = ResourceKey::new(kind, entry.key.namespace.clone(), name.as_str());
-        match entry.rolled_to(kind, &name, record_key) {
+        match entry.rolled_to_stored(kind, &name, record_key, stored) {
             Some((rolled, _)) if !is_current(|h| rolled.is(h, record_key), hash, whole) => {
                 out.reloads.push(ReloadItem { resource: key, hash: Some(hash), container });
             }
@@ -393,5 +407,21 @@ mod tests {
         let facts = ResourceFacts { hash: whole1, ignored: false, matched: false };
         let unknown = reconcile(&keyed_entry(&rec), |_, _| Some(facts), no_digest, no_names, false, None);
         assert!(unknown.is_empty(), "no digest yet: left for later, neither rolled nor recorded");
+    }
+
+    #[test]
+    fn the_store_is_read_after_the_record_and_before_reloaders_values() {
+        let run = |e: &WorkloadEntry, stored: &Record, cfg: &'static [u8]| {
+            reconcile_stored(e, Some(stored), current(cfg), no_digest, no_names, false, None)
+        };
+        assert!(run(&entry(&Record::new(), None), &both(b"v1"), b"v1").is_empty(), "stored baseline, current");
+        let r = run(&entry(&Record::new(), None), &both(b"v1"), b"v2");
+        assert_eq!(r.reloads.len(), 1, "changed while away, known from the store: {r:?}");
+        assert!(run(&entry(&both(b"v2"), None), &both(b"v1"), b"v2").is_empty(), "the record wins over the store");
+        let stale_env = ContentHash::of(b"v0").to_hex();
+        assert!(
+            run(&entry(&Record::new(), Some(&stale_env)), &both(b"v1"), b"v1").is_empty(),
+            "the store wins over env vars"
+        );
     }
 }

@@ -199,9 +199,14 @@ impl Record {
     /// 40 hex digits are a SHA-1, 64 a sealed hash; neither needs the key
     /// here: [`Record::get`] decides what is usable under which key.
     pub fn parse(annotations: &BTreeMap<String, String>) -> Record {
-        let Some(raw) = annotations.get(RECORD_ANNOTATION) else {
-            return Record::new();
-        };
+        match annotations.get(RECORD_ANNOTATION) {
+            Some(raw) => Record::parse_value(raw),
+            None => Record::new(),
+        }
+    }
+
+    /// Parses a record's value (the annotation's, or a baseline store entry's).
+    pub fn parse_value(raw: &str) -> Record {
         let Ok(map) = serde_json::from_str::<BTreeMap<String, String>>(raw) else {
             return Record::new();
         };

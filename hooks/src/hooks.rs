@@ -224,8 +224,10 @@ fn run_rbac(schema: &SettingsSchema, values: &Value) -> Result<Output, HookError
     let inputs = checked_inputs(schema, values)?;
     let r = rbac::rbac(&inputs);
     let count = |k: &str| r[k].as_array().map_or(0, Vec::len);
-    let rules =
-        count("clusterRules") + count("namespacedRules") * count("namespaces").max(1) + count("leaderElectionRules");
+    let rules = count("clusterRules")
+        + count("namespacedRules") * count("namespaces").max(1)
+        + count("leaderElectionRules")
+        + count("baselineStoreRules");
     let scope = if inputs.cluster_wide() { "ClusterWide" } else { "Namespaces" };
     Ok(Output {
         values_patch: protocol::set_internal(values, VALUES_KEY, vec![("rbac", r)]),

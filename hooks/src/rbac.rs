@@ -30,6 +30,12 @@
 //!   restrict by name (the name is not known before the object exists), in
 //!   a rule of its own.
 //!
+//! - ConfigMaps in the module's namespace, always: the baseline store
+//!   (controller/src/baseline_store.rs) lists and watches its shards by
+//!   label, creates them, replaces them with a resourceVersion precondition
+//!   (update) and reads one again on a conflict (get). Shard names are not
+//!   known before the store grows, so no `resourceNames`.
+//!
 //! Cluster-wide mode: one ClusterRole. Scoped mode (`namespaces`): a Role and
 //! a RoleBinding in each listed namespace, no ClusterRole.
 
@@ -91,8 +97,10 @@ const CSI_GROUP: &str = "secrets-store.csi.x-k8s.io";
 
 /// `internal.rbac`: the ClusterRole's rules (empty in the scoped mode), the
 /// namespaces that get a Role with `namespacedRules`, and the rules of the
-/// leader-election Role (empty without HA).
+/// leader-election Role (empty without HA), and the rules of the baseline
+/// store's Role in the module's namespace.
 pub fn rbac(inputs: &Inputs) -> Value {
+    let store_rules = vec![rule("", &["configmaps"], &["get", "list", "watch", "create", "update"])];
     let rules = namespaced_rules(inputs);
     let lease_rules: Vec<Value> = if inputs.high_availability() {
         let mut named = rule("coordination.k8s.io", &["leases"], &["get", "patch"]);
@@ -106,13 +114,20 @@ pub fn rbac(inputs: &Inputs) -> Value {
         if !inputs.settings.namespace_selector.trim().is_empty() {
             cluster_rules.push(rule("", &["namespaces"], &["list", "watch"]));
         }
-        json!({"clusterRules": cluster_rules, "namespaces": [], "namespacedRules": [], "leaderElectionRules": lease_rules})
+        json!({
+            "clusterRules": cluster_rules,
+            "namespaces": [],
+            "namespacedRules": [],
+            "leaderElectionRules": lease_rules,
+            "baselineStoreRules": store_rules,
+        })
     } else {
         json!({
             "clusterRules": [],
             "namespaces": inputs.settings.namespaces,
             "namespacedRules": rules,
             "leaderElectionRules": lease_rules,
+            "baselineStoreRules": store_rules,
         })
     }
 }

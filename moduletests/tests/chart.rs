@@ -426,6 +426,13 @@ impl<'a> Checker<'a> {
             self.expect(lease_role["rules"] == want_lease, format!("lease Role rules: {}", lease_role["rules"]));
         }
         let subjects = json!([{"kind": "ServiceAccount", "name": "pod-reloader", "namespace": "d8-pod-reloader"}]);
+        // The baseline store's shards, in the module's namespace, in every render.
+        let store_role = self.one("Role", Some("pod-reloader:baseline-store"), Some("d8-pod-reloader"));
+        let want_store = json!([{"apiGroups": [""], "resources": ["configmaps"],
+            "verbs": ["get", "list", "watch", "create", "update"]}]);
+        self.expect(store_role["rules"] == want_store, format!("baseline store Role rules: {}", store_role["rules"]));
+        let store_binding = self.one("RoleBinding", Some("pod-reloader:baseline-store"), Some("d8-pod-reloader"));
+        self.expect(store_binding["subjects"] == subjects, "baseline store RoleBinding subjects");
         let main_roles = |c: &Self| -> Vec<&Value> {
             c.find("Role", None, None).into_iter().filter(|o| o["metadata"]["name"] == "d8:pod-reloader").collect()
         };

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use pod_reloader_core::baseline_store::ShardWrite;
 use pod_reloader_core::{ResourceKey, WorkloadKey};
 
 use crate::messages::ReloadRequest;
@@ -32,6 +33,8 @@ pub enum Effect {
     ReleaseFreeHeap,
     /// Read this object anew for its key digests (see `chosen_keys`).
     FetchKeyDigests(ResourceKey),
+    /// Write a shard of the baseline store (see `store`).
+    WriteShard(ShardWrite),
 }
 
 /// The effects of one message, in the order they are to be carried out.
@@ -80,6 +83,15 @@ impl Effects {
     pub fn fetches(&self) -> impl Iterator<Item = &ResourceKey> {
         self.0.iter().filter_map(|e| match e {
             Effect::FetchKeyDigests(k) => Some(k),
+            _ => None,
+        })
+    }
+
+    /// The shard writes, in order.
+    #[cfg(test)]
+    pub fn shard_writes(&self) -> impl Iterator<Item = &ShardWrite> {
+        self.0.iter().filter_map(|e| match e {
+            Effect::WriteShard(w) => Some(w),
             _ => None,
         })
     }

@@ -6,6 +6,7 @@
 
 mod chosen;
 mod effects;
+mod store;
 mod streams;
 mod task;
 #[cfg(test)]
@@ -21,7 +22,7 @@ use pod_reloader_core::facts::ResourceFacts;
 use pod_reloader_core::index::{FollowIndex, WorkloadEntry};
 use pod_reloader_core::patch::ReloadItem;
 use pod_reloader_core::policy::Problem;
-use pod_reloader_core::reconcile::reconcile;
+use pod_reloader_core::reconcile::reconcile_stored;
 use pod_reloader_core::settings::ValidSettings;
 use pod_reloader_core::{ContentHash, ResourceKey, ResourceKind, WorkloadKey};
 
@@ -62,6 +63,8 @@ pub struct State {
     leader: bool,
     /// Key digests for `reload-on-keys` workloads.
     chosen: Chosen,
+    /// Where new baselines go (`store`); `None`: on the workloads.
+    store: Option<store::Store>,
 }
 
 impl State {
@@ -81,7 +84,15 @@ impl State {
             metrics,
             leader: false,
             chosen: Chosen::new(wanted),
+            store: None,
         }
+    }
+
+    /// Keeps new baselines in the baseline store in `namespace` (its
+    /// stream must be among the streams) instead of on the workloads.
+    pub fn with_baseline_store(mut self, namespace: Arc<str>) -> Self {
+        self.store = Some(store::Store::new(namespace));
+        self
     }
 
     /// Follows a leadership change: a replica becoming leader reconciles
@@ -139,24 +150,28 @@ impl State {
                     set.remove(&name);
                 }
             }
+            Msg::ShardApplied { index, resource_version, data } => {
+                self.shard_applied(index, resource_version, &data, fx)
+            }
+            Msg::ShardDeleted { index } => self.shard_deleted(index),
         }
     }
 
     /// Compares every workload with the current hashes (after start-up, a
     /// re-list, or a leadership change).
-    fn reconcile_all(&self, fx: &mut Effects) {
-        let mut keys: Vec<&WorkloadKey> = self.index.keys().collect();
+    fn reconcile_all(&mut self, fx: &mut Effects) {
+        let mut keys: Vec<WorkloadKey> = self.index.keys().cloned().collect();
         // In a stable order, so the requests (and tests) do not depend on hashing.
         keys.sort();
         tracing::info!(workloads = keys.len(), "reconciling every workload with the current hashes");
-        for key in keys {
+        for key in &keys {
             self.reconcile_one(key, fx);
         }
     }
 
     /// Level-triggered check of one workload: rolls what changed while
     /// nobody watched, records a baseline for what it has never rolled to.
-    fn reconcile_one(&self, key: &WorkloadKey, fx: &mut Effects) {
+    fn reconcile_one(&mut self, key: &WorkloadKey, fx: &mut Effects) {
         if !self.leader || self.namespace_filtered_out(&key.namespace) {
             return;
         }
@@ -165,8 +180,9 @@ impl State {
         };
         let ns = &key.namespace;
         let resources = &self.resources;
-        let plan = reconcile(
+        let plan = reconcile_stored(
             entry,
+            self.stored(entry),
             |kind, name| resources.get(&ResourceKey::new(kind, ns.clone(), name)).copied(),
             |kind, name, chosen| self.chosen.digest(&ResourceKey::new(kind, ns.clone(), name), chosen),
             // Only for workloads with a reload list. A scan of the hash table
@@ -187,7 +203,9 @@ impl State {
         }
         let (pause_period, rollout_strategy) = (entry.policy.pause_period, entry.policy.rollout_strategy);
         let seen = Instant::now();
-        let base = &entry.patch_base;
+        let base = entry.patch_base.clone();
+        let uid = entry.uid.clone();
+        let baseline = self.store_baselines(uid.as_deref(), plan.baseline);
         let works = plan
             .reloads
             .into_iter()
@@ -195,7 +213,7 @@ impl State {
                 tracing::info!(workload = %key, resource = %item.resource, "content differs from what the workload last rolled to");
                 Work::Reload(item)
             })
-            .chain(plan.baseline.into_iter().map(|(k, h)| Work::Baseline(k, h)));
+            .chain(baseline.into_iter().map(|(k, h)| Work::Baseline(k, h)));
         for work in works {
             fx.reload(ReloadRequest {
                 workload: key.clone(),
@@ -240,7 +258,7 @@ impl State {
         let stream = self.stream_of(Watched::Resource(key.kind), &key.namespace);
         self.streams.mark_seen(&stream, format!("{}/{}", key.namespace, key.name));
         self.event_seen(&stream, fx);
-        if self.namespace_ignored(&key.namespace) {
+        if self.namespace_ignored(&key.namespace) || self.is_shard(&key) {
             return;
         }
         let old = self.resources.insert(key.clone(), facts);
@@ -323,6 +341,7 @@ impl State {
 
     fn first_list_done(&mut self, fx: &mut Effects) {
         if self.streams.all_listed() {
+            self.store_prune();
             self.reconcile_all(fx);
             tracing::info!(
                 configmaps = self.count(pod_reloader_core::ResourceKind::ConfigMap),
@@ -370,6 +389,8 @@ impl State {
                     set.retain(|n| seen.contains(n));
                 }
             }
+            // A shard deleted during the gap is written again with its next baseline.
+            Watched::BaselineStore => {}
         }
     }
 
@@ -410,6 +431,7 @@ impl State {
         if !same_follows {
             keyed.extend(self.keyed_objects(&entry));
         }
+        self.store_drop_covered(&entry);
         if self.index.upsert(entry).is_none() {
             self.metrics.watched(key.kind.as_str(), true);
         }
@@ -424,6 +446,7 @@ impl State {
     fn remove_workload(&mut self, key: &WorkloadKey, fx: &mut Effects) {
         if let Some(old) = self.index.remove(key) {
             self.metrics.watched(key.kind.as_str(), false);
+            self.store_forget(old.uid.as_deref());
             if old.policy.paused_at.is_some() {
                 fx.notice(Notice::CancelResume { workload: key.clone() });
             }
@@ -505,7 +528,7 @@ impl State {
         let unchanged = match old_digests.and_then(|d| d.digest(chosen)) {
             Some(before) => before == now,
             None => entry
-                .rolled_to(key.kind, &key.name, record_key)
+                .rolled_to_stored(key.kind, &key.name, record_key, self.stored(entry))
                 .is_some_and(|(rolled, _)| is_current(|h| rolled.is(h, record_key), now, whole)),
         };
         if unchanged {

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use pod_reloader_core::ResourceKey;
+use pod_reloader_core::baseline_store::ShardWrite;
 use tokio::sync::mpsc::{Receiver, Sender, UnboundedSender};
 use tokio::sync::watch;
 
@@ -22,6 +23,8 @@ pub struct Outputs {
     /// never waits on a task that waits on the state; at most one request
     /// per object is outstanding (see `state::chosen`).
     pub fetches: UnboundedSender<ResourceKey>,
+    /// To the baseline store's writer (`baseline_store::writer`), if the store is on.
+    pub store_writes: Option<Sender<ShardWrite>>,
 }
 
 impl Outputs {
@@ -42,6 +45,11 @@ impl Outputs {
                 Effect::FetchKeyDigests(key) => {
                     let _ = self.fetches.send(key);
                 }
+                Effect::WriteShard(w) => {
+                    if let Some(tx) = &self.store_writes {
+                        let _ = tx.send(w).await;
+                    }
+                }
             }
         }
     }
@@ -53,8 +61,12 @@ pub async fn run(mut state: State, mut rx: Receiver<Msg>, mut leadership: watch:
     out.carry(state.set_leader(first)).await;
     // False once the lease task ended (its `changed` would then be ready forever).
     let mut lease_alive = true;
+    // Dirty baseline store shards are written at most once a second each.
+    let mut flush = tokio::time::interval(std::time::Duration::from_secs(1));
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = flush.tick() => out.carry(state.flush_store()).await,
             msg = rx.recv() => {
                 let Some(msg) = msg else { return };
                 out.carry(state.handle(msg)).await;

@@ -445,3 +445,80 @@ fn the_note_names_every_key_first() {
     assert_eq!(messages.len(), 1 + policy.problems.len());
     assert!(messages.iter().all(|m| m.len() < 400), "values are cut: {messages:?}");
 }
+
+/// A leader state with the baseline store in `d8-pod-reloader`; every stream
+/// listed with ConfigMap `ns/cfg` at `content`, the store's shards
+/// `shards` and Deployment `ns/web` (uid `uid-web`, no record).
+fn with_store(content: &str, shards: &[(u32, BTreeMap<String, String>)]) -> (State, Effects) {
+    let settings = Arc::new(Settings::default().validate().expect("valid settings"));
+    let store = StreamId { watched: Watched::BaselineStore, namespace: Some(Arc::from("d8-pod-reloader")) };
+    let streams = vec![stream(CM), stream(DEPLOY), store.clone()];
+    let mut s = State::new(settings, streams, Arc::new(Metrics::new(false)), Arc::default())
+        .with_baseline_store(Arc::from("d8-pod-reloader"));
+    let _ = s.set_leader(true);
+    let _ = s.handle(Msg::ListStarted(store.clone()));
+    for (index, data) in shards {
+        let _ = s.handle(Msg::ShardApplied { index: *index, resource_version: "1".into(), data: data.clone() });
+    }
+    let _ = s.handle(Msg::ListDone(store));
+    let _ = s.handle(Msg::ListStarted(stream(CM)));
+    let _ = s.handle(cm_applied("ns", "cfg", content));
+    // The store's own ConfigMaps reach the ConfigMap stream too: not resources.
+    let _ = s.handle(cm_applied("d8-pod-reloader", "pod-reloader-baseline-0", "x"));
+    let _ = s.handle(Msg::ListDone(stream(CM)));
+    let _ = s.handle(Msg::ListStarted(stream(DEPLOY)));
+    let mut web = deployment("ns", "web", &[], &Record::new());
+    web.uid = Some(Arc::from("uid-web"));
+    let _ = s.handle(applied(web));
+    let fx = s.handle(Msg::ListDone(stream(DEPLOY)));
+    (s, fx)
+}
+
+#[test]
+fn first_sight_with_a_store_writes_a_shard_not_the_workload() {
+    let (mut s, fx) = with_store("v1", &[]);
+    assert!(reloads(&fx).is_empty(), "no baseline PATCH of the workload: {:?}", reloads(&fx));
+    assert!(!s.is_shard(&cm_key("ns", "pod-reloader-baseline-0")), "only in the store's namespace");
+    assert!(!s.resources.contains_key(&cm_key("d8-pod-reloader", "pod-reloader-baseline-0")));
+    let flushed = s.flush_store();
+    let writes: Vec<_> = flushed.shard_writes().collect();
+    assert_eq!(writes.len(), 1);
+    assert_eq!(writes[0].name, "pod-reloader-baseline-0");
+    assert_eq!(writes[0].data.keys().collect::<Vec<_>>(), ["uid-web"]);
+    assert!(writes[0].data["uid-web"].contains(&hex("v1")));
+    assert!(s.flush_store().is_empty(), "written once");
+
+    // A standby writes nothing.
+    let (mut standby, _) = with_store("v1", &[]);
+    let _ = standby.set_leader(false);
+    assert!(standby.flush_store().is_empty());
+}
+
+#[test]
+fn a_stored_baseline_is_known_before_the_first_reconcile() {
+    let shard = |content: &str| {
+        let rec = rolled_to(content).render(None);
+        vec![(0, BTreeMap::from([("uid-web".to_string(), rec), ("uid-gone".to_string(), "{}".to_string())]))]
+    };
+    let (mut s, fx) = with_store("v1", &shard("v1"));
+    assert!(reloads(&fx).is_empty(), "current: nothing");
+    assert!(s.flush_store().is_empty(), "nothing new to write");
+    assert!(s.store.as_ref().unwrap().shards.get("uid-gone").is_none(), "unknown workloads pruned");
+
+    let (_, fx) = with_store("v2", &shard("v1"));
+    assert_eq!(reloads(&fx), one("web", "v2"), "changed while down: rolled once, from the store");
+}
+
+#[test]
+fn a_store_entry_the_workloads_own_record_covers_is_dropped() {
+    let shard = vec![(0, BTreeMap::from([("uid-web".to_string(), rolled_to("v1").render(None))]))];
+    let (mut s, _) = with_store("v2", &shard);
+    assert!(s.store.as_ref().unwrap().shards.get("uid-web").is_some());
+    // The reload wrote the record on the workload: the store entry is redundant.
+    let mut web = deployment("ns", "web", &[], &rolled_to("v2"));
+    web.uid = Some(Arc::from("uid-web"));
+    let fx = s.handle(applied(web));
+    assert!(reloads(&fx).is_empty(), "current by its own record: {:?}", reloads(&fx));
+    assert!(s.store.as_ref().unwrap().shards.get("uid-web").is_none(), "dropped from memory");
+    assert!(s.flush_store().is_empty(), "and from its shard only at the shard's next write");
+}

@@ -291,6 +291,43 @@ pub async fn settled_replica_sets(client: &Client, ns: &str, deployment: &str) -
     replica_sets(client, ns, deployment).await
 }
 
+/// The baseline store's entries in `store_ns` (every shard merged):
+/// workload uid → its record.
+pub async fn stored_records(client: &Client, store_ns: &str) -> std::collections::BTreeMap<String, Value> {
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), store_ns);
+    let label = format!("{}=true", pod_reloader_core::baseline_store::STORE_LABEL);
+    let list = api.list(&ListParams::default().labels(&label)).await.expect("list store shards");
+    let mut out = std::collections::BTreeMap::new();
+    for cm in list.items {
+        for (uid, raw) in cm.data.unwrap_or_default() {
+            out.insert(uid, serde_json::from_str(&raw).unwrap_or(Value::Null));
+        }
+    }
+    out
+}
+
+/// The uid of a Deployment.
+pub async fn deployment_uid(client: &Client, ns: &str, name: &str) -> String {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    api.get(name).await.expect("get Deployment").metadata.uid.expect("uid")
+}
+
+/// Waits until the store in `store_ns` records `resource` for Deployment
+/// `ns/name` (at `hash` when given).
+pub async fn wait_stored(client: &Client, store_ns: &str, ns: &str, name: &str, resource: &str, hash: Option<&str>) {
+    let uid = deployment_uid(client, ns, name).await;
+    wait_for(
+        &format!("the baseline store in {store_ns} to hold {resource} of {ns}/{name}"),
+        Duration::from_secs(45),
+        || async {
+            let stored = stored_records(client, store_ns).await.remove(&uid)?;
+            let value = stored.get(resource)?.as_str()?.to_string();
+            hash.is_none_or(|h| h == value).then_some(())
+        },
+    )
+    .await
+}
+
 /// A barrier for negative checks: sentinel ConfigMaps/Secrets in a test's
 /// namespace, each followed (`auto`) by a sentinel Deployment of the same name.
 ///
@@ -361,6 +398,15 @@ impl Barrier {
                 record.contains(&key).then_some(())
             })
             .await;
+        }
+    }
+
+    /// As [`Self::wait_followed`], for a controller keeping baselines in the
+    /// baseline store in `store_ns`.
+    pub async fn wait_followed_in_store(&self, store_ns: &str) {
+        for &r in &self.sentinels {
+            let name = Self::name(r);
+            wait_stored(&self.client, store_ns, &self.ns, name, &format!("{}/{name}", r.kind()), None).await;
         }
     }
 
