@@ -263,6 +263,13 @@ impl BaselineStore {
         out
     }
 
+    /// The shards seen on the watch (and not deleted since).
+    pub fn seen_shards(&self) -> Vec<u32> {
+        let mut out: Vec<u32> = self.versions.keys().copied().collect();
+        out.sort_unstable();
+        out
+    }
+
     /// A write failed for good: its shard is written again at the next turn.
     pub fn write_failed(&mut self, index: u32) {
         self.dirty.insert(index);

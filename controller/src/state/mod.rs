@@ -349,8 +349,7 @@ impl State {
                     set.retain(|n| seen.contains(n));
                 }
             }
-            // A shard deleted during the gap is written again with its next baseline.
-            Watched::BaselineStore => {}
+            Watched::BaselineStore => self.shards_gone(&seen),
         }
         // Once every stream that re-listed is done, compare every workload once.
         if self.streams.all_listed() && !self.streams.relisting() {
