@@ -16,11 +16,14 @@
 //!   shard by a smaller `count` is still found until that shard is rewritten.
 //! - Each `data` member maps a workload uid to that workload's record in the
 //!   record's own format (`Record::render`): sealed under the record key when
-//!   there is one, so no Secret hash is stored bare. About 240 bytes for a
-//!   workload following two resources (36 of uid, ~85 per sealed resource,
-//!   28 of key id, JSON quoting).
-//! - In memory: one parsed [`Record`] per known workload (uid, map node,
-//!   sealed entries: about 250 bytes for two resources); entries of
+//!   there is one, so no Secret hash is stored bare. 238 bytes for a
+//!   workload following two resources, keyed (36 of uid, ~85 per sealed
+//!   resource, 28 of key id, JSON quoting); 96 for one resource, unkeyed.
+//! - In memory: one parsed [`Record`] per workload in the store (the uid,
+//!   a map slot and a `BTreeMap` leaf node, which holds room for 11
+//!   entries: about 0.9 KiB for two resources). That is what the record on
+//!   the workload cost in its index entry before; a workload whose baseline
+//!   is in the store has an empty record there (no allocation). Entries of
 //!   workloads the controller does not know are dropped after the initial
 //!   sync ([`BaselineStore::retain`]) and left out of the next write of
 //!   their shard. A record larger than [`MAX_ENTRY_BYTES`] is refused
