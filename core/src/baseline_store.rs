@@ -229,41 +229,39 @@ impl BaselineStore {
         self.entries.retain(|uid, _| keep(uid));
     }
 
-    /// The content of shard `index` under the current count.
-    fn render(&self, index: u32, key: Option<&RecordKey>) -> BTreeMap<String, String> {
-        self.entries
-            .iter()
-            .filter(|(uid, _)| shard_of(uid, self.count) == index)
-            .map(|(uid, r)| (uid.to_string(), r.render(key)))
-            .collect()
+    /// The content of every dirty shard under the current count, in one
+    /// pass over the entries.
+    fn render_dirty(&self, key: Option<&RecordKey>) -> BTreeMap<u32, BTreeMap<String, String>> {
+        let mut out: BTreeMap<u32, BTreeMap<String, String>> =
+            self.dirty.iter().map(|i| (*i, BTreeMap::new())).collect();
+        for (uid, r) in &self.entries {
+            if let Some(data) = out.get_mut(&shard_of(uid, self.count)) {
+                data.insert(uid.to_string(), r.render(key));
+            }
+        }
+        out
     }
 
     /// The dirty shards to write now, each whole. When one would pass
     /// [`MAX_SHARD_BYTES`] the count doubles first and every shard is
     /// written (entries move; stale copies in old shards are overwritten).
     pub fn take_writes(&mut self, key: Option<&RecordKey>) -> Vec<ShardWrite> {
-        let mut out = Vec::new();
-        loop {
-            out.clear();
-            let mut overfull = false;
-            for &index in &self.dirty {
-                let data = self.render(index, key);
-                overfull |= data_bytes(&data) > MAX_SHARD_BYTES;
-                out.push(ShardWrite {
-                    index,
-                    name: shard_name(index),
-                    resource_version: self.versions.get(&index).cloned(),
-                    data,
-                });
-            }
-            if !overfull || self.count >= MAX_SHARDS {
-                break;
-            }
+        let mut rendered = self.render_dirty(key);
+        while self.count < MAX_SHARDS && rendered.values().any(|d| data_bytes(d) > MAX_SHARD_BYTES) {
             self.count *= 2;
             self.dirty = (0..self.count).collect();
+            rendered = self.render_dirty(key);
         }
         self.dirty.clear();
-        out
+        rendered
+            .into_iter()
+            .map(|(index, data)| ShardWrite {
+                index,
+                name: shard_name(index),
+                resource_version: self.versions.get(&index).cloned(),
+                data,
+            })
+            .collect()
     }
 
     /// The shards seen on the watch (and not deleted since).
