@@ -113,13 +113,17 @@ async fn first_start_writes_only_the_store_and_a_change_while_down_rolls_each_fo
     .await;
     c.stop();
 
-    let _c = start(n, s, "store-c").await;
+    let c = start(n, s, "store-c").await;
+    let before = versions(&client, n).await;
     assert_quiet_after(&mut barrier, || async {
         for name in &names {
             assert_eq!(settled_replica_sets(&client, n, name).await, 2, "{name}: a clean restart rolls nothing");
         }
+        let touched = changed(&before, &versions(&client, n).await, "barrier-cm");
+        assert!(touched.is_empty(), "a clean restart writes no workload: {touched:?}");
     })
     .await;
+    assert_eq!(c.logs().matches(WRITTEN).count(), 0, "a clean restart writes no shard either");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,11 +16,14 @@
 //!   shard by a smaller `count` is still found until that shard is rewritten.
 //! - Each `data` member maps a workload uid to that workload's record in the
 //!   record's own format (`Record::render`): sealed under the record key when
-//!   there is one, so no Secret hash is stored bare. About 240 bytes for a
-//!   workload following two resources (36 of uid, ~85 per sealed resource,
-//!   28 of key id, JSON quoting).
-//! - In memory: one parsed [`Record`] per known workload (uid, map node,
-//!   sealed entries: about 250 bytes for two resources); entries of
+//!   there is one, so no Secret hash is stored bare. 238 bytes for a
+//!   workload following two resources, keyed (36 of uid, ~85 per sealed
+//!   resource, 28 of key id, JSON quoting); 96 for one resource, unkeyed.
+//! - In memory: one parsed [`Record`] per workload in the store (the uid,
+//!   a map slot and a `BTreeMap` leaf node, which holds room for 11
+//!   entries: about 0.9 KiB for two resources). That is what the record on
+//!   the workload cost in its index entry before; a workload whose baseline
+//!   is in the store has an empty record there (no allocation). Entries of
 //!   workloads the controller does not know are dropped after the initial
 //!   sync ([`BaselineStore::retain`]) and left out of the next write of
 //!   their shard. A record larger than [`MAX_ENTRY_BYTES`] is refused
@@ -226,40 +229,45 @@ impl BaselineStore {
         self.entries.retain(|uid, _| keep(uid));
     }
 
-    /// The content of shard `index` under the current count.
-    fn render(&self, index: u32, key: Option<&RecordKey>) -> BTreeMap<String, String> {
-        self.entries
-            .iter()
-            .filter(|(uid, _)| shard_of(uid, self.count) == index)
-            .map(|(uid, r)| (uid.to_string(), r.render(key)))
-            .collect()
+    /// The content of every dirty shard under the current count, in one
+    /// pass over the entries.
+    fn render_dirty(&self, key: Option<&RecordKey>) -> BTreeMap<u32, BTreeMap<String, String>> {
+        let mut out: BTreeMap<u32, BTreeMap<String, String>> =
+            self.dirty.iter().map(|i| (*i, BTreeMap::new())).collect();
+        for (uid, r) in &self.entries {
+            if let Some(data) = out.get_mut(&shard_of(uid, self.count)) {
+                data.insert(uid.to_string(), r.render(key));
+            }
+        }
+        out
     }
 
     /// The dirty shards to write now, each whole. When one would pass
     /// [`MAX_SHARD_BYTES`] the count doubles first and every shard is
     /// written (entries move; stale copies in old shards are overwritten).
     pub fn take_writes(&mut self, key: Option<&RecordKey>) -> Vec<ShardWrite> {
-        let mut out = Vec::new();
-        loop {
-            out.clear();
-            let mut overfull = false;
-            for &index in &self.dirty {
-                let data = self.render(index, key);
-                overfull |= data_bytes(&data) > MAX_SHARD_BYTES;
-                out.push(ShardWrite {
-                    index,
-                    name: shard_name(index),
-                    resource_version: self.versions.get(&index).cloned(),
-                    data,
-                });
-            }
-            if !overfull || self.count >= MAX_SHARDS {
-                break;
-            }
+        let mut rendered = self.render_dirty(key);
+        while self.count < MAX_SHARDS && rendered.values().any(|d| data_bytes(d) > MAX_SHARD_BYTES) {
             self.count *= 2;
             self.dirty = (0..self.count).collect();
+            rendered = self.render_dirty(key);
         }
         self.dirty.clear();
+        rendered
+            .into_iter()
+            .map(|(index, data)| ShardWrite {
+                index,
+                name: shard_name(index),
+                resource_version: self.versions.get(&index).cloned(),
+                data,
+            })
+            .collect()
+    }
+
+    /// The shards seen on the watch (and not deleted since).
+    pub fn seen_shards(&self) -> Vec<u32> {
+        let mut out: Vec<u32> = self.versions.keys().copied().collect();
+        out.sort_unstable();
         out
     }
 

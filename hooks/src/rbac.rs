@@ -179,6 +179,11 @@ mod tests {
         assert_eq!(r["clusterRules"][4]["verbs"], json!(["list", "delete"]), "pods: list and delete only");
         assert_eq!(r["namespaces"], json!([]));
         assert_eq!(r["leaderElectionRules"], json!([]));
+        // The baseline store's shards in the module's namespace, HA or not.
+        assert_eq!(
+            r["baselineStoreRules"],
+            json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "create", "update"]}])
+        );
     }
 
     #[test]

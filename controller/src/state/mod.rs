@@ -389,8 +389,7 @@ impl State {
                     set.retain(|n| seen.contains(n));
                 }
             }
-            // A shard deleted during the gap is written again with its next baseline.
-            Watched::BaselineStore => {}
+            Watched::BaselineStore => self.shards_gone(&seen),
         }
     }
 

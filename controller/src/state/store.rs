@@ -129,6 +129,21 @@ impl State {
         }
     }
 
+    /// After a re-list of the store: shards deleted during the watch gap are
+    /// written again, as if their deletion had been seen.
+    pub(super) fn shards_gone(&mut self, seen: &std::collections::HashSet<String>) {
+        let Some(store) = self.store.as_ref() else { return };
+        let gone: Vec<u32> = store
+            .shards
+            .seen_shards()
+            .into_iter()
+            .filter(|i| !seen.contains(&pod_reloader_core::baseline_store::shard_name(*i)))
+            .collect();
+        for index in gone {
+            self.shard_deleted(index);
+        }
+    }
+
     /// The dirty shards as writes, on the leader once every stream listed
     /// (called by the task once a second, so a shard is written at most that often).
     pub fn flush_store(&mut self) -> Effects {

@@ -522,3 +522,18 @@ fn a_store_entry_the_workloads_own_record_covers_is_dropped() {
     assert!(s.store.as_ref().unwrap().shards.get("uid-web").is_none(), "dropped from memory");
     assert!(s.flush_store().is_empty(), "and from its shard only at the shard's next write");
 }
+
+#[test]
+fn a_shard_deleted_during_a_watch_gap_is_written_again() {
+    let (mut s, _) = with_store("v1", &[]);
+    let written = s.flush_store().shard_writes().cloned().collect::<Vec<_>>();
+    let store = StreamId { watched: Watched::BaselineStore, namespace: Some(Arc::from("d8-pod-reloader")) };
+    let _ = s.handle(Msg::ShardApplied { index: 0, resource_version: "2".into(), data: written[0].data.clone() });
+    // The watch re-lists and the shard is not there any more.
+    let _ = s.handle(Msg::ListStarted(store.clone()));
+    let _ = s.handle(Msg::ListDone(store));
+    let again: Vec<_> = s.flush_store().shard_writes().cloned().collect();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].data, written[0].data);
+    assert_eq!(again[0].resource_version, None, "created anew");
+}
