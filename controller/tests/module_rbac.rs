@@ -5,7 +5,8 @@
 //! allowed and the refused verbs), a request under its token outside them
 //! answers 403, and the controller binary, run with the rendered config and
 //! only that token, rolls every workload kind with no 403 in its log (and
-//! takes its Lease in the HA shape).
+//! takes its Lease in the HA shape). The `csiIntegration` render (scoped)
+//! adds the Secrets Store CSI driver's API, and nothing of it otherwise.
 //!
 //! One test: the shapes share the cluster-scoped ClusterRole and the
 //! ServiceAccount, so they run one after the other.
@@ -29,6 +30,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_pod-reloader");
 const NS: &str = "d8-pod-reloader";
 const SA: &str = "pod-reloader";
 const SA_USER: &str = "system:serviceaccount:d8-pod-reloader:pod-reloader";
+/// The name of the fixture's SecretProviderClassPodStatus (`csiIntegration`).
+const CSI_STATUS: &str = "rbac-pod-rbac-spc";
+/// The Secrets Store CSI driver's pod statuses and classes (`csiIntegration`).
+const SPCPS: &str = "secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io";
+const SPC: &str = "secretproviderclasses.secrets-store.csi.x-k8s.io";
 
 /// One access question: verb, `group/resource` (`resource` for the core
 /// group), namespace (`None`: all namespaces or cluster-scoped), name.
@@ -171,8 +177,10 @@ async fn requests_as_controller(sa: &Client, ns: &str, what: &str) -> Vec<String
     wrong
 }
 
-/// Workloads of every kind the controller rolls, each following one ConfigMap.
-fn fixture(ns: &str, argo: bool) -> Value {
+/// Workloads of every kind the controller rolls, each following one
+/// ConfigMap; with `csi`, also a Deployment mounting SecretProviderClass
+/// `rbac-spc`, whose pod status object (as the CSI driver writes it) is there.
+fn fixture(ns: &str, argo: bool, csi: bool) -> Value {
     let pod = json!({"metadata": {"labels": {"app": "rbac-follower"}},
                      "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1",
                                               "envFrom": [{"configMapRef": {"name": "rbac-config"}}]}]}});
@@ -193,6 +201,27 @@ fn fixture(ns: &str, argo: bool) -> Value {
         docs.push(json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "metadata": meta,
                          "spec": {"replicas": 0, "selector": sel, "template": pod}}));
     }
+    if csi {
+        let g = "secrets-store.csi.x-k8s.io/v1";
+        docs.push(
+            json!({"apiVersion": g, "kind": "SecretProviderClass", "metadata": {"name": "rbac-spc", "namespace": ns},
+                         "spec": {"provider": "vault", "parameters": {"objects": "- objectName: db/password"}}}),
+        );
+        docs.push(json!({"apiVersion": g, "kind": "SecretProviderClassPodStatus",
+                         "metadata": {"name": CSI_STATUS, "namespace": ns},
+                         "status": {"podName": "rbac-pod", "secretProviderClassName": "rbac-spc", "mounted": true,
+                                    "targetPath": "/var/lib/kubelet/pods/rbac-pod/volumes/kubernetes.io~csi/s/mount",
+                                    "objects": [{"id": "db/password", "version": "1"}]}}));
+        let sel = json!({"matchLabels": {"app": "rbac-csi"}});
+        docs.push(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "rbac-csi", "namespace": ns,
+                         "annotations": {"secretproviderclass.reloader.stakater.com/reload": "rbac-spc"}},
+            "spec": {"replicas": 0, "selector": sel, "template": {"metadata": {"labels": {"app": "rbac-csi"}}, "spec": {
+                "containers": [{"name": "app", "image": "registry.example.com/app:1",
+                                "volumeMounts": [{"name": "s", "mountPath": "/mnt/s"}]}],
+                "volumes": [{"name": "s", "csi": {"driver": "secrets-store.csi.k8s.io", "readOnly": true,
+                                                  "volumeAttributes": {"secretProviderClass": "rbac-spc"}}}]}}}}));
+    }
     list(docs)
 }
 
@@ -207,8 +236,9 @@ async fn controller_under_rbac(admin: &Client, r: &Render, ns: &str) -> Vec<Stri
     let text = cm[0]["data"]["config.yaml"].as_str().expect("config.yaml");
     std::fs::write(dir.path().join("config.yaml"), text).expect("write config");
     let argo = yaml::parse(text, "config.yaml")["argoRollouts"] == true;
+    let csi = yaml::parse(text, "config.yaml")["csiIntegration"] == true;
     let (_, kubeconfig) = as_controller(admin, dir.path()).await;
-    let objects = fixture(ns, argo);
+    let objects = fixture(ns, argo, csi);
     delete(&objects);
     let out = apply(&objects);
     assert!(out.ok, "{what}: controller fixture:\n{}", out.output);
@@ -283,6 +313,9 @@ async fn controller_under_rbac(admin: &Client, r: &Render, ns: &str) -> Vec<Stri
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         ));
     }
+    if csi {
+        wrong.extend(csi_rotation_rolls(admin, ns, what, &proc).await);
+    }
     proc.stop();
     let forbidden: Vec<String> =
         proc.logs().lines().filter(|l| l.to_lowercase().contains("forbidden")).take(10).map(String::from).collect();
@@ -291,6 +324,60 @@ async fn controller_under_rbac(admin: &Client, r: &Render, ns: &str) -> Vec<Stri
     }
     delete(&objects);
     wrong
+}
+
+/// With `csiIntegration`: once the controller recorded the class version
+/// Deployment `rbac-csi` runs, a new object version in the pod status (the
+/// driver's rotation) rolls it: the status watch and the class read work
+/// under the rendered RBAC.
+async fn csi_rotation_rolls(admin: &Client, ns: &str, what: &str, proc: &ControllerProcess) -> Vec<String> {
+    let ar = |kind: &str, plural: &str| ApiResource {
+        group: "secrets-store.csi.x-k8s.io".into(),
+        version: "v1".into(),
+        api_version: "secrets-store.csi.x-k8s.io/v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    };
+    let statuses: Api<DynamicObject> =
+        Api::namespaced_with(admin.clone(), ns, &ar("SecretProviderClassPodStatus", "secretproviderclasspodstatuses"));
+    let deployment = deployments(admin, ns);
+    let template_env = || async {
+        let d = serde_json::to_value(deployment.get("rbac-csi").await.ok()?).ok()?;
+        Some(d["spec"]["template"]["spec"]["containers"][0]["env"].clone())
+    };
+    let recorded = || async {
+        let d = deployment.get("rbac-csi").await.ok()?;
+        let record = d.metadata.annotations?.get(pod_reloader_core::record::RECORD_ANNOTATION)?.clone();
+        record.contains("SecretProviderClass/rbac-spc").then_some(())
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while recorded().await.is_none() {
+        if std::time::Instant::now() > deadline {
+            return vec![format!(
+                "{what}: the controller never recorded the class rbac-spc on rbac-csi (status watch under the rendered RBAC)"
+            )];
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let patch = json!({"status": {"objects": [{"id": "db/password", "version": "2"}]}});
+    statuses.patch(CSI_STATUS, &PatchParams::default(), &Patch::Merge(patch)).await.expect("rotate the pod status");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let env = template_env().await.unwrap_or_default();
+        if env.as_array().is_some_and(|e| e.iter().any(|e| e["name"] == "STAKATER_RBAC_SPC_SECRETPROVIDERCLASS")) {
+            println!("{what}: a rotation in the driver's pod status rolls rbac-csi under the rendered RBAC");
+            return vec![];
+        }
+        if std::time::Instant::now() > deadline {
+            let log = proc.logs();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            return vec![format!(
+                "{what}: the rotation of rbac-spc did not roll rbac-csi under the rendered RBAC; log:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )];
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 async fn lease_holder(admin: &Client) -> Option<String> {
@@ -355,6 +442,10 @@ async fn rendered_rbac_allows_exactly_what_the_controller_calls() {
         Access("delete", "cronjobs.batch", Some("shop"), None),
         Access("create", "cronjobs.batch", Some("shop"), None),
         Access("update", "jobs.batch", Some("shop"), None),
+        // The CSI driver's API only with csiIntegration.
+        Access("list", SPCPS, None, None),
+        Access("watch", SPCPS, Some("shop"), None),
+        Access("get", SPC, Some("shop"), None),
     ];
     wrong.extend(access(&admin, "defaults", &can, &cannot).await);
     wrong.extend(access(&admin, "defaults", &workload_verbs, &[]).await);
@@ -433,6 +524,38 @@ async fn rendered_rbac_allows_exactly_what_the_controller_calls() {
         )),
     }
     wrong.extend(requests_as_controller(&sa, "shop", "scoped").await);
+    wrong.extend(controller_under_rbac(&admin, &r, "shop").await);
+    delete(&applied);
+
+    // csiIntegration, scoped to shop: list/watch of the driver's pod
+    // statuses and get of SecretProviderClasses there (what the watch and
+    // the class's ignore/match read call), nothing more of that API.
+    let r = render_named("csi-integration");
+    let config = r.find("ConfigMap", Some("pod-reloader-config"), None);
+    let config = yaml::parse(config[0]["data"]["config.yaml"].as_str().expect("config.yaml"), "config.yaml");
+    assert_eq!(config["csiIntegration"], true, "csi-integration: the config turns the watch on: {config}");
+    let applied = apply_rbac(&r);
+    let can = [
+        Access("list", SPCPS, Some("shop"), None),
+        Access("watch", SPCPS, Some("shop"), None),
+        Access("get", SPC, Some("shop"), None),
+        Access("list", "configmaps", Some("shop"), None),
+    ];
+    let cannot = [
+        Access("get", SPCPS, Some("shop"), None),
+        Access("create", SPCPS, Some("shop"), None),
+        Access("update", SPCPS, Some("shop"), None),
+        Access("patch", SPCPS, Some("shop"), None),
+        Access("delete", SPCPS, Some("shop"), None),
+        Access("list", SPC, Some("shop"), None),
+        Access("watch", SPC, Some("shop"), None),
+        Access("patch", SPC, Some("shop"), None),
+        Access("update", SPC, Some("shop"), None),
+        Access("list", SPCPS, Some("billing"), None),
+        Access("list", SPCPS, None, None),
+        Access("get", SPC, Some("billing"), None),
+    ];
+    wrong.extend(access(&admin, "csi-integration", &can, &cannot).await);
     wrong.extend(controller_under_rbac(&admin, &r, "shop").await);
     delete(&applied);
     delete(&victims);
