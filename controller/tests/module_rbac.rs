@@ -345,10 +345,26 @@ async fn csi_rotation_rolls(admin: &Client, ns: &str, what: &str, proc: &Control
         let d = serde_json::to_value(deployment.get("rbac-csi").await.ok()?).ok()?;
         Some(d["spec"]["template"]["spec"]["containers"][0]["env"].clone())
     };
+    // The baseline is in the baseline store of the controller's namespace
+    // (or, had the store been refused, on the workload).
     let recorded = || async {
         let d = deployment.get("rbac-csi").await.ok()?;
-        let record = d.metadata.annotations?.get(pod_reloader_core::record::RECORD_ANNOTATION)?.clone();
-        record.contains("SecretProviderClass/rbac-spc").then_some(())
+        let on_workload =
+            d.metadata.annotations.as_ref().and_then(|a| a.get(pod_reloader_core::record::RECORD_ANNOTATION));
+        let stored = match &d.metadata.uid {
+            Some(uid) => {
+                let shards: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(admin.clone(), NS);
+                let label = format!("{}=true", pod_reloader_core::baseline_store::STORE_LABEL);
+                let list = shards.list(&kube::api::ListParams::default().labels(&label)).await.ok()?;
+                list.items.into_iter().find_map(|cm| cm.data?.remove(uid))
+            }
+            None => None,
+        };
+        [on_workload.cloned(), stored]
+            .into_iter()
+            .flatten()
+            .any(|r| r.contains("SecretProviderClass/rbac-spc"))
+            .then_some(())
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while recorded().await.is_none() {

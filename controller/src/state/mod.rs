@@ -389,7 +389,7 @@ impl State {
                     set.retain(|n| seen.contains(n));
                 }
             }
-            Watched::BaselineStore => self.shards_gone(&seen),
+            Watched::BaselineStore => self.shards_gone(seen),
         }
     }
 
