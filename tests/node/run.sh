@@ -970,9 +970,11 @@ if ((CONTROLLER_READY)); then
   pod_log "$MODULE_NS" "$CPOD" >"$WORK/controller.log" 2>&1
   if [[ ! -s $WORK/controller.log ]]; then
     fail "the controller's log could be read"
-  elif grep -qiE '403|forbidden' "$WORK/controller.log"; then
+  # A refusal reads "... is forbidden ... reason: \"Forbidden\", code: 403";
+  # a bare 403 also matches digits of a latency (latency_seconds 1.3938540…).
+  elif grep -qiE 'forbidden|code: 403\b|"code":403\b' "$WORK/controller.log"; then
     fail "the controller logged no 403/Forbidden"
-    grep -iE '403|forbidden' "$WORK/controller.log" | head -n 10 | indent
+    grep -iE 'forbidden|code: 403\b|"code":403\b' "$WORK/controller.log" | head -n 10 | indent
   else
     pass "the controller logged no 403/Forbidden ($(wc -l <"$WORK/controller.log") log lines)"
   fi
