@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{DynamicObject, ListParams};
 use kube::{Api, Client};
 use pod_reloader_core::annotations::AnnotationNames;
+use pod_reloader_core::baseline_store::STORE_LABEL;
 use pod_reloader_core::chosen_keys::KeyDigests;
 use pod_reloader_core::explain;
 use pod_reloader_core::facts::ResourceFacts;
@@ -20,7 +21,7 @@ use pod_reloader_core::hash::{configmap_hash, secret_hash};
 use pod_reloader_core::index::WorkloadEntry;
 use pod_reloader_core::list_budget::ListBudget;
 use pod_reloader_core::policy_cache::PolicyCache;
-use pod_reloader_core::record::RecordKey;
+use pod_reloader_core::record::{Record, RecordKey};
 use pod_reloader_core::settings::ValidSettings;
 use pod_reloader_core::{ResourceKind, WorkloadKind};
 
@@ -42,6 +43,16 @@ async fn key_from_secret(client: &Client) -> Option<RecordKey> {
 /// hash of its newest SecretProviderClassPodStatus (the pod mounted last
 /// observed the latest versions) and its annotations. Empty when the
 /// driver's API is not served or not readable.
+/// The workload's entry in the controller's baseline store (ConfigMaps in
+/// the module namespace, see `pod_reloader_core::baseline_store`), if the
+/// caller may read it: a workload never reloaded has its baseline there.
+async fn stored_record(client: &Client, uid: &str) -> Option<Record> {
+    let shards = Api::<ConfigMap>::namespaced(client.clone(), KEY_SECRET_NAMESPACE);
+    let label = format!("{STORE_LABEL}=true");
+    let list = shards.list(&ListParams::default().labels(&label)).await.ok()?;
+    list.items.into_iter().find_map(|cm| cm.data?.get(uid).map(|raw| Record::parse_value(raw)))
+}
+
 async fn secret_provider_classes(
     client: &Client,
     namespace: &str,
@@ -101,9 +112,14 @@ pub async fn run(target: &str, namespace: &str, settings: &ValidSettings) -> any
     let mut policies = PolicyCache::with(ListBudget::global(), Arc::new(names.clone()));
     let (entry, _) = WorkloadEntry::from_workload_object(kind, &obj.metadata, &mut obj.data, &mut policies);
 
+    let stored = match entry.uid.as_deref() {
+        Some(uid) => stored_record(&client, uid).await,
+        None => None,
+    };
+    let keyed = entry.recorded.key_id().is_some() || stored.as_ref().is_some_and(|r| r.key_id().is_some());
     let key = match &settings.record_key {
         Some(k) => Some(k.clone()),
-        None if entry.recorded.key_id().is_some() => key_from_secret(&client).await,
+        None if keyed => key_from_secret(&client).await,
         None => None,
     };
 
@@ -131,6 +147,7 @@ pub async fn run(target: &str, namespace: &str, settings: &ValidSettings) -> any
     }
     resources.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
     let chosen_digest = |kind, name: &str, c: &_| digests.get(&(kind, name.to_string()))?.digest(c);
-    let rows = explain::rows(&entry, &resources, chosen_digest, settings.auto_reload_all, key.as_ref());
+    let rows =
+        explain::rows(&entry, &resources, chosen_digest, settings.auto_reload_all, key.as_ref(), stored.as_ref());
     Ok(explain::render(&entry, &rows, settings.strategy, settings.auto_reload_all))
 }

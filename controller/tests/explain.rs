@@ -73,3 +73,67 @@ async fn explain_prints_the_reasons() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("\"nope\" not found"));
 }
+
+/// A workload never reloaded has its baseline in the controller's store (in
+/// the module namespace), not on itself: `explain` reads it from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_reads_the_baseline_store() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+    use kube::api::{DeleteParams, ListParams, PostParams};
+    use pod_reloader_testsupport::ControllerProcess;
+    use std::time::Duration;
+
+    const MODULE_NS: &str = "d8-pod-reloader";
+    let client = admin_client().await;
+    let namespaces: kube::Api<Namespace> = kube::Api::all(client.clone());
+    if namespaces.get_opt(MODULE_NS).await.unwrap().is_none() {
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": MODULE_NS}})).unwrap();
+        let _ = namespaces.create(&PostParams::default(), &ns).await;
+    }
+    let ns = TestNamespace::create(&client, "explain-store").await;
+    let n = ns.name.as_str();
+    create(&client, n, configmap("cfg", json!({"key": "v1"}), json!({}), json!({}))).await;
+    create(
+        &client,
+        n,
+        workload(
+            "Deployment",
+            "web",
+            &json!({"reloader.stakater.com/auto": "true"}),
+            &json!({}),
+            pod_spec(Res::ConfigMap, "cfg", Use::EnvFrom),
+        ),
+    )
+    .await;
+    let explain = || {
+        let out = Command::new(BIN)
+            .args(["explain", "deployment/web", "-n", n])
+            .env("KUBECONFIG", kubeconfig_path())
+            .output()
+            .expect("run explain");
+        assert!(out.status.success(), "explain failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let before = explain();
+
+    let mut c = ControllerProcess::spawn_with_env(
+        BIN,
+        &[&format!("--namespaces={n}")],
+        &[("POD_NAME", "explain-store"), ("POD_NAMESPACE", MODULE_NS)],
+    );
+    c.wait_ready(Duration::from_secs(60)).await;
+    wait_stored(&client, MODULE_NS, n, "web", "ConfigMap/cfg", Some(&sha1_hex(b"key=v1"))).await;
+    c.stop();
+    let after = explain();
+    let short = &sha1_hex(b"key=v1")[..12];
+    assert!(
+        after.contains(&format!("Workload runs: {short} (baseline store)")) && after.contains("State:         in sync"),
+        "explain names the store as the source of what the workload runs, in sync:\n{after}"
+    );
+    assert!(before.contains("Workload runs: (nothing recorded)"), "before the controller ran:\n{before}");
+
+    // The shards are left as the controller wrote them for nobody else: remove them.
+    let shards: kube::Api<ConfigMap> = kube::Api::namespaced(client.clone(), MODULE_NS);
+    let label = format!("{}=true", pod_reloader_core::baseline_store::STORE_LABEL);
+    let _ = shards.delete_collection(&DeleteParams::default(), &ListParams::default().labels(&label)).await;
+}

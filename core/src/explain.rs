@@ -12,7 +12,7 @@ use crate::hash::ContentHash;
 use crate::index::WorkloadEntry;
 use crate::keys::ResourceKind;
 use crate::patch::Strategy;
-use crate::record::{RecordKey, RolledTo};
+use crate::record::{Record, RecordKey, RolledTo};
 use crate::references::Via;
 
 /// One row of the report.
@@ -51,8 +51,9 @@ fn runs_and_sync(
     name: &str,
     current: Option<(ContentHash, ContentHash)>,
     key: Option<&RecordKey>,
+    stored: Option<&Record>,
 ) -> (Option<String>, Sync) {
-    let Some((rolled, ours)) = entry.rolled_to(kind, name, key) else {
+    let Some((rolled, ours)) = entry.rolled_to_stored(kind, name, key, stored) else {
         // A sealed entry not usable under `key`: say why rather than "no record".
         if let Some(RolledTo::Sealed(_)) = entry.recorded.raw(kind, name) {
             let id = entry.recorded.key_id().map(|i| i.to_string()).unwrap_or_else(|| "unnamed".into());
@@ -64,7 +65,11 @@ fn runs_and_sync(
         }
         return (None, if current.is_some() { Sync::NoRecord } else { Sync::Missing });
     };
-    let source = if ours { "record" } else { "Reloader's env var/annotation" };
+    let source = match (ours, entry.recorded.get(kind, name, key).is_some()) {
+        (false, _) => "Reloader's env var/annotation",
+        (true, true) => "record",
+        (true, false) => "baseline store",
+    };
     let in_sync = current.map(|(now, whole)| is_current(|h| rolled.is(h, key), now, whole));
     let shown = match rolled {
         RolledTo::Plain(h) => format!("{} ({source})", short(&h.to_hex())),
@@ -110,6 +115,7 @@ pub fn rows(
     chosen_digest: impl Fn(ResourceKind, &str, &ChosenKeys) -> Option<ContentHash>,
     auto_reload_all: bool,
     key: Option<&RecordKey>,
+    stored: Option<&Record>,
 ) -> Vec<Row> {
     let current_of = |kind: ResourceKind, name: &str| {
         namespace_resources.iter().find(|(k, n, _)| *k == kind && n == name).map(|(_, _, c)| *c)
@@ -121,7 +127,7 @@ pub fn rows(
             Some(chosen) => (chosen_digest(kind, name, chosen).unwrap_or(c.hash), c.hash),
             None => (c.hash, c.hash),
         });
-        let (runs, sync) = runs_and_sync(entry, kind, name, compared, key);
+        let (runs, sync) = runs_and_sync(entry, kind, name, compared, key, stored);
         out.push(Row {
             kind,
             name: name.to_string(),
@@ -274,8 +280,14 @@ mod tests {
             let e =
                 WorkloadEntry::from_object(WorkloadKey::new(WorkloadKind::Deployment, "ns", "web"), &meta, Some(&t));
             let facts = ResourceFacts { hash: whole, ignored: false, matched: false };
-            let rows =
-                rows(&e, &[(ResourceKind::ConfigMap, "cfg".into(), facts)], |_, _, c| digests.digest(c), false, None);
+            let rows = rows(
+                &e,
+                &[(ResourceKind::ConfigMap, "cfg".into(), facts)],
+                |_, _, c| digests.digest(c),
+                false,
+                None,
+                None,
+            );
             (render(&e, &rows, Strategy::EnvVars, false), rows)
         };
         let (text, rows) = rows_for(digest);
