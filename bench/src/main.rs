@@ -67,6 +67,9 @@ struct Args {
     /// Text appended to benchmarks.md (how things are measured).
     #[arg(long)]
     notes: Option<PathBuf>,
+    /// S6's values of N instead of the scale's (1,000, 10,000, 100,000; QUICK up to 10,000).
+    #[arg(long, value_delimiter = ',')]
+    s6_points: Vec<usize>,
     /// Leave S6's objects in place (the test bed goes down after the run and
     /// takes them along; removing 200,000 objects takes the apiserver minutes).
     #[arg(long)]
@@ -182,6 +185,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "the Deployment watch never saw the probe Deployments"
     );
 
+    let mut scale = Scale::new(args.quick);
+    if !args.s6_points.is_empty() {
+        scale.s6_points = args.s6_points.clone();
+    }
     let mut ctx = Ctx {
         client,
         tracker,
@@ -193,7 +200,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             log_dir: args.work_dir.join("logs"),
         },
         audit: AuditLog::new(args.audit_log.clone()),
-        scale: Scale::new(args.quick),
+        scale,
         rounds: args.rounds,
         quick: args.quick,
         deleting: Vec::new(),
