@@ -128,15 +128,17 @@ impl Scale {
             s5b_secrets: 200 / d,
             // QUICK stops at 10,000 (the issue); N = 100,000 is the full run's.
             s6_points: if quick { vec![1_000, 10_000] } else { vec![1_000, 10_000, 100_000] },
-            s6_churn_seconds: if quick { 10 } else { 20 },
-            s7_seconds: if quick { 10 } else { 20 },
+            s6_churn_seconds: if quick { 10 } else { 15 },
+            s7_seconds: if quick { 10 } else { 15 },
             // Counted after ready, the probes' settling and the idle wait
             // (no request for 1.5 s), so the start's work is over by then;
             // 5 s rather than 15 s keeps the full run within its hour.
             steady_wait: Duration::from_secs(if quick { 1 } else { 5 }),
             steady_window: Duration::from_secs(if quick { 2 } else { 10 }),
             settle: Duration::from_millis(if quick { 500 } else { 1500 }),
-            quiet: Duration::from_secs(if quick { 2 } else { 5 }),
+            // Over twice pod-reloader's 1 s coalescing window; Reloader
+            // patches within milliseconds of the change it reacts to.
+            quiet: Duration::from_secs(if quick { 2 } else { 3 }),
             // The first point holds the Secrets the Deployments use (one
             // each), so that S1's first start and every restart see the
             // same references resolved.
