@@ -15,8 +15,9 @@
 #                         $CARGO_TARGET_DIR/bench-quick/ (set BENCH_OUT=docs to
 #                         write the docs instead)
 #
-# Also: BENCH_ROUNDS=n, BENCH_SCENARIOS=S1,S3, BENCH_KEEP_TESTBED=1 (leave the
-# test bed running; its env file is printed), BENCH_OUT=dir.
+# Also: BENCH_ROUNDS=n, BENCH_SCENARIOS=S1,S3, BENCH_S6_POINTS=1000,100000
+# (S6's values of N), BENCH_KEEP_TESTBED=1 (leave the test bed running; its
+# env file is printed), BENCH_OUT=dir.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source-path=SCRIPTDIR/..
@@ -75,6 +76,7 @@ args=(
   --notes bench/notes.md
 )
 [ "$quick" = 1 ] && args+=(--quick)
+[ -n "${BENCH_S6_POINTS:-}" ] && args+=(--s6-points "$BENCH_S6_POINTS")
 # S6 runs last. Its objects (about 200,000 at N = 100,000) go with the test
 # bed instead of through the apiserver, unless the test bed stays; QUICK
 # (up to N = 10,000) removes them and times it.

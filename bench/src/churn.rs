@@ -121,9 +121,10 @@ async fn delete(api: &Api<Deployment>, name: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Median RSS over the steady window, after the steady wait.
+/// Median RSS over the steady window, after at most 2 s more (it follows
+/// the idle wait, or the quiet time after the churn).
 async fn steady(ctx: &Ctx, run: &crate::controller::Run) -> f64 {
-    tokio::time::sleep(ctx.scale.steady_wait).await;
+    tokio::time::sleep(ctx.scale.steady_wait.min(Duration::from_secs(2))).await;
     let from = Instant::now();
     tokio::time::sleep(ctx.scale.steady_window).await;
     run.rss_between(from, Instant::now()).unwrap_or(f64::NAN)

@@ -67,6 +67,9 @@ struct Args {
     /// Text appended to benchmarks.md (how things are measured).
     #[arg(long)]
     notes: Option<PathBuf>,
+    /// S6's values of N instead of the scale's (1,000, 10,000, 100,000; QUICK up to 10,000).
+    #[arg(long, value_delimiter = ',')]
+    s6_points: Vec<usize>,
     /// Leave S6's objects in place (the test bed goes down after the run and
     /// takes them along; removing 200,000 objects takes the apiserver minutes).
     #[arg(long)]
@@ -125,15 +128,17 @@ impl Scale {
             s5b_secrets: 200 / d,
             // QUICK stops at 10,000 (the issue); N = 100,000 is the full run's.
             s6_points: if quick { vec![1_000, 10_000] } else { vec![1_000, 10_000, 100_000] },
-            s6_churn_seconds: if quick { 10 } else { 20 },
-            s7_seconds: if quick { 10 } else { 20 },
+            s6_churn_seconds: if quick { 10 } else { 15 },
+            s7_seconds: if quick { 10 } else { 15 },
             // Counted after ready, the probes' settling and the idle wait
             // (no request for 1.5 s), so the start's work is over by then;
             // 5 s rather than 15 s keeps the full run within its hour.
             steady_wait: Duration::from_secs(if quick { 1 } else { 5 }),
             steady_window: Duration::from_secs(if quick { 2 } else { 10 }),
             settle: Duration::from_millis(if quick { 500 } else { 1500 }),
-            quiet: Duration::from_secs(if quick { 2 } else { 5 }),
+            // Over twice pod-reloader's 1 s coalescing window; Reloader
+            // patches within milliseconds of the change it reacts to.
+            quiet: Duration::from_secs(if quick { 2 } else { 3 }),
             // The first point holds the Secrets the Deployments use (one
             // each), so that S1's first start and every restart see the
             // same references resolved.
@@ -182,6 +187,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "the Deployment watch never saw the probe Deployments"
     );
 
+    let mut scale = Scale::new(args.quick);
+    if !args.s6_points.is_empty() {
+        scale.s6_points = args.s6_points.clone();
+    }
     let mut ctx = Ctx {
         client,
         tracker,
@@ -193,7 +202,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             log_dir: args.work_dir.join("logs"),
         },
         audit: AuditLog::new(args.audit_log.clone()),
-        scale: Scale::new(args.quick),
+        scale,
         rounds: args.rounds,
         quick: args.quick,
         deleting: Vec::new(),
