@@ -480,16 +480,7 @@ pub fn svg(curve: &[CurvePoint], caption: &str) -> String {
     let x = |v: f64| left + pw * v / xmax;
     let y = |v: f64| top + ph - ph * v / ymax;
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="22" font-size="15" text-anchor="middle">RSS against the number of 8 KiB Secrets</text>"#,
-        w / 2.0
-    );
+    svg_open(&mut s, w, h, "RSS against the number of 8 KiB Secrets");
     let _ = writeln!(
         s,
         r##"<text x="{}" y="40" font-size="11" text-anchor="middle" fill="#555">{caption}</text>"##,
@@ -567,16 +558,7 @@ pub fn svg_scale(points: &[ScalePoint]) -> String {
     let nmax = points.iter().map(|p| p.n).max().unwrap_or(10).max(10) as f64;
     let (lmin, lmax) = (nmin.log10().floor(), nmax.log10().ceil().max(nmin.log10().floor() + 1.0));
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="22" font-size="15" text-anchor="middle">S6: N ConfigMaps + N Secrets of 1 KiB, N/10 Deployments</text>"#,
-        w / 2.0
-    );
+    svg_open(&mut s, w, h, "S6: N ConfigMaps + N Secrets of 1 KiB, N/10 Deployments");
     type Pick = fn(&ScalePoint) -> f64;
     /// Name, colour, dashed, value.
     type Series = (&'static str, &'static str, bool, Pick);
@@ -679,6 +661,17 @@ fn nice_step(raw: f64) -> f64 {
         10.0
     };
     n * mag
+}
+
+/// The start of a chart: the `<svg>` element, a white background and the
+/// title centred at the top.
+fn svg_open(s: &mut String, w: f64, h: f64, title: &str) {
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    let _ = writeln!(s, r#"<text x="{}" y="22" font-size="15" text-anchor="middle">{title}</text>"#, w / 2.0);
 }
 
 #[cfg(test)]

@@ -10,6 +10,22 @@ use common::*;
 use pod_reloader_testsupport::{TestNamespace, admin_client, kubeconfig_path};
 use serde_json::json;
 
+/// `pod-reloader explain <target> -n <namespace>` against the test bed.
+fn run_explain(namespace: &str, target: &str) -> std::process::Output {
+    Command::new(BIN)
+        .args(["explain", target, "-n", namespace])
+        .env("KUBECONFIG", kubeconfig_path())
+        .output()
+        .expect("run explain")
+}
+
+/// Its standard output; it must succeed.
+fn explain(namespace: &str, target: &str) -> String {
+    let out = run_explain(namespace, target);
+    assert!(out.status.success(), "explain failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explain_prints_the_reasons() {
     let client = admin_client().await;
@@ -48,13 +64,7 @@ async fn explain_prints_the_reasons() {
     });
     create(&client, n, workload("Deployment", "web", &annotations, &json!({}), spec)).await;
 
-    let out = Command::new(BIN)
-        .args(["explain", "deployment/web", "-n", n])
-        .env("KUBECONFIG", kubeconfig_path())
-        .output()
-        .expect("run explain");
-    assert!(out.status.success(), "explain failed: {}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).unwrap().replace(n, "NS");
+    let text = explain(n, "deployment/web").replace(n, "NS");
     let golden = std::path::Path::new(
         &std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
     )
@@ -65,11 +75,7 @@ async fn explain_prints_the_reasons() {
     let want = std::fs::read_to_string(&golden).expect("golden file (UPDATE_GOLDEN=1 writes it)");
     assert_eq!(text, want, "explain output differs from {}", golden.display());
 
-    let missing = Command::new(BIN)
-        .args(["explain", "deployment/nope", "-n", n])
-        .env("KUBECONFIG", kubeconfig_path())
-        .output()
-        .unwrap();
+    let missing = run_explain(n, "deployment/nope");
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("\"nope\" not found"));
 }
@@ -105,16 +111,7 @@ async fn explain_reads_the_baseline_store() {
         ),
     )
     .await;
-    let explain = || {
-        let out = Command::new(BIN)
-            .args(["explain", "deployment/web", "-n", n])
-            .env("KUBECONFIG", kubeconfig_path())
-            .output()
-            .expect("run explain");
-        assert!(out.status.success(), "explain failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    };
-    let before = explain();
+    let before = explain(n, "deployment/web");
 
     let mut c = ControllerProcess::spawn_with_env(
         BIN,
@@ -124,7 +121,7 @@ async fn explain_reads_the_baseline_store() {
     c.wait_ready(Duration::from_secs(60)).await;
     wait_stored(&client, MODULE_NS, n, "web", "ConfigMap/cfg", Some(&sha1_hex(b"key=v1"))).await;
     c.stop();
-    let after = explain();
+    let after = explain(n, "deployment/web");
     let short = &sha1_hex(b"key=v1")[..12];
     assert!(
         after.contains(&format!("Workload runs: {short} (baseline store)")) && after.contains("State:         in sync"),
