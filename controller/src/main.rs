@@ -25,6 +25,7 @@ mod reload;
 mod scheduler;
 mod state;
 mod watch;
+mod watch_health;
 mod watch_spc;
 mod webhook_mode;
 mod workload_ref;

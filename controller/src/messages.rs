@@ -63,6 +63,9 @@ pub enum Msg {
     ListDone(StreamId),
     /// The stream failed (apiserver away, forbidden, …); it retries with backoff.
     StreamFailed(StreamId, String),
+    /// A stream that failed has been quiet long enough to count as watching
+    /// again (see `backoff::WATCH_RECOVERED_WHEN_QUIET`).
+    StreamRecovered(StreamId),
     ResourceApplied {
         key: ResourceKey,
         facts: ResourceFacts,

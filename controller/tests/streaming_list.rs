@@ -33,6 +33,8 @@ struct CuttingProxy {
     cut: Arc<Notify>,
     was_cut: Arc<AtomicBool>,
     open: Arc<watch::Sender<bool>>,
+    /// New connections are closed at once instead of held (see `cut_now`).
+    refuse: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -44,10 +46,15 @@ impl CuttingProxy {
         let was_cut = Arc::new(AtomicBool::new(false));
         let (open, open_rx) = watch::channel(true);
         let open = Arc::new(open);
-        let (cut2, was_cut2, open2) = (cut.clone(), was_cut.clone(), open.clone());
+        let refuse = Arc::new(AtomicBool::new(false));
+        let (cut2, was_cut2, open2, refuse2) = (cut.clone(), was_cut.clone(), open.clone(), refuse.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else { return };
+                if refuse2.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
                 let (upstream, cut, was_cut, open, mut open_rx) =
                     (upstream.clone(), cut2.clone(), was_cut2.clone(), open2.clone(), open_rx.clone());
                 tokio::spawn(async move {
@@ -61,7 +68,7 @@ impl CuttingProxy {
                 });
             }
         });
-        CuttingProxy { port, cut, was_cut, open, task }
+        CuttingProxy { port, cut, was_cut, open, refuse, task }
     }
 
     /// Waits until the proxy has cut its connection; new ones wait from then on.
@@ -70,7 +77,16 @@ impl CuttingProxy {
     }
 
     fn reopen(&self) {
+        self.refuse.store(false, Ordering::SeqCst);
         self.open.send_replace(true);
+    }
+
+    /// Cuts every connection now and closes new ones at once (the
+    /// apiserver unreachable: every re-watch fails) until [`Self::reopen`].
+    fn cut_now(&self) {
+        self.was_cut.store(true, Ordering::SeqCst);
+        self.refuse.store(true, Ordering::SeqCst);
+        self.open.send_replace(false);
     }
 }
 
@@ -359,6 +375,54 @@ async fn the_hidden_paged_mode_lists_every_object() {
     set_value(&client, &n, Res::Secret, "f-8", "changed").await;
     assert_quiet_after(&mut barrier, || async {
         assert_eq!(settled_replica_sets(&client, &n, "web").await, 2, "web rolled once");
+    })
+    .await;
+}
+
+/// A network blip after the initial sync: every connection drops, and the
+/// watches resume from their resourceVersions without a new list. Streams on
+/// which nothing happens afterwards (this namespace's DaemonSets, Jobs, …)
+/// count as watching again once quiet (controller/src/watch_health.rs): the
+/// replica is ready again without any change in the cluster. Before, it
+/// stayed unready until every stream had seen an event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_blip_quiet_streams_make_the_replica_ready_again() {
+    let client = admin_client().await;
+    let ns = TestNamespace::create(&client, "blip").await;
+    let n = ns.name.clone();
+    create(&client, &n, configmap("cfg", json!({"key": "v1"}), json!({}), json!({}))).await;
+    let auto = json!({"reloader.stakater.com/auto": "true"});
+    create(
+        &client,
+        &n,
+        workload("Deployment", "web", &auto, &json!({}), pod_spec(Res::ConfigMap, "cfg", Use::EnvFrom)),
+    )
+    .await;
+    let proxy = CuttingProxy::start(apiserver_address(), usize::MAX).await;
+    let (_dir, kubeconfig) = kubeconfig_via(&format!("https://127.0.0.1:{}", proxy.port));
+    let kubeconfig = kubeconfig.to_string_lossy().into_owned();
+    let mut c = ControllerProcess::spawn_with_env(
+        BIN,
+        &[&format!("--namespaces={n}"), "--coalesce-window=0"],
+        &[("KUBECONFIG", kubeconfig.as_str())],
+    );
+    c.wait_ready(Duration::from_secs(60)).await;
+
+    proxy.cut_now();
+    wait_for("readiness to report the blip", Duration::from_secs(30), || async {
+        c.get("/readyz").await.is_some_and(|(code, _)| code != 200).then_some(())
+    })
+    .await;
+    proxy.reopen();
+    // Nothing changes in the cluster from here until the replica is ready.
+    c.wait_ready(Duration::from_secs(90)).await;
+    assert!(c.logs().contains("watch resumed"), "readiness came back through the quiet re-watch");
+
+    // And the resumed watches work: a change rolls once.
+    set_value(&client, &n, Res::ConfigMap, "cfg", "v2").await;
+    wait_for("the change rolled", Duration::from_secs(30), || async {
+        let t = pod_template(&client, &n, "Deployment", "web").await?;
+        (env_value(&t, "app", "STAKATER_CFG_CONFIGMAP")? == sha1_hex(b"key=v2")).then_some(())
     })
     .await;
 }

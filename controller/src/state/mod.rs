@@ -129,6 +129,10 @@ impl State {
                 }
                 fx.push(Effect::Ready(self.streams.ready()));
             }
+            Msg::StreamRecovered(id) => {
+                tracing::info!(stream = %id, "watch resumed");
+                self.event_seen(&id, fx);
+            }
             Msg::ResourceApplied { key, facts, digests, seen } => self.resource_applied(key, facts, digests, seen, fx),
             Msg::KeyDigests { key, digests } => self.key_digests(&key, *digests, fx),
             Msg::ResourceDeleted { key, seen } => self.resource_deleted(&key, seen, fx),

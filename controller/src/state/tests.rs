@@ -325,6 +325,16 @@ fn a_failing_stream_makes_the_replica_unready_until_it_hears_again() {
     assert_eq!(fx.ready(), Some(true), "an event on the stream: healthy again");
 }
 
+#[test]
+fn a_failed_stream_that_went_quiet_is_healthy_again() {
+    let mut s = state();
+    let _ = listed(&mut s, "ns");
+    let fx = s.handle(Msg::StreamFailed(stream(CM), "connection reset".into()));
+    assert_eq!(fx.ready(), Some(false));
+    let fx = s.handle(Msg::StreamRecovered(stream(CM)));
+    assert_eq!(fx.ready(), Some(true), "the re-watch held: ready without waiting for an event");
+}
+
 const KEYS: (&str, &str) = ("reloader.stakater.com/reload-on-keys", "a");
 
 /// ConfigMap data `{a, b}`: its facts, and its digests of key `a`.
