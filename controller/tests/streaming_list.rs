@@ -24,10 +24,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 
 /// A TCP proxy between the controller and the apiserver that cuts, once,
-/// when a connection has carried more than `cut_after` bytes towards the
-/// controller, every connection, then holds every new connection until
-/// [`CuttingProxy::reopen`]: the controller's watches restart only when the
-/// test has done what it wanted to do in the gap.
+/// the first connection that has carried more than `cut_after` bytes
+/// towards the controller, then holds everything the controller sends
+/// until [`CuttingProxy::reopen`]: new connections wait before reaching the
+/// apiserver, and so do requests on connections already open. The latter
+/// matters: the restarted watch goes out at once (kube's watcher restarts a
+/// list whose stream ended without waiting) and hyper sends it on an idle
+/// pooled connection when it has one (one that served a plain LIST, say),
+/// so a gate on new connections alone let the restarted list run, and
+/// end, before the test had done what it wanted to do in the gap.
 struct CuttingProxy {
     port: u16,
     cut: Arc<Notify>,
@@ -97,7 +102,8 @@ impl Drop for CuttingProxy {
 }
 
 /// Relays one connection; returns true if it was the one cut (then the
-/// gate is already closed for the connections that follow).
+/// gate is already closed, before the controller can see the cut). While
+/// the gate is closed nothing read from the controller is passed on.
 async fn relay(
     mut client: TcpStream,
     mut server: TcpStream,
@@ -108,9 +114,10 @@ async fn relay(
     let (mut cr, mut cw) = client.split();
     let (mut sr, mut sw) = server.split();
     let up = async {
+        let mut gate = open.subscribe();
         let mut buf = vec![0u8; 16 * 1024];
         while let Ok(n) = cr.read(&mut buf).await {
-            if n == 0 || sw.write_all(&buf[..n]).await.is_err() {
+            if n == 0 || gate.wait_for(|o| *o).await.is_err() || sw.write_all(&buf[..n]).await.is_err() {
                 break;
             }
         }
@@ -212,8 +219,12 @@ async fn a_streaming_list_cut_midway_restarts_and_forgets_what_was_deleted_meanw
         (c.metric(WATCHED_SECRETS).await? >= 10.0).then_some(())
     })
     .await;
-    // ...and the list did not end: nothing is ready while connections wait.
-    assert!(c.get("/readyz").await.is_some_and(|(code, _)| code != 200), "the cut came before the list's end");
+    // ...and the list did not end: nothing is ready while its restart waits.
+    assert!(
+        c.get("/readyz").await.is_some_and(|(code, _)| code != 200),
+        "the cut came before the list's end; controller log:\n{}",
+        c.logs()
+    );
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &n);
     for gone in ["s-001", "s-110"] {
         secrets.delete(gone, &DeleteParams::default()).await.expect("delete in the gap");
@@ -243,7 +254,8 @@ async fn a_streaming_list_cut_midway_restarts_and_forgets_what_was_deleted_meanw
     assert_quiet_after(&mut barrier, || async {
         assert_eq!(settled_replica_sets(&client, &n, "web-a").await, 2, "web-a rolled once");
         assert_eq!(settled_replica_sets(&client, &n, "web-z").await, 2, "web-z rolled once");
-        assert_eq!(settled_replica_sets(&client, &n, "web-d").await, 1, "a re-created Secret is new, not a change");
+        let web_d = settled_replica_sets(&client, &n, "web-d").await;
+        assert_eq!(web_d, 1, "a re-created Secret is new, not a change; controller log:\n{}", c.logs());
         assert_eq!(settled_replica_sets(&client, &n, "web-l").await, 1, "nothing rolled for a deleted Secret");
     })
     .await;

@@ -132,7 +132,14 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind ephemeral port").local_addr().expect("local addr").port()
 }
 
-/// The controller running as a child process against the test bed.
+/// The controller running as a child process against the test bed. Its
+/// stdout and stderr go to `log_path` (`target/test-logs/controller-<test
+/// pid>-<port>.log`, kept after the test), which [`ControllerProcess::logs`]
+/// reads. The test runner's `RUST_LOG` is not passed on: a filter meant for
+/// the test (`RUST_LOG=streaming_list=debug`) would silence the controller,
+/// whose own default is `info`, and tests read its log. To see more of what
+/// it decides, set `CONTROLLER_RUST_LOG` (e.g. `CONTROLLER_RUST_LOG=debug`);
+/// an explicit `RUST_LOG` in `spawn_with_env`'s `env` wins over both.
 pub struct ControllerProcess {
     child: Child,
     pub port: u16,
@@ -159,9 +166,12 @@ impl ControllerProcess {
         std::fs::create_dir_all(&logs).expect("create target/test-logs");
         let log_path = logs.join(format!("controller-{}-{port}.log", std::process::id()));
         let log = std::fs::File::create(&log_path).expect("create controller log");
-        let child = Command::new(binary)
-            .args(args)
-            .arg(format!("--listen-address=127.0.0.1:{port}"))
+        let mut command = Command::new(binary);
+        command.args(args).arg(format!("--listen-address=127.0.0.1:{port}")).env_remove("RUST_LOG");
+        if let Some(filter) = std::env::var_os("CONTROLLER_RUST_LOG") {
+            command.env("RUST_LOG", filter);
+        }
+        let child = command
             .env("KUBECONFIG", kubeconfig_path())
             .envs(env.iter().copied())
             .stdin(Stdio::null())
