@@ -64,11 +64,14 @@ pub enum Msg {
     /// The stream failed (apiserver away, forbidden, …); it retries with backoff.
     StreamFailed(StreamId, String),
     /// A stream that failed has been quiet long enough to count as watching
-    /// again (see `backoff::WATCH_RECOVERED_WHEN_QUIET`).
+    /// again (see `watch_health::WATCH_RECOVERED_WHEN_QUIET`).
     StreamRecovered(StreamId),
     ResourceApplied {
         key: ResourceKey,
         facts: ResourceFacts,
+        /// `metadata.creationTimestamp` (Unix seconds): a workload created
+        /// no earlier than the resource started with it (reload-on-create).
+        created: Option<i64>,
         /// The digests of the keys `reload-on-keys` workloads name, for the
         /// objects they follow (see `chosen_keys`); `None` for the others.
         digests: Option<Box<KeyDigests>>,

@@ -177,6 +177,7 @@ fn applied(
     Msg::ResourceApplied {
         key: resource_key(kind, meta),
         facts: ResourceFacts::of(hash, meta.annotations.as_ref(), annotations::AnnotationNames::global()),
+        created: meta.creation_timestamp.as_ref().map(|t| t.0.as_second()),
         digests,
         seen: Instant::now(),
     }

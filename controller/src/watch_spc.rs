@@ -304,7 +304,7 @@ pub async fn pod_statuses(client: Client, namespace: Option<Arc<str>>, tx: Sende
                 };
                 let facts = class_state(&api, &key, hash).await;
                 // A class's observed versions are one digest: `reload-on-keys` does not apply to it.
-                Some(Msg::ResourceApplied { key, facts, digests: None, seen: Instant::now() })
+                Some(Msg::ResourceApplied { key, facts, created: None, digests: None, seen: Instant::now() })
             }
             Some(Announce::Deleted(key)) => Some(Msg::ResourceDeleted { key, seen: Instant::now() }),
             None => None,

@@ -36,6 +36,8 @@ pub struct WorkloadEntry {
     pub legacy: Hashes,
     /// The object's uid (keys its entry in the baseline store), when known.
     pub uid: Option<Arc<str>>,
+    /// `metadata.creationTimestamp` in Unix seconds, when known.
+    pub created: Option<i64>,
     /// What a strategic-merge patch of this workload is planned on, as the
     /// watch last delivered it; `None` for kinds applied otherwise (they read
     /// the whole object: see `KindSpec::apply`) and for entries not built
@@ -78,6 +80,7 @@ impl WorkloadEntry {
             legacy: Hashes::new(),
             patch_base: None,
             uid: None,
+            created: None,
         }
     }
 
@@ -126,6 +129,7 @@ impl WorkloadEntry {
             }));
         }
         entry.uid = meta.uid.as_deref().map(Arc::from);
+        entry.created = meta.creation_timestamp.as_ref().map(|t| t.0.as_second());
         (entry, parsed)
     }
 

@@ -133,7 +133,9 @@ impl State {
                 tracing::info!(stream = %id, "watch resumed");
                 self.event_seen(&id, fx);
             }
-            Msg::ResourceApplied { key, facts, digests, seen } => self.resource_applied(key, facts, digests, seen, fx),
+            Msg::ResourceApplied { key, facts, created, digests, seen } => {
+                self.resource_applied(key, facts, created, digests, seen, fx)
+            }
             Msg::KeyDigests { key, digests } => self.key_digests(&key, *digests, fx),
             Msg::ResourceDeleted { key, seen } => self.resource_deleted(&key, seen, fx),
             Msg::WorkloadApplied { entry, pause } => {
@@ -255,6 +257,7 @@ impl State {
         &mut self,
         key: ResourceKey,
         facts: ResourceFacts,
+        created: Option<i64>,
         digests: Option<Box<KeyDigests>>,
         seen: Instant,
         fx: &mut Effects,
@@ -280,10 +283,10 @@ impl State {
             Some(old) if old.hash == facts.hash => {
                 self.metrics.skipped("no_data_change");
             }
-            Some(_) => self.changed(&key, Some(facts.hash), &facts, old_digests.as_ref(), seen, fx),
+            Some(_) => self.changed(&key, Some(facts.hash), &facts, old_digests.as_ref(), None, seen, fx),
             // Reloader ignores a SecretProviderClassPodStatus appearing, even with reloadOnCreate.
             None if self.settings.reload_on_create && key.kind != ResourceKind::SecretProviderClass => {
-                self.changed(&key, Some(facts.hash), &facts, old_digests.as_ref(), seen, fx)
+                self.changed(&key, Some(facts.hash), &facts, old_digests.as_ref(), created, seen, fx)
             }
             None => {}
         }
@@ -305,7 +308,7 @@ impl State {
                 && self.streams.all_listed()
                 && key.kind != ResourceKind::SecretProviderClass
             {
-                self.changed(key, None, &old, None, seen, fx);
+                self.changed(key, None, &old, None, None, seen, fx);
             }
         }
     }
@@ -462,12 +465,23 @@ impl State {
     /// A followed resource's content changed (or it was created/deleted):
     /// every workload that follows it gets a reload request. `facts` are its
     /// new facts, or its last ones when it was deleted (`hash` is `None`).
+    /// `created`: the resource was just created at that time (Unix seconds;
+    /// reload-on-create). A workload created later started with it and rolls
+    /// nothing: the ConfigMap and the Deployment of one `kubectl apply` must
+    /// not roll the Deployment once on top, which happened when the
+    /// Deployment's watch event was handled before the ConfigMap's (the
+    /// streams have no order between them). Within the same second the order
+    /// is unknown, and the workload rolls: one that came first may have
+    /// started without the resource (an `optional` reference), and a
+    /// needless rollout is the lesser harm.
+    #[allow(clippy::too_many_arguments)]
     fn changed(
         &self,
         key: &ResourceKey,
         hash: Option<ContentHash>,
         facts: &ResourceFacts,
         old_digests: Option<&KeyDigests>,
+        created: Option<i64>,
         seen: Instant,
         fx: &mut Effects,
     ) {
@@ -482,6 +496,13 @@ impl State {
         }
         let _timer = self.metrics.reconcile();
         for entry in self.index.candidates(key) {
+            if let (Some(resource), Some(workload)) = (created, entry.created)
+                && workload > resource
+            {
+                self.metrics.skipped("workload_newer_than_resource");
+                tracing::debug!(workload = %entry.key, resource = %key, "created no earlier than the resource: started with it");
+                continue;
+            }
             let decision = decide(entry, key.kind, &key.name, Some(facts), self.settings.auto_reload_all);
             self.metrics.workload_scanned(entry.key.kind, matches!(decision, Decision::Reload { .. }));
             match decision {

@@ -47,7 +47,13 @@ fn facts(content: &str) -> ResourceFacts {
 }
 
 fn cm_applied(ns: &str, name: &str, content: &str) -> Msg {
-    Msg::ResourceApplied { key: cm_key(ns, name), facts: facts(content), digests: None, seen: Instant::now() }
+    Msg::ResourceApplied {
+        key: cm_key(ns, name),
+        facts: facts(content),
+        created: None,
+        digests: None,
+        seen: Instant::now(),
+    }
 }
 
 fn cm_deleted(ns: &str, name: &str) -> Msg {
@@ -164,6 +170,32 @@ fn reload_on_create_and_delete_follow_the_settings() {
         // Deleting what is not held does nothing either way.
         assert!(s.handle(cm_deleted("ns", "never")).is_empty());
     }
+}
+
+#[test]
+fn a_resource_older_than_its_workload_rolls_nothing_on_create() {
+    // The workload `web` was created at 1000 (Unix seconds).
+    let mut s = state_with(|s| s.reload_on_create = true);
+    let _ = listed(&mut s, "ns");
+    let mut web = deployment("ns", "web", &[], &rolled_to("v1"));
+    web.created = Some(1000);
+    let _ = s.handle(applied(web));
+    let _ = s.handle(cm_deleted("ns", "cfg"));
+    let created_at = |t: i64, content: &str| {
+        let Msg::ResourceApplied { key, facts, digests, seen, .. } = cm_applied("ns", "cfg", content) else {
+            unreachable!()
+        };
+        Msg::ResourceApplied { key, facts, created: Some(t), digests, seen }
+    };
+    // Created before the workload (its event handled after the workload's):
+    // the workload's pods started with it.
+    assert!(reloads(&s.handle(created_at(999, "v2"))).is_empty(), "older than the workload: started with it");
+    let _ = s.handle(cm_deleted("ns", "cfg"));
+    // The same second: the order is unknown, the workload rolls.
+    assert_eq!(reloads(&s.handle(created_at(1000, "v3"))), one("web", "v3"));
+    let _ = s.handle(cm_deleted("ns", "cfg"));
+    // Created after the workload: its pods ran without it; reload-on-create rolls it.
+    assert_eq!(reloads(&s.handle(created_at(1001, "v4"))), one("web", "v4"));
 }
 
 #[test]
@@ -366,6 +398,7 @@ fn cm_ab(a: &str, b: &str, with_digests: bool) -> Msg {
     Msg::ResourceApplied {
         key: cm_key("ns", "cfg"),
         facts,
+        created: None,
         digests: with_digests.then_some(digests),
         seen: Instant::now(),
     }
