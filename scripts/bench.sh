@@ -84,7 +84,7 @@ if [ "$quick" != 1 ] || [ "${BENCH_KEEP_TESTBED:-0}" = 1 ]; then
   args+=(--keep-s6-objects)
 fi
 facts=(
-  --fact "pod-reloader=$("$pod_reloader_bin" --version | awk '{print $2}') (source as of commit $commit, the last to touch controller/ and core/), release build; default settings (cluster-wide, env-vars strategy, coalesce-window 1s) plus --listen-address=127.0.0.1:PORT --log-format=json"
+  --fact "pod-reloader=$("$pod_reloader_bin" --version | awk '{print $2}') (source as of commit $commit, the last to touch controller/ and core/), release build; default settings (cluster-wide, env-vars strategy, coalesce-window 1s) plus --listen-address=127.0.0.1:PORT --log-format=json and POD_NAMESPACE=bench-system, as the module sets it (its baseline store lives there)"
   --fact "Stakater Reloader=$(basename "$reloader_bin" | sed 's/^reloader-//') (github.com/stakater/Reloader from the Go module proxy, built by bench/reloader/build.sh); default settings (cluster-wide, env-vars strategy), no GOMEMLIMIT"
   --fact "Toolchains=$(go version | awk '{print $3}'), $(rustc --version | awk '{print $1, $2}')"
   --fact "Command=\`$make_cmd\` (scripts/bench.sh), which runs \`pod-reloader-bench ${args[*]}\`"

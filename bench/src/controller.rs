@@ -178,9 +178,12 @@ impl Run {
             Kind::PodReloader => {
                 let port = free_port()?;
                 let mut cmd = Command::new(&c.pod_reloader_bin);
+                // POD_NAMESPACE as the module's Deployment sets it (downward
+                // API): the controller keeps its baseline store there.
                 cmd.arg(format!("--listen-address=127.0.0.1:{port}"))
                     .arg("--log-format=json")
-                    .env("KUBECONFIG", &c.pod_reloader_kubeconfig);
+                    .env("KUBECONFIG", &c.pod_reloader_kubeconfig)
+                    .env("POD_NAMESPACE", crate::SYSTEM_NS);
                 (cmd, port)
             }
             Kind::Reloader => {
