@@ -22,7 +22,7 @@ use tokio::sync::mpsc::Sender;
 
 use crate::chosen_keys::{self, WantedKeys};
 use crate::messages::{Msg, PauseState, StreamId, Watched};
-use crate::watch_health::{Step, noting_recovery};
+use crate::watch_health::noting_recovery;
 
 /// What a watch stream makes of its events: the message for the state
 /// task (`None`: nothing to tell), and the start and end of each full list.
@@ -54,17 +54,8 @@ where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
     R: Reduce<K>,
 {
-    let mut stream = noting_recovery(crate::list_mode::watch(api, config));
-    while let Some(step) = stream.next().await {
-        let event = match step {
-            Step::Item(event) => event,
-            Step::Recovered => {
-                if tx.send(Msg::StreamRecovered(id.clone())).await.is_err() {
-                    return;
-                }
-                continue;
-            }
-        };
+    let mut stream = noting_recovery(crate::list_mode::watch(api, config), tx.clone(), id.clone());
+    while let Some(event) = stream.next().await {
         let msg = match event {
             Ok(Event::Init) => {
                 reduce.list_started();

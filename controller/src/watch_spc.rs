@@ -39,7 +39,7 @@ use tokio::sync::mpsc::Sender;
 use pod_reloader_core::facts::ResourceFacts;
 
 use crate::messages::{Msg, StreamId, Watched};
-use crate::watch_health::{Step, noting_recovery};
+use crate::watch_health::noting_recovery;
 
 const GROUP: &str = "secrets-store.csi.x-k8s.io";
 const VERSION: &str = "v1";
@@ -251,17 +251,9 @@ pub async fn pod_statuses(client: Client, namespace: Option<Arc<str>>, tx: Sende
         None => (Api::all_with(client.clone(), &pod_status_resource()), Api::all_with(client, &class_resource())),
     };
     let mut known = Classes::default();
-    let mut stream = noting_recovery(crate::list_mode::watch(statuses, watcher::Config::default()));
-    while let Some(step) = stream.next().await {
-        let event = match step {
-            Step::Item(event) => event,
-            Step::Recovered => {
-                if tx.send(Msg::StreamRecovered(id.clone())).await.is_err() {
-                    return;
-                }
-                continue;
-            }
-        };
+    let mut stream =
+        noting_recovery(crate::list_mode::watch(statuses, watcher::Config::default()), tx.clone(), id.clone());
+    while let Some(event) = stream.next().await {
         let status_id = |o: &DynamicObject| -> StatusId {
             (
                 Arc::from(o.metadata.namespace.as_deref().unwrap_or_default()),

@@ -25,7 +25,7 @@ use tokio::sync::mpsc::Sender;
 use crate::list_mode;
 use crate::messages::{Msg, StreamId, Watched};
 use crate::watch::{Reduce, Workloads, workload_api};
-use crate::watch_health::{Step, noting_recovery};
+use crate::watch_health::noting_recovery;
 
 type Annotations = BTreeMap<String, String>;
 
@@ -99,8 +99,6 @@ fn deployment_template(d: &mut DynamicObject) -> Value {
 
 enum Side {
     Own(Result<Event<DynamicObject>, watcher::Error>),
-    /// The own watch failed and has been quiet since (see `watch_health`).
-    OwnRecovered,
     Deployment(Result<Event<DynamicObject>, watcher::Error>),
 }
 
@@ -110,12 +108,12 @@ pub async fn workloads(client: Client, kind: WorkloadKind, namespace: Option<Arc
     let spec = kind.spec();
     let id = StreamId { watched: Watched::Workload(kind), namespace: namespace.clone() };
     let config = watcher::Config::default();
-    let own = noting_recovery(list_mode::watch(workload_api(&client, kind, namespace.as_deref()), config.clone())).map(
-        |step| match step {
-            Step::Item(event) => Side::Own(event),
-            Step::Recovered => Side::OwnRecovered,
-        },
-    );
+    let own = noting_recovery(
+        list_mode::watch(workload_api(&client, kind, namespace.as_deref()), config.clone()),
+        tx.clone(),
+        id.clone(),
+    )
+    .map(Side::Own);
     let deployments = list_mode::watch(workload_api(&client, WorkloadKind::Deployment, namespace.as_deref()), config)
         .map(Side::Deployment);
     let mut events = futures::stream::select(own.boxed(), deployments.boxed());
@@ -161,7 +159,6 @@ pub async fn workloads(client: Client, kind: WorkloadKind, namespace: Option<Arc
                 reduce.deleted(obj).into_iter().collect()
             }
             Side::Own(Err(e)) => vec![Msg::StreamFailed(id.clone(), e.to_string())],
-            Side::OwnRecovered => vec![Msg::StreamRecovered(id.clone())],
             Side::Deployment(Ok(Event::InitApply(mut d) | Event::Apply(mut d))) => {
                 let template = deployment_template(&mut d);
                 changed(&mut referenced, &mut reduce, spec, d, template)

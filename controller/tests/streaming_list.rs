@@ -158,6 +158,19 @@ fn kubeconfig_via(server: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// A controller for namespace `n` that reaches the apiserver through
+/// `proxy` (the kubeconfig's directory lives as long as the first value).
+fn controller_through(proxy: &CuttingProxy, n: &str) -> (tempfile::TempDir, ControllerProcess) {
+    let (dir, kubeconfig) = kubeconfig_via(&format!("https://127.0.0.1:{}", proxy.port));
+    let kubeconfig = kubeconfig.to_string_lossy().into_owned();
+    let c = ControllerProcess::spawn_with_env(
+        BIN,
+        &[&format!("--namespaces={n}"), "--coalesce-window=0"],
+        &[("KUBECONFIG", kubeconfig.as_str())],
+    );
+    (dir, c)
+}
+
 fn apiserver_address() -> String {
     let text = std::fs::read_to_string(kubeconfig_path()).expect("read the test bed's kubeconfig");
     let (_, rest) = text.split_once("server: https://").expect("an https server in the kubeconfig");
@@ -205,13 +218,7 @@ async fn a_streaming_list_cut_midway_restarts_and_forgets_what_was_deleted_meanw
     }
 
     let proxy = CuttingProxy::start(apiserver_address(), 3 << 19).await;
-    let (_dir, kubeconfig) = kubeconfig_via(&format!("https://127.0.0.1:{}", proxy.port));
-    let kubeconfig = kubeconfig.to_string_lossy().into_owned();
-    let mut c = ControllerProcess::spawn_with_env(
-        BIN,
-        &[&format!("--namespaces={n}"), "--coalesce-window=0"],
-        &[("KUBECONFIG", kubeconfig.as_str())],
-    );
+    let (_dir, mut c) = controller_through(&proxy, &n);
     proxy.wait_cut().await;
     assert!(proxy.was_cut.load(Ordering::SeqCst));
     // The part before the cut reached the state (the first objects are held)...
@@ -411,13 +418,7 @@ async fn after_a_blip_quiet_streams_make_the_replica_ready_again() {
     )
     .await;
     let proxy = CuttingProxy::start(apiserver_address(), usize::MAX).await;
-    let (_dir, kubeconfig) = kubeconfig_via(&format!("https://127.0.0.1:{}", proxy.port));
-    let kubeconfig = kubeconfig.to_string_lossy().into_owned();
-    let mut c = ControllerProcess::spawn_with_env(
-        BIN,
-        &[&format!("--namespaces={n}"), "--coalesce-window=0"],
-        &[("KUBECONFIG", kubeconfig.as_str())],
-    );
+    let (_dir, mut c) = controller_through(&proxy, &n);
     c.wait_ready(Duration::from_secs(60)).await;
 
     proxy.cut_now();
