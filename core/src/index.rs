@@ -52,7 +52,8 @@ pub struct WorkloadEntry {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PatchBase {
     pub resource_version: Box<str>,
-    pub uid: Option<Box<str>>,
+    /// The entry's own uid, shared (one allocation per workload).
+    pub uid: Option<Arc<str>>,
     /// `spec.paused`, on kinds with `pause-period`.
     pub paused: bool,
     pub template: PlanFacts,
@@ -115,6 +116,8 @@ impl WorkloadEntry {
         let annotations = meta.annotations.as_ref().unwrap_or(&empty);
         let (policy, parsed) = policies.policy(&key, annotations, template_annotations(template.as_ref()));
         let mut entry = Self::from_object_with_policy(key, policy, annotations, template.as_ref());
+        entry.uid = meta.uid.as_deref().map(Arc::from);
+        entry.created = meta.creation_timestamp.as_ref().map(|t| t.0.as_second());
         let spec = kind.spec();
         if spec.apply == ApplyMethod::StrategicMerge
             && let (Some(rv), Some(t)) = (&meta.resource_version, &template)
@@ -122,14 +125,12 @@ impl WorkloadEntry {
             let paused = spec.pause_period && body.pointer("/spec/paused").and_then(Value::as_bool).unwrap_or(false);
             entry.patch_base = Some(Arc::new(PatchBase {
                 resource_version: rv.as_str().into(),
-                uid: meta.uid.as_deref().map(Into::into),
+                uid: entry.uid.clone(),
                 paused,
                 template: PlanFacts::of(t),
                 recorded: entry.recorded.clone(),
             }));
         }
-        entry.uid = meta.uid.as_deref().map(Arc::from);
-        entry.created = meta.creation_timestamp.as_ref().map(|t| t.0.as_second());
         (entry, parsed)
     }
 
